@@ -1,0 +1,49 @@
+// Direct 2-D transposed convolution, as a gather: one output element per invocation.
+// Input pixel (iy, ix) reaches output (iy·s + ky·d − p, ...), so output (oy, ox) gathers from the
+// taps where (oy + p − ky·d) is a non-negative multiple of s; no product with an inserted zero.
+// weight is [C_in, C_out/groups, kH, kW].
+
+// The input row (or column) that tap k reaches output position o from, if any.
+fn source_index(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
+    let t = i32(o + pad) - i32(k * dil);
+    if (t < 0 || (u32(t) % stride) != 0u) {
+        return -1;
+    }
+    let i = u32(t) / stride;
+    if (i >= size) {
+        return -1;
+    }
+    return i32(i);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn conv_transpose2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>) {
+    let o = output_coord(gid, workgroups);
+    if (!o.valid) {
+        return;
+    }
+    let cig = p.c_in / p.groups;
+    let cog = p.c_out / p.groups;
+    let group = o.c / cog;
+    let co_local = o.c % cog;
+    var acc = initial_value(o.c);
+    for (var ky = 0u; ky < p.k_h; ky++) {
+        let iy = source_index(o.y, ky, p.stride_h, p.pad_h, p.dil_h, p.in_h);
+        if (iy < 0) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.k_w; kx++) {
+            let ix = source_index(o.x, kx, p.stride_w, p.pad_w, p.dil_w, p.in_w);
+            if (ix < 0) {
+                continue;
+            }
+            for (var ci_local = 0u; ci_local < cig; ci_local++) {
+                let ci = group * cig + ci_local;
+                let x = input[((o.n * p.c_in + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+                let w = weight[((ci * cog + co_local) * p.k_h + ky) * p.k_w + kx];
+                acc += x * w;
+            }
+        }
+    }
+    output[o.flat] = acc;
+}

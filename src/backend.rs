@@ -1,0 +1,59 @@
+//! One trait, several backends: the same validated convolution runs on the GPU, on the fast CPU
+//! path or on the f64 reference, so "compare GPU with CPU" is "run both, diff".
+
+use crate::gpu::Gpu;
+use crate::shape::{ConvGeometry, ConvKind};
+use crate::{cpu, Error};
+
+/// Something that executes a validated convolution on flat NCHW data.
+pub trait Backend {
+    /// A short description for tables and messages (the adapter's name for the GPU).
+    fn describe(&self) -> String;
+
+    /// Runs `geometry` (forward or transposed). The slices match the geometry's shapes.
+    fn convolve(&self, geometry: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error>;
+}
+
+/// The fast CPU path: im2col / col2im around an SGEMM, parallel with rayon.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu;
+
+/// The direct-loop CPU reference that accumulates in f64: slow, and the gold standard.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuReference;
+
+impl Backend for Cpu {
+    fn describe(&self) -> String {
+        format!("CPU (im2col + SGEMM, {} threads)", rayon::current_num_threads())
+    }
+
+    fn convolve(&self, g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
+        Ok(match g.kind {
+            ConvKind::Forward => cpu::conv2d(g, input, weight, bias),
+            ConvKind::Transposed => cpu::conv_transpose2d(g, input, weight, bias),
+        })
+    }
+}
+
+impl Backend for CpuReference {
+    fn describe(&self) -> String {
+        "CPU reference (direct loop, f64 accumulation)".to_owned()
+    }
+
+    fn convolve(&self, g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
+        Ok(match g.kind {
+            ConvKind::Forward => cpu::conv2d_reference(g, input, weight, bias),
+            ConvKind::Transposed => cpu::conv_transpose2d_reference(g, input, weight, bias),
+        })
+    }
+}
+
+impl Backend for Gpu {
+    fn describe(&self) -> String {
+        self.summary().to_string()
+    }
+
+    fn convolve(&self, g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
+        Ok(Gpu::convolve(self, g, input, weight, bias)?)
+    }
+}

@@ -1,0 +1,47 @@
+//! The CPU reference, one file per op (mirroring `shaders/`), each in two forms:
+//!
+//! - `*_reference`: a plain direct loop that accumulates in f64 — the gold standard for tests.
+//! - the fast form: im2col (or GEMM + col2im) on `matrixmultiply`'s SGEMM, parallel over
+//!   batch × groups with rayon — what the GPU is compared against on real networks.
+//!
+//! All functions take a validated [`ConvGeometry`](crate::shape::ConvGeometry) and flat NCHW
+//! slices whose lengths match it.
+
+mod conv2d;
+mod conv_transpose2d;
+
+pub use conv2d::{conv2d, conv2d_reference};
+pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_reference};
+
+/// `c[m×n] = a[m×k] · b[k×n]`, all row-major with the given row strides of `a` (`a_rows`)
+/// and columns (`a_cols`) so that a transposed `a` needs no copy.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(m: usize, k: usize, n: usize, a: &[f32], a_row_stride: usize, a_col_stride: usize, b: &[f32], c: &mut [f32]) {
+    debug_assert!(b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the strides describe matrices that lie within `a`, `b` and `c` (checked by the
+    // callers' geometry; `b` and `c` asserted above), and `c` does not alias `a` or `b`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            a_row_stride as isize,
+            a_col_stride as isize,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// Index of `base + tap·dilation − padding` if it lies in `0..size`.
+#[inline]
+fn tap_position(base: usize, tap: usize, dilation: usize, padding: usize, size: usize) -> Option<usize> {
+    (base + tap * dilation).checked_sub(padding).filter(|&i| i < size)
+}

@@ -1,0 +1,14 @@
+//! The one error type of the library: each variant wraps the error of one layer.
+
+use thiserror::Error;
+
+/// Anything that can go wrong in atrous.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Shape(#[from] crate::shape::ShapeError),
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
+    #[error(transparent)]
+    Npy(#[from] crate::npy::NpyError),
+}

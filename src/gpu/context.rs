@@ -1,0 +1,383 @@
+//! The wgpu context: adapter choice, device, pipeline cache, buffers, and error scopes that turn
+//! wgpu's validation errors into values instead of panics.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{mpsc, Arc, Mutex};
+
+use thiserror::Error;
+use wgpu::util::DeviceExt;
+
+use super::shaders::Shader;
+
+/// What can go wrong on the GPU side.
+#[derive(Debug, Error)]
+pub enum GpuError {
+    #[error(
+        "no GPU adapter found (backends tried: {backends}). On Linux without a GPU, install Mesa's software Vulkan driver: `apt-get install mesa-vulkan-drivers`; elsewhere, install or update the GPU's driver. WGPU_BACKEND=vulkan|metal|dx12|gl chooses the backend"
+    )]
+    NoAdapter { backends: String },
+    #[error("no adapter's name contains '{wanted}'; the adapters here are: {available}")]
+    NoAdapterNamed { wanted: String, available: String },
+    #[error("unknown backend '{0}': expected vulkan, metal, dx12 or gl (or a comma-separated list)")]
+    UnknownBackend(String),
+    #[error("adapter '{adapter}' refused to open a device: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+    #[error("GPU validation error while {what}: {message}")]
+    Validation { what: String, message: String },
+    #[error("the GPU ran out of memory while {what}")]
+    OutOfMemory { what: String },
+    #[error("{what} needs {bytes} bytes, more than this adapter's {limit_name} ({limit} bytes) on '{adapter}'")]
+    TooLarge { what: String, bytes: u64, limit_name: &'static str, limit: u64, adapter: String },
+    #[error("{what} = {value} does not fit the shader's 32-bit index arithmetic")]
+    IndexOverflow { what: &'static str, value: u64 },
+    #[error("reading results back from the GPU failed: {0}")]
+    ReadBack(String),
+}
+
+/// How to choose the adapter. Unset fields fall back to the wgpu environment variables
+/// `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`, then to the best adapter found.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Backends to consider, e.g. `"vulkan"` or `"vulkan,gl"`.
+    pub backend: Option<String>,
+    /// A case-insensitive substring of the adapter's name.
+    pub adapter_name: Option<String>,
+    /// Cap on the storage-buffer size used for one tensor (never above the adapter's own limit);
+    /// lets tests exercise the splitting of large tensors on any device.
+    pub max_buffer_bytes: Option<u64>,
+}
+
+impl GpuOptions {
+    fn backends(&self) -> Result<wgpu::Backends, GpuError> {
+        let from_text = |text: &str| {
+            let backends = wgpu::Backends::from_comma_list(text);
+            if backends.is_empty() {
+                Err(GpuError::UnknownBackend(text.to_owned()))
+            } else {
+                Ok(backends)
+            }
+        };
+        match (&self.backend, std::env::var("WGPU_BACKEND")) {
+            (Some(text), _) => from_text(text),
+            (None, Ok(text)) if !text.trim().is_empty() => from_text(&text),
+            _ => Ok(wgpu::Backends::PRIMARY | wgpu::Backends::GL),
+        }
+    }
+
+    /// Whether the user named the backends (then they are all tried at once).
+    fn backend_chosen(&self) -> bool {
+        self.backend.is_some() || std::env::var("WGPU_BACKEND").is_ok_and(|t| !t.trim().is_empty())
+    }
+
+    fn adapter_name(&self) -> Option<String> {
+        self.adapter_name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|n| !n.trim().is_empty())
+    }
+}
+
+/// What a person needs to know about an adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub timestamp_query: bool,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        AdapterSummary {
+            name: info.name,
+            backend: info.backend,
+            device_type: info.device_type,
+            driver: info.driver,
+            driver_info: info.driver_info,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            timestamp_query: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+
+    /// Lower is better: real GPUs before virtual and software ones.
+    fn device_rank(&self) -> u8 {
+        match self.device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Cpu => 3,
+            wgpu::DeviceType::Other => 4,
+        }
+    }
+
+    /// Lower is better: the native APIs before GL, which is only a fallback.
+    fn backend_rank(&self) -> u8 {
+        match self.backend {
+            wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+            wgpu::Backend::Gl => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({:?}, {:?}", self.name, self.backend, self.device_type)?;
+        if !self.driver.is_empty() {
+            write!(f, ", driver {}", self.driver)?;
+            if !self.driver_info.is_empty() {
+                write!(f, " {}", self.driver_info)?;
+            }
+        }
+        write!(f, ")")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: Shader,
+    /// Override constants as (name, value bits), so the key can be hashed.
+    constants: Vec<(&'static str, u64)>,
+}
+
+/// An open GPU device with its queue and caches. Create one and reuse it: opening a device and
+/// compiling pipelines are the slow parts.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    summary: AdapterSummary,
+    limits: wgpu::Limits,
+    max_buffer_bytes: u64,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    descriptor.backends = backends;
+    wgpu::Instance::new(descriptor)
+}
+
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance(backends).enumerate_adapters(backends))
+}
+
+/// The adapters `options` allow, best first. `all` lists GL too; otherwise GL is probed only
+/// when no native (Vulkan, Metal, DX12) adapter exists — it is a fallback, and probing it
+/// makes some drivers print noise.
+fn adapters(options: &GpuOptions, all: bool) -> Result<Vec<wgpu::Adapter>, GpuError> {
+    let backends = options.backends()?;
+    let mut found = if all || options.backend_chosen() {
+        enumerate(backends)
+    } else {
+        let native = enumerate(backends - wgpu::Backends::GL);
+        if native.is_empty() { enumerate(backends & wgpu::Backends::GL) } else { native }
+    };
+    found.sort_by_key(|a| {
+        let s = AdapterSummary::of(a);
+        (s.backend_rank(), s.device_rank())
+    });
+    if found.is_empty() {
+        return Err(GpuError::NoAdapter { backends: format!("{backends:?}") });
+    }
+    Ok(found)
+}
+
+impl Gpu {
+    /// Every adapter the options allow (ignoring the name filter), best first.
+    pub fn enumerate(options: &GpuOptions) -> Result<Vec<AdapterSummary>, GpuError> {
+        Ok(adapters(options, true)?.iter().map(AdapterSummary::of).collect())
+    }
+
+    /// Opens the best adapter that matches `options` (see [`GpuOptions`]).
+    pub fn new(options: &GpuOptions) -> Result<Gpu, GpuError> {
+        let candidates = adapters(options, false)?;
+        let adapter = match options.adapter_name() {
+            None => candidates.into_iter().next(),
+            Some(wanted) => {
+                let needle = wanted.to_lowercase();
+                let names: Vec<String> = candidates.iter().map(|a| a.get_info().name).collect();
+                candidates
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                    .ok_or_else(|| GpuError::NoAdapterNamed { wanted, available: names.join(", ") })
+                    .map(Some)?
+            }
+        }
+        .expect("adapters() returns a non-empty list");
+        let summary = AdapterSummary::of(&adapter);
+        let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("atrous"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .map_err(|e| GpuError::RequestDevice { adapter: summary.name.clone(), reason: e.to_string() })?;
+        // Errors outside our scopes are recorded and reported by the next scoped call, not panicked on.
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.lock().unwrap().push(e.to_string())));
+        let adapter_cap = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let max_buffer_bytes = options.max_buffer_bytes.map_or(adapter_cap, |cap| cap.min(adapter_cap));
+        Ok(Gpu { device, queue, summary, limits, max_buffer_bytes, pipelines: Mutex::default(), uncaptured })
+    }
+
+    /// The adapter in use.
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// The device's limits (those of the adapter: atrous asks for all it offers).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Largest buffer one tensor may occupy: the smaller of `max_storage_buffer_binding_size`
+    /// and `max_buffer_size` (and of [`GpuOptions::max_buffer_bytes`] when set).
+    pub fn max_buffer_bytes(&self) -> u64 {
+        self.max_buffer_bytes
+    }
+
+    pub(crate) fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub(crate) fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The name of the limit that [`Gpu::max_buffer_bytes`] comes from, for error messages.
+    pub(crate) fn buffer_limit_name(&self) -> &'static str {
+        if self.max_buffer_bytes < self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size) {
+            "configured max_buffer_bytes"
+        } else if self.limits.max_storage_buffer_binding_size <= self.limits.max_buffer_size {
+            "max_storage_buffer_binding_size"
+        } else {
+            "max_buffer_size"
+        }
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch
+    /// (or what was reported uncaptured) into a [`GpuError`].
+    pub(crate) fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(error) = validation {
+            return Err(GpuError::Validation { what: what.to_owned(), message: error.to_string() });
+        }
+        if oom.is_some() {
+            return Err(GpuError::OutOfMemory { what: what.to_owned() });
+        }
+        let stray: Vec<String> = std::mem::take(&mut *self.uncaptured.lock().unwrap());
+        if !stray.is_empty() {
+            return Err(GpuError::Validation { what: what.to_owned(), message: stray.join("; ") });
+        }
+        Ok(value)
+    }
+
+    /// The compute pipeline for `shader` with the given override constants, compiled once and
+    /// cached for the life of this context.
+    pub(crate) fn pipeline(&self, shader: Shader, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline, GpuError> {
+        let key = PipelineKey { shader, constants: constants.iter().map(|&(n, v)| (n, v.to_bits())).collect() };
+        if let Some(pipeline) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(pipeline.clone());
+        }
+        let pipeline = self.scoped(&format!("compiling {}", shader.name), || {
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(shader.name),
+                layout: None,
+                module: &module,
+                entry_point: Some(shader.entry_point),
+                compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+                cache: None,
+            })
+        })?;
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// A storage buffer holding `data`, refused with the limit named when it is too large.
+    pub(crate) fn storage_buffer(&self, what: &str, data: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+        self.check_size(what, (data.len() * 4) as u64)?;
+        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(what),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        }))
+    }
+
+    /// An uninitialised storage buffer of `len` f32s that results are written to.
+    pub(crate) fn output_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = (len * 4) as u64;
+        self.check_size(what, bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+
+    pub(crate) fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        if bytes > self.max_buffer_bytes {
+            return Err(GpuError::TooLarge {
+                what: what.to_owned(),
+                bytes,
+                limit_name: self.buffer_limit_name(),
+                limit: self.max_buffer_bytes,
+                adapter: self.summary.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies `len` f32s out of `buffer` after everything submitted so far has run.
+    pub(crate) fn read_back(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
+        let bytes = (len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (sender, receiver) = mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |result| {
+            let _ = sender.send(result);
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        receiver
+            .recv()
+            .map_err(|e| GpuError::ReadBack(e.to_string()))?
+            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        let values = {
+            let view = staging.get_mapped_range(..).map_err(|e| GpuError::ReadBack(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(values)
+    }
+}

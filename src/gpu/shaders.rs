@@ -1,0 +1,28 @@
+//! The WGSL sources, embedded at build time. Each kernel file is prepended with the shared
+//! declarations it uses; `tests/shaders.rs` parses and validates every entry with naga.
+
+/// A WGSL module as the device receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shader {
+    /// File name under `shaders/`, for messages and the pipeline cache.
+    pub name: &'static str,
+    /// The entry point to run.
+    pub entry_point: &'static str,
+    /// Complete source: shared prelude plus the kernel file.
+    pub source: &'static str,
+}
+
+pub const CONV2D: Shader = Shader {
+    name: "conv2d.wgsl",
+    entry_point: "conv2d",
+    source: concat!(include_str!("../../shaders/conv_common.wgsl"), include_str!("../../shaders/conv2d.wgsl")),
+};
+
+pub const CONV_TRANSPOSE2D: Shader = Shader {
+    name: "conv_transpose2d.wgsl",
+    entry_point: "conv_transpose2d",
+    source: concat!(include_str!("../../shaders/conv_common.wgsl"), include_str!("../../shaders/conv_transpose2d.wgsl")),
+};
+
+/// Every shader the library can run.
+pub const ALL: &[Shader] = &[CONV2D, CONV_TRANSPOSE2D];

@@ -1,0 +1,71 @@
+//! `.npy` files (NumPy's format) in and out: f32 or f64, C order, any rank.
+//!
+//! Writing is atomic: the tensor goes to a temporary file beside the target, which is renamed
+//! over it only once complete, so a failed run never leaves a half-written output behind.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use npyz::{DType, Order, TypeChar, WriterBuilder};
+use thiserror::Error;
+
+use crate::tensor::Tensor;
+
+/// Why a `.npy` file could not be read or written.
+#[derive(Debug, Error)]
+pub enum NpyError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid .npy file: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path} holds {found} values; atrous reads float32 ('<f4') or float64 ('<f8') arrays (convert with arr.astype(numpy.float32))")]
+    UnsupportedDtype { path: PathBuf, found: String },
+    #[error("{path} is stored in Fortran order; save a C-ordered array (numpy.ascontiguousarray)")]
+    FortranOrder { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Reads a float32 or float64 `.npy` file into an f32 tensor.
+pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor, NpyError> {
+    let path = path.as_ref();
+    let corrupt = |e: std::io::Error| NpyError::Corrupt { path: path.to_owned(), reason: e.to_string() };
+    let file = File::open(path).map_err(|source| NpyError::Open { path: path.to_owned(), source })?;
+    let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(corrupt)?;
+    if npy.order() == Order::Fortran {
+        return Err(NpyError::FortranOrder { path: path.to_owned() });
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let data = match npy.dtype() {
+        DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 4 => npy.into_vec::<f32>().map_err(corrupt)?,
+        DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 8 => {
+            npy.into_vec::<f64>().map_err(corrupt)?.into_iter().map(|v| v as f32).collect()
+        }
+        other => return Err(NpyError::UnsupportedDtype { path: path.to_owned(), found: other.descr() }),
+    };
+    Tensor::new(shape, data).map_err(|e| NpyError::Corrupt { path: path.to_owned(), reason: e.to_string() })
+}
+
+/// Writes `tensor` as a little-endian float32 `.npy` file, atomically.
+pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<(), NpyError> {
+    let path = path.as_ref();
+    let write_err = |source| NpyError::Write { path: path.to_owned(), source };
+    let file_name = path.file_name().ok_or_else(|| write_err(std::io::Error::other("the path names no file")))?;
+    let temporary = path.with_file_name(format!(".{}.{}.partial", file_name.to_string_lossy(), std::process::id()));
+    let result = write_to(&temporary, tensor).and_then(|()| std::fs::rename(&temporary, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result.map_err(write_err)
+}
+
+fn write_to(path: &Path, tensor: &Tensor) -> std::io::Result<()> {
+    let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
+    let mut file = BufWriter::new(File::create(path)?);
+    let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut file).begin_nd()?;
+    writer.extend(tensor.data().iter().copied())?;
+    writer.finish()?;
+    file.flush()?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()
+}

@@ -1,0 +1,420 @@
+//! The arithmetic of convolution shapes (see `DESIGN.md`), and validated parameter types.
+//!
+//! Every combination that PyTorch would refuse becomes a [`ShapeError`] whose message names the
+//! numbers involved; nothing in here panics on user input.
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+/// A per-axis pair of sizes: `h` for height, `w` for width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Hw {
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Hw {
+    pub const fn new(h: usize, w: usize) -> Self {
+        Hw { h, w }
+    }
+
+    /// The same value on both axes.
+    pub const fn square(v: usize) -> Self {
+        Hw { h: v, w: v }
+    }
+
+    fn any_zero(self) -> bool {
+        self.h == 0 || self.w == 0
+    }
+}
+
+impl fmt::Display for Hw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.h == self.w {
+            write!(f, "{}", self.h)
+        } else {
+            write!(f, "{},{}", self.h, self.w)
+        }
+    }
+}
+
+/// Parses `"3"` (both axes) or `"3,2"` (H, W), as the command line takes them.
+impl FromStr for Hw {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parse = |part: &str| {
+            part.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{s}' is not a size: expected N or H,W with non-negative integers"))
+        };
+        match s.split_once(',') {
+            None => Ok(Hw::square(parse(s)?)),
+            Some((h, w)) => Ok(Hw::new(parse(h)?, parse(w)?)),
+        }
+    }
+}
+
+/// Why a convolution's parameters or tensor shapes cannot work together.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ShapeError {
+    #[error("{tensor} must have rank {expected} ({layout}), but its shape is {shape:?}")]
+    WrongRank { tensor: &'static str, expected: usize, layout: &'static str, shape: Vec<usize> },
+    #[error("{tensor} has a zero-sized dimension (shape {shape:?}); every dimension must be at least 1")]
+    EmptyTensor { tensor: &'static str, shape: Vec<usize> },
+    #[error("{name} must be at least 1 on each axis, got {value:?}")]
+    ZeroParameter { name: &'static str, value: Hw },
+    #[error("groups must be at least 1, got 0")]
+    ZeroGroups,
+    #[error("groups={groups} does not divide the {which} channels ({channels}); choose groups among the divisors of {channels}")]
+    GroupsDontDivide { groups: usize, channels: usize, which: &'static str },
+    #[error(
+        "weight expects {expected} input channels ({per_group} per group × groups={groups}), but the input has {got} (input shape is NCHW: channels is dimension 1)"
+    )]
+    ChannelMismatch { expected: usize, per_group: usize, groups: usize, got: usize },
+    #[error(
+        "input {axis}={size} is too small: with padding {padding}, kernel {kernel} at dilation {dilation} (effective kernel {effective}) and stride {stride}, the output {axis} would be floor(({size} + 2·{padding} − {effective}) / {stride}) + 1 ≤ 0; need {axis} + 2·padding ≥ {effective}"
+    )]
+    InputTooSmall {
+        axis: &'static str,
+        size: usize,
+        padding: usize,
+        kernel: usize,
+        dilation: usize,
+        effective: usize,
+        stride: usize,
+    },
+    #[error(
+        "transposed convolution output {axis} would be ({size} − 1)·{stride} − 2·{padding} + {effective} + {output_padding} = {value} ≤ 0; reduce padding ({padding})"
+    )]
+    TransposedOutputEmpty {
+        axis: &'static str,
+        size: usize,
+        stride: usize,
+        padding: usize,
+        effective: usize,
+        output_padding: usize,
+        value: i64,
+    },
+    #[error(
+        "output_padding {axis}={output_padding} must be smaller than max(stride, dilation) = max({stride}, {dilation}) = {limit}"
+    )]
+    OutputPaddingTooLarge { axis: &'static str, output_padding: usize, stride: usize, dilation: usize, limit: usize },
+    #[error("bias must be a 1-D tensor of length {expected} (one per output channel), but its shape is {shape:?}")]
+    BiasLength { expected: usize, shape: Vec<usize> },
+    #[error("{what} = {value} is too large for this tool (limit {limit})")]
+    TooLarge { what: &'static str, value: u128, limit: u128 },
+}
+
+/// Effective kernel extent of a dilated kernel: `d·(k−1) + 1`.
+pub const fn effective_kernel(kernel: usize, dilation: usize) -> usize {
+    dilation * (kernel - 1) + 1
+}
+
+/// Convolution output size on one axis, `floor((n + 2p − k_eff) / s) + 1`, or `None` when the
+/// input (plus padding) is smaller than the effective kernel. `stride` must be ≥ 1.
+pub fn conv_output_size(n: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<usize> {
+    let padded = n + 2 * padding;
+    let effective = effective_kernel(kernel, dilation);
+    (padded >= effective).then(|| (padded - effective) / stride + 1)
+}
+
+/// Transposed-convolution output size on one axis, `(n − 1)·s − 2p + k_eff + output_padding`, or
+/// `None` when that is not positive.
+pub fn conv_transpose_output_size(
+    n: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    output_padding: usize,
+) -> Option<usize> {
+    let value = transposed_size_signed(n, kernel, stride, padding, dilation, output_padding);
+    (value > 0).then_some(value as usize)
+}
+
+fn transposed_size_signed(n: usize, k: usize, s: usize, p: usize, d: usize, op: usize) -> i64 {
+    (n as i64 - 1) * s as i64 - 2 * p as i64 + effective_kernel(k, d) as i64 + op as i64
+}
+
+/// Parameters of a 2-D convolution (PyTorch's `nn.Conv2d`, `padding_mode="zeros"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dParams {
+    pub stride: Hw,
+    pub padding: Hw,
+    pub dilation: Hw,
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams { stride: Hw::square(1), padding: Hw::square(0), dilation: Hw::square(1), groups: 1 }
+    }
+}
+
+/// Parameters of a 2-D transposed convolution (PyTorch's `nn.ConvTranspose2d`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvTranspose2dParams {
+    pub stride: Hw,
+    pub padding: Hw,
+    pub output_padding: Hw,
+    pub dilation: Hw,
+    pub groups: usize,
+}
+
+impl Default for ConvTranspose2dParams {
+    fn default() -> Self {
+        ConvTranspose2dParams {
+            stride: Hw::square(1),
+            padding: Hw::square(0),
+            output_padding: Hw::square(0),
+            dilation: Hw::square(1),
+            groups: 1,
+        }
+    }
+}
+
+/// Whether a geometry describes an ordinary or a transposed convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvKind {
+    Forward,
+    Transposed,
+}
+
+/// Every size of one convolution, resolved and validated: what both backends execute.
+///
+/// For a forward convolution the weight is `[c_out, c_in/groups, kernel.h, kernel.w]`; for a
+/// transposed one it is `[c_in, c_out/groups, kernel.h, kernel.w]` (PyTorch's layouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvGeometry {
+    pub kind: ConvKind,
+    pub batch: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub input: Hw,
+    pub output: Hw,
+    pub kernel: Hw,
+    pub stride: Hw,
+    pub padding: Hw,
+    pub dilation: Hw,
+    pub groups: usize,
+}
+
+/// Indices fit in `u32` on the GPU; anything beyond this many elements is refused up front.
+const MAX_ELEMENTS: u128 = u32::MAX as u128;
+
+impl ConvGeometry {
+    pub fn c_in_per_group(&self) -> usize {
+        self.c_in / self.groups
+    }
+
+    pub fn c_out_per_group(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.batch, self.c_in, self.input.h, self.input.w]
+    }
+
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.c_out, self.output.h, self.output.w]
+    }
+
+    pub fn weight_shape(&self) -> [usize; 4] {
+        match self.kind {
+            ConvKind::Forward => [self.c_out, self.c_in_per_group(), self.kernel.h, self.kernel.w],
+            ConvKind::Transposed => [self.c_in, self.c_out_per_group(), self.kernel.h, self.kernel.w],
+        }
+    }
+
+    /// Useful floating-point operations, `2·N·OH·OW·C_out·(C_in/groups)·kH·kW` for a forward
+    /// convolution; a transposed one counts over its *input* positions (no inserted zeros).
+    pub fn flops(&self) -> u64 {
+        let taps = (self.kernel.h * self.kernel.w) as u64;
+        match self.kind {
+            ConvKind::Forward => {
+                2 * (self.batch * self.output.h * self.output.w * self.c_out * self.c_in_per_group()) as u64 * taps
+            }
+            ConvKind::Transposed => {
+                2 * (self.batch * self.input.h * self.input.w * self.c_in * self.c_out_per_group()) as u64 * taps
+            }
+        }
+    }
+}
+
+fn rank4(tensor: &'static str, shape: &[usize], layout: &'static str) -> Result<[usize; 4], ShapeError> {
+    let dims: [usize; 4] = shape
+        .try_into()
+        .map_err(|_| ShapeError::WrongRank { tensor, expected: 4, layout, shape: shape.to_vec() })?;
+    if dims.contains(&0) {
+        return Err(ShapeError::EmptyTensor { tensor, shape: shape.to_vec() });
+    }
+    if dims.iter().map(|&d| d as u128).product::<u128>() > MAX_ELEMENTS {
+        let value = dims.iter().map(|&d| d as u128).product();
+        return Err(ShapeError::TooLarge { what: "number of elements", value, limit: MAX_ELEMENTS });
+    }
+    Ok(dims)
+}
+
+fn check_nonzero(name: &'static str, value: Hw) -> Result<(), ShapeError> {
+    if value.any_zero() {
+        Err(ShapeError::ZeroParameter { name, value })
+    } else {
+        Ok(())
+    }
+}
+
+fn check_groups(groups: usize, c_in: usize, c_out: usize) -> Result<(), ShapeError> {
+    if groups == 0 {
+        return Err(ShapeError::ZeroGroups);
+    }
+    for (channels, which) in [(c_in, "input"), (c_out, "output")] {
+        if channels % groups != 0 {
+            return Err(ShapeError::GroupsDontDivide { groups, channels, which });
+        }
+    }
+    Ok(())
+}
+
+fn check_bias(bias: Option<&[usize]>, c_out: usize) -> Result<(), ShapeError> {
+    match bias {
+        Some(shape) if shape != [c_out] => Err(ShapeError::BiasLength { expected: c_out, shape: shape.to_vec() }),
+        _ => Ok(()),
+    }
+}
+
+const AXES: [&str; 2] = ["H", "W"];
+
+fn axes(v: Hw) -> [usize; 2] {
+    [v.h, v.w]
+}
+
+fn check_output_elements(geometry: &ConvGeometry) -> Result<(), ShapeError> {
+    let value = geometry.output_shape().iter().map(|&d| d as u128).product::<u128>();
+    if value > MAX_ELEMENTS {
+        return Err(ShapeError::TooLarge { what: "number of output elements", value, limit: MAX_ELEMENTS });
+    }
+    Ok(())
+}
+
+impl Conv2dParams {
+    /// Validates these parameters against an NCHW input, a `[C_out, C_in/groups, kH, kW]`
+    /// weight and an optional `[C_out]` bias, and resolves every size.
+    pub fn geometry(&self, input: &[usize], weight: &[usize], bias: Option<&[usize]>) -> Result<ConvGeometry, ShapeError> {
+        let [batch, c_in, in_h, in_w] = rank4("input", input, "N, C, H, W")?;
+        let [c_out, per_group, k_h, k_w] = rank4("weight", weight, "C_out, C_in/groups, kH, kW")?;
+        check_nonzero("stride", self.stride)?;
+        check_nonzero("dilation", self.dilation)?;
+        check_groups(self.groups, c_in, c_out)?;
+        if per_group * self.groups != c_in {
+            return Err(ShapeError::ChannelMismatch { expected: per_group * self.groups, per_group, groups: self.groups, got: c_in });
+        }
+        check_bias(bias, c_out)?;
+        let size = Hw::new(in_h, in_w);
+        let kernel = Hw::new(k_h, k_w);
+        let mut out = [0; 2];
+        for axis in 0..2 {
+            let (n, k, s, p, d) = (axes(size)[axis], axes(kernel)[axis], axes(self.stride)[axis], axes(self.padding)[axis], axes(self.dilation)[axis]);
+            out[axis] = conv_output_size(n, k, s, p, d).ok_or(ShapeError::InputTooSmall {
+                axis: AXES[axis],
+                size: n,
+                padding: p,
+                kernel: k,
+                dilation: d,
+                effective: effective_kernel(k, d),
+                stride: s,
+            })?;
+        }
+        let geometry = ConvGeometry {
+            kind: ConvKind::Forward,
+            batch,
+            c_in,
+            c_out,
+            input: size,
+            output: Hw::new(out[0], out[1]),
+            kernel,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
+        };
+        check_output_elements(&geometry)?;
+        Ok(geometry)
+    }
+}
+
+impl ConvTranspose2dParams {
+    /// Validates these parameters against an NCHW input, a `[C_in, C_out/groups, kH, kW]`
+    /// weight and an optional `[C_out]` bias, and resolves every size.
+    pub fn geometry(&self, input: &[usize], weight: &[usize], bias: Option<&[usize]>) -> Result<ConvGeometry, ShapeError> {
+        let [batch, c_in, in_h, in_w] = rank4("input", input, "N, C, H, W")?;
+        let [w_in, per_group, k_h, k_w] = rank4("weight", weight, "C_in, C_out/groups, kH, kW")?;
+        check_nonzero("stride", self.stride)?;
+        check_nonzero("dilation", self.dilation)?;
+        if self.groups == 0 {
+            return Err(ShapeError::ZeroGroups);
+        }
+        let c_out = per_group * self.groups;
+        check_groups(self.groups, c_in, c_out)?;
+        if w_in != c_in {
+            return Err(ShapeError::ChannelMismatch { expected: w_in, per_group: w_in / self.groups, groups: self.groups, got: c_in });
+        }
+        check_bias(bias, c_out)?;
+        let size = Hw::new(in_h, in_w);
+        let kernel = Hw::new(k_h, k_w);
+        let mut out = [0; 2];
+        for axis in 0..2 {
+            let (n, k, s, p, d, op) = (
+                axes(size)[axis],
+                axes(kernel)[axis],
+                axes(self.stride)[axis],
+                axes(self.padding)[axis],
+                axes(self.dilation)[axis],
+                axes(self.output_padding)[axis],
+            );
+            let limit = s.max(d);
+            if op >= limit {
+                return Err(ShapeError::OutputPaddingTooLarge { axis: AXES[axis], output_padding: op, stride: s, dilation: d, limit });
+            }
+            out[axis] = conv_transpose_output_size(n, k, s, p, d, op).ok_or(ShapeError::TransposedOutputEmpty {
+                axis: AXES[axis],
+                size: n,
+                stride: s,
+                padding: p,
+                effective: effective_kernel(k, d),
+                output_padding: op,
+                value: transposed_size_signed(n, k, s, p, d, op),
+            })?;
+        }
+        let geometry = ConvGeometry {
+            kind: ConvKind::Transposed,
+            batch,
+            c_in,
+            c_out,
+            input: size,
+            output: Hw::new(out[0], out[1]),
+            kernel,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
+        };
+        check_output_elements(&geometry)?;
+        Ok(geometry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hw_parses_one_or_two_numbers() {
+        assert_eq!("3".parse::<Hw>(), Ok(Hw::square(3)));
+        assert_eq!("2, 5".parse::<Hw>(), Ok(Hw::new(2, 5)));
+        assert!("2,x".parse::<Hw>().is_err());
+        assert!("-1".parse::<Hw>().is_err());
+    }
+}
