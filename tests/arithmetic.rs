@@ -1,0 +1,103 @@
+//! The shape arithmetic of DESIGN.md, checked against values computed by hand, and every
+//! invalid combination turned into an error that names its numbers.
+
+use atrous::shape::{conv_output_size, conv_transpose_output_size, effective_kernel};
+use atrous::{Conv2dParams, ConvTranspose2dParams, Hw, ShapeError};
+
+#[test]
+fn effective_kernel_matches_both_forms() {
+    for k in 1..8 {
+        for d in 1..20 {
+            assert_eq!(effective_kernel(k, d), (k - 1) * (d - 1) + k);
+        }
+    }
+    assert_eq!(effective_kernel(3, 1), 3);
+    assert_eq!(effective_kernel(3, 2), 5);
+    assert_eq!(effective_kernel(3, 6), 13);
+}
+
+#[test]
+fn conv_output_sizes_by_hand() {
+    assert_eq!(conv_output_size(224, 7, 2, 3, 1), Some(112)); // ResNet stem
+    assert_eq!(conv_output_size(112, 3, 2, 1, 1), Some(56)); // max-pool
+    assert_eq!(conv_output_size(65, 3, 1, 16, 16), Some(65)); // padding = dilation keeps the size
+    assert_eq!(conv_output_size(4, 3, 2, 1, 1), Some(2));
+    assert_eq!(conv_output_size(5, 3, 1, 0, 2), Some(1)); // kernel that just fits
+    assert_eq!(conv_output_size(4, 3, 1, 0, 2), None); // one short
+    assert_eq!(conv_output_size(1, 1, 1, 0, 1), Some(1));
+    assert_eq!(conv_output_size(3, 3, 1, 4, 4), Some(3)); // dilation larger than the input
+}
+
+#[test]
+fn transposed_output_sizes_by_hand() {
+    assert_eq!(conv_transpose_output_size(2, 2, 2, 0, 1, 0), Some(4));
+    assert_eq!(conv_transpose_output_size(16, 64, 32, 16, 1, 0), Some(512)); // FCN-32s upsampling
+    assert_eq!(conv_transpose_output_size(33, 4, 2, 1, 1, 0), Some(66));
+    assert_eq!(conv_transpose_output_size(1, 2, 1, 0, 2, 0), Some(3));
+    assert_eq!(conv_transpose_output_size(2, 1, 2, 0, 1, 1), Some(4));
+    assert_eq!(conv_transpose_output_size(1, 1, 1, 1, 1, 0), None); // 0 − 2 + 1 = −1
+}
+
+fn conv(stride: usize, padding: usize, dilation: usize, groups: usize) -> Conv2dParams {
+    Conv2dParams { stride: Hw::square(stride), padding: Hw::square(padding), dilation: Hw::square(dilation), groups }
+}
+
+#[test]
+fn geometry_resolves_non_square_everything() {
+    let params = Conv2dParams { stride: Hw::new(1, 2), padding: Hw::new(0, 3), dilation: Hw::new(2, 3), groups: 2 };
+    let g = params.geometry(&[3, 4, 9, 11], &[6, 2, 3, 2], Some(&[6])).unwrap();
+    assert_eq!(g.output_shape(), [3, 6, 5, 7]); // H: 9 − 5 + 1; W: (11 + 6 − 4)/2 + 1
+    assert_eq!(g.flops(), 2 * 3 * 5 * 7 * 6 * 2 * 3 * 2);
+
+    let t = ConvTranspose2dParams { stride: Hw::new(2, 3), padding: Hw::new(1, 0), output_padding: Hw::new(1, 2), dilation: Hw::new(1, 2), groups: 2 };
+    let g = t.geometry(&[1, 4, 5, 3], &[4, 3, 4, 2], None).unwrap();
+    // H: 4·2 − 2 + 4 + 1 = 11; W: 2·3 − 0 + 3 + 2 = 11
+    assert_eq!(g.output_shape(), [1, 6, 11, 11]);
+    assert_eq!(g.weight_shape(), [4, 3, 4, 2]);
+    assert_eq!(g.flops(), 2 * 5 * 3 * 4 * 3 * 4 * 2); // over input positions
+}
+
+fn message(e: ShapeError) -> String {
+    e.to_string()
+}
+
+#[test]
+fn every_invalid_combination_is_a_clear_error() {
+    let x = [1, 4, 8, 8];
+    let w = [8, 4, 3, 3];
+    let e = conv(0, 0, 1, 1).geometry(&x, &w, None).unwrap_err();
+    assert!(matches!(e, ShapeError::ZeroParameter { name: "stride", .. }), "{e}");
+    let e = conv(1, 0, 0, 1).geometry(&x, &w, None).unwrap_err();
+    assert!(message(e).contains("dilation must be at least 1"));
+    assert_eq!(conv(1, 0, 1, 0).geometry(&x, &w, None).unwrap_err(), ShapeError::ZeroGroups);
+    let e = conv(1, 0, 1, 3).geometry(&[1, 6, 8, 8], &[8, 2, 3, 3], None).unwrap_err();
+    assert!(message(e.clone()).contains("groups=3 does not divide the output channels (8)"), "{e}");
+    let e = conv(1, 0, 1, 1).geometry(&[1, 3, 8, 8], &w, None).unwrap_err();
+    assert!(message(e.clone()).contains("expects 4 input channels") && message(e.clone()).contains("has 3"), "{e}");
+    let e = conv(1, 0, 3, 1).geometry(&[1, 4, 5, 8], &w, None).unwrap_err();
+    let text = message(e);
+    assert!(text.contains("input H=5 is too small") && text.contains("effective kernel 7"), "{text}");
+    let e = conv(1, 0, 1, 1).geometry(&x, &w, Some(&[7])).unwrap_err();
+    assert!(message(e).contains("length 8"));
+    let e = conv(1, 0, 1, 1).geometry(&[4, 8, 8], &w, None).unwrap_err();
+    assert!(message(e).contains("input must have rank 4"));
+    let e = conv(1, 0, 1, 1).geometry(&x, &[8, 4, 3], None).unwrap_err();
+    assert!(message(e).contains("weight must have rank 4"));
+    let e = conv(1, 0, 1, 1).geometry(&[0, 4, 8, 8], &w, None).unwrap_err();
+    assert!(matches!(e, ShapeError::EmptyTensor { tensor: "input", .. }));
+
+    let t = |s: usize, op: usize, d: usize, p: usize| ConvTranspose2dParams {
+        stride: Hw::square(s),
+        padding: Hw::square(p),
+        output_padding: Hw::square(op),
+        dilation: Hw::square(d),
+        groups: 1,
+    };
+    let e = t(2, 2, 1, 0).geometry(&x, &[4, 2, 3, 3], None).unwrap_err();
+    assert!(message(e).contains("output_padding H=2 must be smaller than max(stride, dilation) = max(2, 1) = 2"));
+    assert!(t(1, 1, 2, 0).geometry(&x, &[4, 2, 3, 3], None).is_ok(), "output_padding below the dilation is allowed");
+    let e = t(1, 0, 1, 5).geometry(&[1, 4, 1, 1], &[4, 2, 1, 1], None).unwrap_err();
+    assert!(matches!(e, ShapeError::TransposedOutputEmpty { value: -9, .. }), "{e}");
+    let e = t(1, 0, 1, 0).geometry(&x, &[3, 2, 3, 3], None).unwrap_err();
+    assert!(matches!(e, ShapeError::ChannelMismatch { .. }), "{e}");
+}

@@ -1,0 +1,40 @@
+//! The CPU reference: both forms reproduce the hand-computed cases, and the fast form agrees
+//! with the f64 direct loop on random shapes, strides, paddings, dilations and groups.
+
+mod common;
+
+use atrous::backend::{Cpu, CpuReference};
+use atrous::compare::difference;
+use atrous::{conv2d, conv_transpose2d};
+use common::{check_hand_computed_cases, conv_case, transposed_case};
+use proptest::prelude::*;
+
+#[test]
+fn reference_reproduces_hand_computed_cases() {
+    check_hand_computed_cases(&CpuReference);
+}
+
+#[test]
+fn fast_path_reproduces_hand_computed_cases() {
+    check_hand_computed_cases(&Cpu);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn fast_conv2d_matches_reference(case in conv_case()) {
+        let fast = conv2d(&Cpu, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let d = difference(fast.data(), exact.data());
+        prop_assert!(d.within(1e-5), "{d} for {:?}", case.params);
+    }
+
+    #[test]
+    fn fast_conv_transpose2d_matches_reference(case in transposed_case()) {
+        let fast = conv_transpose2d(&Cpu, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let exact = conv_transpose2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let d = difference(fast.data(), exact.data());
+        prop_assert!(d.within(1e-5), "{d} for {:?}", case.params);
+    }
+}

@@ -1,0 +1,125 @@
+//! The GPU kernels against the f64 CPU reference: hand-computed cases, edge cases, random
+//! cases of every parameter (property tests), and tensors larger than a buffer may hold.
+//! These run on whatever adapter is found (lavapipe in CI) and fail when there is none.
+
+mod common;
+
+use atrous::backend::CpuReference;
+use atrous::compare::difference;
+use atrous::gpu::{Gpu, GpuError, GpuOptions};
+use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Error, Hw, Tensor};
+use common::{check_hand_computed_cases, conv_case, gpu, transposed_case};
+use proptest::prelude::*;
+
+/// GPU sums run in a different order than the f64 reference: compare relatively.
+const TOLERANCE: f64 = 1e-4;
+
+fn assert_conv_matches(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &Conv2dParams) {
+    let on_gpu = conv2d(gpu(), x, w, b, p).unwrap();
+    let exact = conv2d(&CpuReference, x, w, b, p).unwrap();
+    let d = difference(on_gpu.data(), exact.data());
+    assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {p:?}", x.shape(), w.shape());
+}
+
+fn assert_transposed_matches(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &ConvTranspose2dParams) {
+    let on_gpu = conv_transpose2d(gpu(), x, w, b, p).unwrap();
+    let exact = conv_transpose2d(&CpuReference, x, w, b, p).unwrap();
+    let d = difference(on_gpu.data(), exact.data());
+    assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {p:?}", x.shape(), w.shape());
+}
+
+#[test]
+fn gpu_reproduces_hand_computed_cases() {
+    check_hand_computed_cases(gpu());
+}
+
+#[test]
+fn edge_cases() {
+    let r = |shape: &[usize], seed| Tensor::random(shape.to_vec(), seed);
+    let square = |v| Hw::square(v);
+    // 1×1 input, 1×1 kernel.
+    assert_conv_matches(&r(&[1, 1, 1, 1], 1), &r(&[1, 1, 1, 1], 2), None, &Conv2dParams::default());
+    // A kernel that just fits: 5×5 input, 3×3 kernel at dilation 2 (effective 5).
+    let p = Conv2dParams { dilation: square(2), ..Default::default() };
+    assert_conv_matches(&r(&[2, 3, 5, 5], 3), &r(&[4, 3, 3, 3], 4), Some(&r(&[4], 5)), &p);
+    // Non-square everything.
+    let p = Conv2dParams { stride: Hw::new(2, 1), padding: Hw::new(1, 3), dilation: Hw::new(3, 2), groups: 2 };
+    assert_conv_matches(&r(&[1, 4, 11, 7], 6), &r(&[6, 2, 2, 3], 7), Some(&r(&[6], 8)), &p);
+    // Dilation far larger than the input, reached only through padding.
+    let p = Conv2dParams { padding: square(12), dilation: square(12), ..Default::default() };
+    assert_conv_matches(&r(&[1, 2, 3, 4], 9), &r(&[3, 2, 3, 3], 10), None, &p);
+    // Depthwise with many channels, and a deep reduction (K = 64·3·3) for accumulation error.
+    let p = Conv2dParams { padding: square(2), dilation: square(2), groups: 32, ..Default::default() };
+    assert_conv_matches(&r(&[1, 32, 17, 17], 11), &r(&[32, 1, 3, 3], 12), None, &p);
+    let p = Conv2dParams { padding: square(4), dilation: square(4), ..Default::default() };
+    assert_conv_matches(&r(&[1, 64, 20, 20], 13), &r(&[16, 64, 3, 3], 14), Some(&r(&[16], 15)), &p);
+    // Transposed: FCN-style upsampling (kernel 2f, stride f, padding f/2) on a 1×1 input.
+    let p = ConvTranspose2dParams { stride: square(8), padding: square(4), ..Default::default() };
+    assert_transposed_matches(&r(&[1, 3, 1, 1], 16), &r(&[3, 3, 16, 16], 17), None, &p);
+    let p = ConvTranspose2dParams { stride: Hw::new(2, 3), output_padding: Hw::new(1, 4), dilation: Hw::new(1, 5), groups: 3, ..Default::default() };
+    assert_transposed_matches(&r(&[2, 6, 4, 3], 18), &r(&[6, 2, 3, 2], 19), Some(&r(&[6], 20)), &p);
+}
+
+#[test]
+fn large_outputs_use_a_two_dimensional_dispatch() {
+    // 1·4·260·260 = 270,400 outputs / 64 per workgroup = 4,225 workgroups: fine in one
+    // dimension, so force a second with a grid this test can afford: 70 channels × 256².
+    let x = Tensor::random(vec![1, 1, 256, 256], 21);
+    let w = Tensor::random(vec![70, 1, 1, 1], 22);
+    let groups_needed = (70 * 256 * 256usize).div_ceil(64);
+    assert!(groups_needed > gpu().limits().max_compute_workgroups_per_dimension as usize, "the case must need a 2-D grid");
+    assert_conv_matches(&x, &w, None, &Conv2dParams::default());
+}
+
+#[test]
+fn a_batch_larger_than_a_buffer_is_split() {
+    // Cap buffers at 4 KiB: one sample's input is 2·8·8·4 = 512 B and its output 3·8·8·4 = 768 B,
+    // so the 13-sample batch (6.5 KiB in, 10 KiB out) runs as chunks of 5.
+    let small = Gpu::new(&GpuOptions { max_buffer_bytes: Some(4096), ..Default::default() }).unwrap();
+    let x = Tensor::random(vec![13, 2, 8, 8], 23);
+    let w = Tensor::random(vec![3, 2, 3, 3], 24);
+    let b = Tensor::random(vec![3], 25);
+    let p = Conv2dParams { padding: Hw::square(1), ..Default::default() };
+    let on_gpu = conv2d(&small, &x, &w, Some(&b), &p).unwrap();
+    let exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap();
+    assert!(difference(on_gpu.data(), exact.data()).within(TOLERANCE));
+
+    let wt = Tensor::random(vec![2, 3, 2, 2], 26);
+    let pt = ConvTranspose2dParams { stride: Hw::square(2), ..Default::default() };
+    let on_gpu = conv_transpose2d(&small, &Tensor::random(vec![9, 2, 4, 4], 27), &wt, None, &pt).unwrap();
+    let exact = conv_transpose2d(&CpuReference, &Tensor::random(vec![9, 2, 4, 4], 27), &wt, None, &pt).unwrap();
+    assert!(difference(on_gpu.data(), exact.data()).within(TOLERANCE));
+}
+
+#[test]
+fn a_sample_larger_than_the_device_allows_is_refused_with_the_limit_named() {
+    let limit = gpu().max_buffer_bytes();
+    // One channel of side √(limit/4) + 1 floats: a single sample just over the limit.
+    let side = ((limit / 4) as f64).sqrt() as usize + 1;
+    let x = Tensor::zeros(vec![1, 1, side, side]);
+    let w = Tensor::zeros(vec![1, 1, 1, 1]);
+    let err = conv2d(gpu(), &x, &w, None, &Conv2dParams::default()).unwrap_err();
+    let Error::Gpu(GpuError::TooLarge { limit: named, limit_name, .. }) = &err else { panic!("expected TooLarge, got {err}") };
+    assert_eq!(*named, limit);
+    assert!(err.to_string().contains(limit_name) && limit_name.starts_with("max_"), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    #[test]
+    fn gpu_conv2d_matches_reference(case in conv_case()) {
+        let on_gpu = conv2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let d = difference(on_gpu.data(), exact.data());
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+    }
+
+    #[test]
+    fn gpu_conv_transpose2d_matches_reference(case in transposed_case()) {
+        let on_gpu = conv_transpose2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let exact = conv_transpose2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let d = difference(on_gpu.data(), exact.data());
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+    }
+}
