@@ -4,7 +4,7 @@
 //! over it only once complete, so a failed run never leaves a half-written output behind.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use npyz::{DType, Order, TypeChar, WriterBuilder};
@@ -31,8 +31,9 @@ pub enum NpyError {
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor, NpyError> {
     let path = path.as_ref();
     let corrupt = |e: std::io::Error| NpyError::Corrupt { path: path.to_owned(), reason: e.to_string() };
-    let file = File::open(path).map_err(|source| NpyError::Open { path: path.to_owned(), source })?;
-    let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(corrupt)?;
+    let bytes = std::fs::read(path).map_err(|source| NpyError::Open { path: path.to_owned(), source })?;
+    check_declared_size(&bytes).map_err(|reason| NpyError::Corrupt { path: path.to_owned(), reason })?;
+    let npy = npyz::NpyFile::new(bytes.as_slice()).map_err(corrupt)?;
     if npy.order() == Order::Fortran {
         return Err(NpyError::FortranOrder { path: path.to_owned() });
     }
@@ -45,6 +46,25 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor, NpyError> {
         other => return Err(NpyError::UnsupportedDtype { path: path.to_owned(), found: other.descr() }),
     };
     Tensor::new(shape, data).map_err(|e| NpyError::Corrupt { path: path.to_owned(), reason: e.to_string() })
+}
+
+/// Refuses a header whose shape holds more elements than the file could contain, before the
+/// npy parser multiplies the dimensions (which it does without overflow checks).
+fn check_declared_size(bytes: &[u8]) -> Result<(), String> {
+    let header = String::from_utf8_lossy(&bytes[..bytes.len().min(65_536)]);
+    let Some(start) = header.find("'shape'").and_then(|i| header[i..].find('(').map(|j| i + j + 1)) else {
+        return Ok(()); // no shape to check: the parser reports what is wrong
+    };
+    let Some(len) = header[start..].find(')') else { return Ok(()) };
+    let mut elements: u128 = 1;
+    for dim in header[start..start + len].split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let dim: u128 = dim.trim_end_matches('L').parse().map_err(|_| format!("shape entry '{dim}' is not a size"))?;
+        elements = elements.saturating_mul(dim);
+    }
+    if elements > bytes.len() as u128 {
+        return Err(format!("its header declares {elements} elements, more than the file's {} bytes can hold", bytes.len()));
+    }
+    Ok(())
 }
 
 /// Writes `tensor` as a little-endian float32 `.npy` file, atomically.

@@ -96,7 +96,7 @@ pub enum ShapeError {
         padding: usize,
         effective: usize,
         output_padding: usize,
-        value: i64,
+        value: i128,
     },
     #[error(
         "output_padding {axis}={output_padding} must be smaller than max(stride, dilation) = max({stride}, {dilation}) = {limit}"
@@ -135,8 +135,9 @@ pub fn conv_transpose_output_size(
     (value > 0).then_some(value as usize)
 }
 
-fn transposed_size_signed(n: usize, k: usize, s: usize, p: usize, d: usize, op: usize) -> i64 {
-    (n as i64 - 1) * s as i64 - 2 * p as i64 + effective_kernel(k, d) as i64 + op as i64
+fn transposed_size_signed(n: usize, k: usize, s: usize, p: usize, d: usize, op: usize) -> i128 {
+    // i128: parameters are bounded by MAX_PARAMETER, so no term can overflow.
+    (n as i128 - 1) * s as i128 - 2 * p as i128 + effective_kernel(k, d) as i128 + op as i128
 }
 
 /// Parameters of a 2-D convolution (PyTorch's `nn.Conv2d`, `padding_mode="zeros"`).
@@ -205,6 +206,10 @@ pub struct ConvGeometry {
 /// Indices fit in `u32` on the GPU; anything beyond this many elements is refused up front.
 const MAX_ELEMENTS: u128 = u32::MAX as u128;
 
+/// Largest stride, padding, dilation, output padding or groups accepted: the GPU computes tap
+/// positions in `i32`, and this bound keeps every size formula free of overflow.
+pub const MAX_PARAMETER: usize = i32::MAX as usize;
+
 impl ConvGeometry {
     pub fn c_in_per_group(&self) -> usize {
         self.c_in / self.groups
@@ -260,22 +265,32 @@ fn rank4(tensor: &'static str, shape: &[usize], layout: &'static str) -> Result<
 
 fn check_nonzero(name: &'static str, value: Hw) -> Result<(), ShapeError> {
     if value.any_zero() {
-        Err(ShapeError::ZeroParameter { name, value })
-    } else {
-        Ok(())
+        return Err(ShapeError::ZeroParameter { name, value });
+    }
+    check_magnitude(name, value)
+}
+
+fn check_magnitude(what: &'static str, value: Hw) -> Result<(), ShapeError> {
+    match value.h.max(value.w) {
+        v if v > MAX_PARAMETER => Err(ShapeError::TooLarge { what, value: v as u128, limit: MAX_PARAMETER as u128 }),
+        _ => Ok(()),
     }
 }
 
 fn check_groups(groups: usize, c_in: usize, c_out: usize) -> Result<(), ShapeError> {
-    if groups == 0 {
-        return Err(ShapeError::ZeroGroups);
-    }
     for (channels, which) in [(c_in, "input"), (c_out, "output")] {
         if channels % groups != 0 {
             return Err(ShapeError::GroupsDontDivide { groups, channels, which });
         }
     }
     Ok(())
+}
+
+fn check_groups_range(groups: usize) -> Result<(), ShapeError> {
+    if groups == 0 {
+        return Err(ShapeError::ZeroGroups);
+    }
+    check_magnitude("groups", Hw::square(groups))
 }
 
 fn check_bias(bias: Option<&[usize]>, c_out: usize) -> Result<(), ShapeError> {
@@ -307,6 +322,8 @@ impl Conv2dParams {
         let [c_out, per_group, k_h, k_w] = rank4("weight", weight, "C_out, C_in/groups, kH, kW")?;
         check_nonzero("stride", self.stride)?;
         check_nonzero("dilation", self.dilation)?;
+        check_magnitude("padding", self.padding)?;
+        check_groups_range(self.groups)?;
         check_groups(self.groups, c_in, c_out)?;
         if per_group * self.groups != c_in {
             return Err(ShapeError::ChannelMismatch { expected: per_group * self.groups, per_group, groups: self.groups, got: c_in });
@@ -353,9 +370,9 @@ impl ConvTranspose2dParams {
         let [w_in, per_group, k_h, k_w] = rank4("weight", weight, "C_in, C_out/groups, kH, kW")?;
         check_nonzero("stride", self.stride)?;
         check_nonzero("dilation", self.dilation)?;
-        if self.groups == 0 {
-            return Err(ShapeError::ZeroGroups);
-        }
+        check_magnitude("padding", self.padding)?;
+        check_magnitude("output_padding", self.output_padding)?;
+        check_groups_range(self.groups)?;
         let c_out = per_group * self.groups;
         check_groups(self.groups, c_in, c_out)?;
         if w_in != c_in {
