@@ -31,5 +31,5 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             }
         }
     }
-    output[o.flat] = acc;
+    store(o, acc);
 }

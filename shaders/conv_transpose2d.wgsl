@@ -45,5 +45,5 @@ fn conv_transpose2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
             }
         }
     }
-    output[o.flat] = acc;
+    store(o, acc);
 }

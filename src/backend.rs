@@ -10,7 +10,8 @@ pub trait Backend {
     /// A short description for tables and messages (the adapter's name for the GPU).
     fn describe(&self) -> String;
 
-    /// Runs `geometry` (forward or transposed). The slices match the geometry's shapes.
+    /// Runs `geometry`: a convolution (forward or transposed), or a max-pool (whose `weight` is
+    /// ignored). The slices match the geometry's shapes.
     fn convolve(&self, geometry: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error>;
 }
 
@@ -31,6 +32,7 @@ impl Backend for Cpu {
         Ok(match g.kind {
             ConvKind::Forward => cpu::conv2d(g, input, weight, bias),
             ConvKind::Transposed => cpu::conv_transpose2d(g, input, weight, bias),
+            ConvKind::MaxPool => cpu::max_pool2d(g, input),
         })
     }
 }
@@ -44,6 +46,7 @@ impl Backend for CpuReference {
         Ok(match g.kind {
             ConvKind::Forward => cpu::conv2d_reference(g, input, weight, bias),
             ConvKind::Transposed => cpu::conv_transpose2d_reference(g, input, weight, bias),
+            ConvKind::MaxPool => cpu::max_pool2d(g, input),
         })
     }
 }

@@ -11,4 +11,6 @@ pub enum Error {
     Gpu(#[from] crate::gpu::GpuError),
     #[error(transparent)]
     Npy(#[from] crate::npy::NpyError),
+    #[error(transparent)]
+    Image(#[from] crate::imaging::ImageError),
 }

@@ -21,6 +21,7 @@ pub mod compare;
 pub mod cpu;
 mod error;
 pub mod gpu;
+pub mod imaging;
 pub mod npy;
 pub mod shape;
 mod tensor;

@@ -176,7 +176,7 @@ fn describe(op: &str, g: &ConvGeometry) -> String {
     format!(
         "{op}: input {:?} weight {:?} -> output {:?} (stride {}, padding {}, dilation {}, groups {})",
         g.input_shape(),
-        g.weight_shape(),
+        g.weight_shape().unwrap_or_default(),
         g.output_shape(),
         g.stride,
         g.padding,

@@ -102,6 +102,8 @@ pub enum ShapeError {
         "output_padding {axis}={output_padding} must be smaller than max(stride, dilation) = max({stride}, {dilation}) = {limit}"
     )]
     OutputPaddingTooLarge { axis: &'static str, output_padding: usize, stride: usize, dilation: usize, limit: usize },
+    #[error("max-pool padding {axis}={padding} must be at most half the kernel ({kernel}/2)")]
+    PoolPaddingTooLarge { axis: &'static str, padding: usize, kernel: usize },
     #[error("bias must be a 1-D tensor of length {expected} (one per output channel), but its shape is {shape:?}")]
     BiasLength { expected: usize, shape: Vec<usize> },
     #[error("{what} = {value} is too large for this tool (limit {limit})")]
@@ -177,11 +179,22 @@ impl Default for ConvTranspose2dParams {
     }
 }
 
-/// Whether a geometry describes an ordinary or a transposed convolution.
+/// Parameters of 2-D max pooling (PyTorch's `nn.MaxPool2d`, `ceil_mode=False`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pool2dParams {
+    pub kernel: Hw,
+    pub stride: Hw,
+    pub padding: Hw,
+    pub dilation: Hw,
+}
+
+/// Which sliding-window op a geometry describes. They share one geometry (and one GPU uniform)
+/// because they share the arithmetic: a max-pool is a depthwise window without weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKind {
     Forward,
     Transposed,
+    MaxPool,
 }
 
 /// Every size of one convolution, resolved and validated: what both backends execute.
@@ -227,15 +240,18 @@ impl ConvGeometry {
         [self.batch, self.c_out, self.output.h, self.output.w]
     }
 
-    pub fn weight_shape(&self) -> [usize; 4] {
+    /// The weight's shape; a max-pool has none (`None`).
+    pub fn weight_shape(&self) -> Option<[usize; 4]> {
         match self.kind {
-            ConvKind::Forward => [self.c_out, self.c_in_per_group(), self.kernel.h, self.kernel.w],
-            ConvKind::Transposed => [self.c_in, self.c_out_per_group(), self.kernel.h, self.kernel.w],
+            ConvKind::Forward => Some([self.c_out, self.c_in_per_group(), self.kernel.h, self.kernel.w]),
+            ConvKind::Transposed => Some([self.c_in, self.c_out_per_group(), self.kernel.h, self.kernel.w]),
+            ConvKind::MaxPool => None,
         }
     }
 
     /// Useful floating-point operations, `2·N·OH·OW·C_out·(C_in/groups)·kH·kW` for a forward
-    /// convolution; a transposed one counts over its *input* positions (no inserted zeros).
+    /// convolution; a transposed one counts over its *input* positions (no inserted zeros); a
+    /// max-pool does comparisons only and counts none.
     pub fn flops(&self) -> u64 {
         let taps = (self.kernel.h * self.kernel.w) as u64;
         match self.kind {
@@ -245,6 +261,7 @@ impl ConvGeometry {
             ConvKind::Transposed => {
                 2 * (self.batch * self.input.h * self.input.w * self.c_in * self.c_out_per_group()) as u64 * taps
             }
+            ConvKind::MaxPool => 0,
         }
     }
 }
@@ -420,6 +437,48 @@ impl ConvTranspose2dParams {
         };
         check_output_elements(&geometry)?;
         Ok(geometry)
+    }
+}
+
+impl Pool2dParams {
+    /// Validates these parameters against an NCHW input and resolves every size. Like PyTorch,
+    /// padding may be at most half the (effective) kernel, so no window lies wholly in padding.
+    pub fn geometry(&self, input: &[usize]) -> Result<ConvGeometry, ShapeError> {
+        let [batch, channels, in_h, in_w] = rank4("input", input, "N, C, H, W")?;
+        check_nonzero("kernel", self.kernel)?;
+        check_nonzero("stride", self.stride)?;
+        check_nonzero("dilation", self.dilation)?;
+        check_magnitude("padding", self.padding)?;
+        let size = Hw::new(in_h, in_w);
+        let mut out = [0; 2];
+        for axis in 0..2 {
+            let (n, k, s, p, d) = (axes(size)[axis], axes(self.kernel)[axis], axes(self.stride)[axis], axes(self.padding)[axis], axes(self.dilation)[axis]);
+            if p > k / 2 {
+                return Err(ShapeError::PoolPaddingTooLarge { axis: AXES[axis], padding: p, kernel: k });
+            }
+            out[axis] = conv_output_size(n, k, s, p, d).ok_or(ShapeError::InputTooSmall {
+                axis: AXES[axis],
+                size: n,
+                padding: p,
+                kernel: k,
+                dilation: d,
+                effective: effective_kernel(k, d),
+                stride: s,
+            })?;
+        }
+        Ok(ConvGeometry {
+            kind: ConvKind::MaxPool,
+            batch,
+            c_in: channels,
+            c_out: channels,
+            input: size,
+            output: Hw::new(out[0], out[1]),
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: channels,
+        })
     }
 }
 

@@ -53,7 +53,7 @@ fn geometry_resolves_non_square_everything() {
     let g = t.geometry(&[1, 4, 5, 3], &[4, 3, 4, 2], None).unwrap();
     // H: 4·2 − 2 + 4 + 1 = 11; W: 2·3 − 0 + 3 + 2 = 11
     assert_eq!(g.output_shape(), [1, 6, 11, 11]);
-    assert_eq!(g.weight_shape(), [4, 3, 4, 2]);
+    assert_eq!(g.weight_shape(), Some([4, 3, 4, 2]));
     assert_eq!(g.flops(), 2 * 5 * 3 * 4 * 3 * 4 * 2); // over input positions
 }
 

@@ -9,9 +9,21 @@
 
 mod conv2d;
 mod conv_transpose2d;
+mod max_pool2d;
 
 pub use conv2d::{conv2d, conv2d_reference};
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_reference};
+pub use max_pool2d::max_pool2d;
+
+/// The fused epilogue of a network's convolution: add `residual` (same shape), then ReLU.
+pub fn epilogue(values: &mut [f32], residual: Option<&[f32]>, relu: bool) {
+    if let Some(r) = residual {
+        values.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+    }
+    if relu {
+        values.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+}
 
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major with the given row strides of `a` (`a_rows`)
 /// and columns (`a_cols`) so that a transposed `a` needs no copy.

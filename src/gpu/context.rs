@@ -161,6 +161,8 @@ pub struct Gpu {
     max_buffer_bytes: u64,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// One zero, bound where a kernel's optional input (bias, residual) is absent.
+    placeholder: wgpu::Buffer,
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -233,7 +235,12 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.lock().unwrap().push(e.to_string())));
         let adapter_cap = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_buffer_bytes = options.max_buffer_bytes.map_or(adapter_cap, |cap| cap.min(adapter_cap));
-        Ok(Gpu { device, queue, summary, limits, max_buffer_bytes, pipelines: Mutex::default(), uncaptured })
+        let placeholder = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("placeholder"),
+            contents: bytemuck::bytes_of(&0.0f32),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        Ok(Gpu { device, queue, summary, limits, max_buffer_bytes, pipelines: Mutex::default(), uncaptured, placeholder })
     }
 
     /// The adapter in use.
@@ -258,6 +265,10 @@ impl Gpu {
 
     pub(crate) fn queue(&self) -> &wgpu::Queue {
         &self.queue
+    }
+
+    pub(crate) fn placeholder(&self) -> &wgpu::Buffer {
+        &self.placeholder
     }
 
     /// The name of the limit that [`Gpu::max_buffer_bytes`] comes from, for error messages.

@@ -1,7 +1,7 @@
 //! The GPU backend: a wgpu context ([`Gpu`]) and the dispatch code of each op.
 
 mod context;
-mod conv;
+mod window;
 pub mod shaders;
 
 pub use context::{AdapterSummary, Gpu, GpuError, GpuOptions};

@@ -15,14 +15,28 @@ pub struct Shader {
 pub const CONV2D: Shader = Shader {
     name: "conv2d.wgsl",
     entry_point: "conv2d",
-    source: concat!(include_str!("../../shaders/conv_common.wgsl"), include_str!("../../shaders/conv2d.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/common.wgsl"),
+        include_str!("../../shaders/conv_io.wgsl"),
+        include_str!("../../shaders/conv2d.wgsl")
+    ),
 };
 
 pub const CONV_TRANSPOSE2D: Shader = Shader {
     name: "conv_transpose2d.wgsl",
     entry_point: "conv_transpose2d",
-    source: concat!(include_str!("../../shaders/conv_common.wgsl"), include_str!("../../shaders/conv_transpose2d.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/common.wgsl"),
+        include_str!("../../shaders/conv_io.wgsl"),
+        include_str!("../../shaders/conv_transpose2d.wgsl")
+    ),
+};
+
+pub const MAX_POOL2D: Shader = Shader {
+    name: "max_pool2d.wgsl",
+    entry_point: "max_pool2d",
+    source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/max_pool2d.wgsl")),
 };
 
 /// Every shader the library can run.
-pub const ALL: &[Shader] = &[CONV2D, CONV_TRANSPOSE2D];
+pub const ALL: &[Shader] = &[CONV2D, CONV_TRANSPOSE2D, MAX_POOL2D];

@@ -1,0 +1,188 @@
+//! Dispatch of the sliding-window kernels: convolution (forward and transposed) and max-pool.
+//! They share the host side — one uniform, one dispatch shape, one splitting rule — and differ
+//! only in the shader and its buffers.
+
+use wgpu::util::DeviceExt;
+
+use super::context::{Gpu, GpuError};
+use super::shaders::{self, Shader};
+use crate::shape::{ConvGeometry, ConvKind};
+
+/// Invocations per workgroup for the direct kernels.
+const WORKGROUP_SIZE: u32 = 64;
+
+/// What a convolution does to its sum before storing it (the fused epilogue).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Epilogue {
+    pub bias: bool,
+    pub residual: bool,
+    pub relu: bool,
+}
+
+/// The sizes of one window op as the shaders read them; mirrors `Window` in
+/// `shaders/common.wgsl` field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct WindowUniform {
+    batch: u32,
+    c_in: u32,
+    in_h: u32,
+    in_w: u32,
+    c_out: u32,
+    out_h: u32,
+    out_w: u32,
+    groups: u32,
+    k_h: u32,
+    k_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    dil_h: u32,
+    dil_w: u32,
+    has_bias: u32,
+    has_residual: u32,
+    relu: u32,
+    _padding: u32,
+}
+
+fn to_u32(what: &'static str, value: usize) -> Result<u32, GpuError> {
+    u32::try_from(value).map_err(|_| GpuError::IndexOverflow { what, value: value as u64 })
+}
+
+impl WindowUniform {
+    fn new(g: &ConvGeometry, epilogue: Epilogue) -> Result<Self, GpuError> {
+        // The shaders compute tap coordinates in i32; the largest is below size + 2·padding
+        // (forward) or output + padding (transposed).
+        let reach = (g.input.h.max(g.output.h) + 2 * g.padding.h).max(g.input.w.max(g.output.w) + 2 * g.padding.w);
+        if reach > i32::MAX as usize {
+            return Err(GpuError::IndexOverflow { what: "image size plus padding", value: reach as u64 });
+        }
+        Ok(WindowUniform {
+            batch: to_u32("batch", g.batch)?,
+            c_in: to_u32("input channels", g.c_in)?,
+            in_h: to_u32("input height", g.input.h)?,
+            in_w: to_u32("input width", g.input.w)?,
+            c_out: to_u32("output channels", g.c_out)?,
+            out_h: to_u32("output height", g.output.h)?,
+            out_w: to_u32("output width", g.output.w)?,
+            groups: to_u32("groups", g.groups)?,
+            k_h: to_u32("kernel height", g.kernel.h)?,
+            k_w: to_u32("kernel width", g.kernel.w)?,
+            stride_h: to_u32("stride", g.stride.h)?,
+            stride_w: to_u32("stride", g.stride.w)?,
+            pad_h: to_u32("padding", g.padding.h)?,
+            pad_w: to_u32("padding", g.padding.w)?,
+            dil_h: to_u32("dilation", g.dilation.h)?,
+            dil_w: to_u32("dilation", g.dilation.w)?,
+            has_bias: epilogue.bias as u32,
+            has_residual: epilogue.residual as u32,
+            relu: epilogue.relu as u32,
+            _padding: 0,
+        })
+    }
+}
+
+fn shader_for(kind: ConvKind) -> Shader {
+    match kind {
+        ConvKind::Forward => shaders::CONV2D,
+        ConvKind::Transposed => shaders::CONV_TRANSPOSE2D,
+        ConvKind::MaxPool => shaders::MAX_POOL2D,
+    }
+}
+
+/// The buffers a window op reads and writes. A convolution without bias or residual gets a
+/// one-element placeholder there (a storage binding cannot be empty), flagged off in the uniform.
+pub(crate) struct WindowBuffers<'a> {
+    pub input: &'a wgpu::Buffer,
+    pub weight: Option<&'a wgpu::Buffer>,
+    pub bias: Option<&'a wgpu::Buffer>,
+    pub residual: Option<&'a wgpu::Buffer>,
+    pub output: &'a wgpu::Buffer,
+}
+
+impl Gpu {
+    /// Records one window op into `pass`: `geometry` over `buffers`, with `relu` fused.
+    pub(crate) fn record_window(&self, pass: &mut wgpu::ComputePass, geometry: &ConvGeometry, buffers: &WindowBuffers, relu: bool) -> Result<(), GpuError> {
+        let shader = shader_for(geometry.kind);
+        let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)])?;
+        let epilogue = Epilogue { bias: buffers.bias.is_some(), residual: buffers.residual.is_some(), relu };
+        let uniform = WindowUniform::new(geometry, epilogue)?;
+        let workgroups = self.workgroup_grid(geometry.output_shape().iter().product())?;
+        let params = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("window params"),
+            contents: bytemuck::bytes_of(&uniform),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let placeholder = self.placeholder();
+        let mut bound = vec![params.as_entire_binding(), buffers.input.as_entire_binding()];
+        if geometry.kind != ConvKind::MaxPool {
+            for optional in [buffers.weight, buffers.bias, buffers.residual] {
+                bound.push(optional.unwrap_or(placeholder).as_entire_binding());
+            }
+        }
+        bound.push(buffers.output.as_entire_binding());
+        let entries: Vec<wgpu::BindGroupEntry> =
+            bound.into_iter().enumerate().map(|(binding, resource)| wgpu::BindGroupEntry { binding: binding as u32, resource }).collect();
+        let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(shader.name),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(workgroups.0, workgroups.1, 1);
+        Ok(())
+    }
+
+    /// Runs one window op (a convolution, forward or transposed, or a max-pool, whose `weight`
+    /// is ignored) on flat NCHW data and returns the flat NCHW output. The slices must match the
+    /// geometry's shapes.
+    ///
+    /// When the batch's input or output exceeds what one buffer may hold, the batch is split
+    /// into chunks that fit; a single sample (or the weight) that does not fit is refused with
+    /// the adapter's limit named.
+    pub fn convolve(&self, geometry: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, GpuError> {
+        let sample_in = input.len() / geometry.batch;
+        let sample_out = geometry.output_shape()[1..].iter().product::<usize>();
+        self.check_size("one sample of the input", sample_in as u64 * 4)?;
+        self.check_size("one sample of the output", sample_out as u64 * 4)?;
+        let per_chunk = (self.max_buffer_bytes() / (4 * sample_in.max(sample_out) as u64)).min(geometry.batch as u64) as usize;
+
+        let has_weight = geometry.kind != ConvKind::MaxPool;
+        let weight = has_weight.then(|| self.storage_buffer("weight", weight)).transpose()?;
+        let bias = bias.map(|b| self.storage_buffer("bias", b)).transpose()?;
+        let mut output = Vec::with_capacity(geometry.batch * sample_out);
+        for first in (0..geometry.batch).step_by(per_chunk) {
+            let chunk = ConvGeometry { batch: per_chunk.min(geometry.batch - first), ..*geometry };
+            let out_len = chunk.batch * sample_out;
+            let out_buffer = self.scoped("running a window op", || -> Result<wgpu::Buffer, GpuError> {
+                let input = self.storage_buffer("input", &input[first * sample_in..(first + chunk.batch) * sample_in])?;
+                let out_buffer = self.output_buffer("output", out_len)?;
+                let buffers = WindowBuffers { input: &input, weight: weight.as_ref(), bias: bias.as_ref(), residual: None, output: &out_buffer };
+                let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("window op") });
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                    self.record_window(&mut pass, &chunk, &buffers, false)?;
+                }
+                self.queue().submit([encoder.finish()]);
+                Ok(out_buffer)
+            })??;
+            output.extend(self.read_back(&out_buffer, out_len)?);
+        }
+        Ok(output)
+    }
+
+    /// Workgroups for one invocation per element, spread over x and y when x alone would pass
+    /// the device's per-dimension limit.
+    fn workgroup_grid(&self, invocations: usize) -> Result<(u32, u32), GpuError> {
+        let groups = invocations.div_ceil(WORKGROUP_SIZE as usize) as u64;
+        let max = self.limits().max_compute_workgroups_per_dimension as u64;
+        let x = groups.min(max);
+        let y = groups.div_ceil(x);
+        if y > max {
+            return Err(GpuError::IndexOverflow { what: "workgroups needed (max_compute_workgroups_per_dimension²)", value: groups });
+        }
+        Ok((x as u32, y as u32))
+    }
+}
