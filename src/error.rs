@@ -11,6 +11,14 @@ pub enum Error {
     Gpu(#[from] crate::gpu::GpuError),
     #[error(transparent)]
     Npy(#[from] crate::npy::NpyError),
+    #[error("layer {layer}: {source}")]
+    Layer { layer: String, source: crate::shape::ShapeError },
+    #[error("{0}")]
+    Network(String),
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightError),
+    #[error("{0}")]
+    Config(String),
     #[error(transparent)]
     Image(#[from] crate::imaging::ImageError),
 }

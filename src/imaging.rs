@@ -5,14 +5,13 @@
 //! which is renamed over it only once complete, so a failed run never leaves a half-written
 //! picture behind.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
 use image::{ImageDecoder, ImageEncoder, ImageFormat, ImageReader, RgbImage};
 use thiserror::Error;
 
+use crate::atomic_file::write_atomically;
 use crate::shape::Hw;
 use crate::tensor::Tensor;
 
@@ -26,13 +25,13 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub enum ImageError {
     #[error("cannot open image {path}: {source}")]
     Open { path: PathBuf, source: std::io::Error },
-    #[error("{path} is {found}; atrous reads PNG and JPEG images")]
+    #[error("{path} is {found}; atrous reads only PNG and JPEG images")]
     UnsupportedFormat { path: PathBuf, found: String },
     #[error("{path} is not a valid {format} image (corrupt or truncated): {reason}")]
     Corrupt { path: PathBuf, format: String, reason: String },
     #[error("{path} is too large to decode: {reason}")]
     TooLarge { path: PathBuf, reason: String },
-    #[error("cannot resize {path} to {size} pixels (height,width): both sides must be at least 1")]
+    #[error("cannot resize {path} to {}×{} pixels (height×width): both sides must be at least 1", .size.h, .size.w)]
     InvalidSize { path: PathBuf, size: Hw },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
@@ -51,9 +50,9 @@ pub fn load_image(path: &Path, resize: Option<Hw>) -> Result<RgbImage, ImageErro
     let reader = ImageReader::open(path).map_err(open)?.with_guessed_format().map_err(open)?;
     let format = match reader.format() {
         Some(format @ (ImageFormat::Png | ImageFormat::Jpeg)) => format,
-        Some(other) => return Err(ImageError::UnsupportedFormat { path: path.to_owned(), found: format!("a {other:?} image") }),
+        Some(other) => return Err(ImageError::UnsupportedFormat { path: path.to_owned(), found: format!("a {} image", format!("{other:?}").to_uppercase()) }),
         None => {
-            return Err(ImageError::UnsupportedFormat { path: path.to_owned(), found: "not in any image format atrous recognises".into() })
+            return Err(ImageError::UnsupportedFormat { path: path.to_owned(), found: "not an image in any format atrous recognises".into() })
         }
     };
     let decode_err = |e: image::ImageError| match e {
@@ -133,7 +132,7 @@ fn scene(x: f32, y: f32) -> [f32; 3] {
             return if dist(0.245, 0.60) < 0.008 { rgb(0xe8c547) } else { rgb(0x5a3418) }; // door, knob
         }
         if in_box(0.31, 0.43, 0.50, 0.59) {
-            let frame = (x - 0.37).abs() < 0.006 || (y - 0.545).abs() < 0.006 || !in_box(0.318, 0.422, 0.508, 0.582);
+            let frame = (x - 0.37).abs() < 0.006 || (y - 0.545).abs() < 0.006 || !in_box(0.317, 0.423, 0.507, 0.583);
             return if frame { rgb(0xffffff) } else { mix(rgb(0x9fd4f0), rgb(0x4f8fc0), (y - 0.50) / 0.09) };
         }
         let brick = ((y - wall_t) / 0.03).floor() as i32 % 2 == 0;
@@ -149,13 +148,13 @@ fn scene(x: f32, y: f32) -> [f32; 3] {
         return rgb(0x7a4a32); // chimney
     }
 
-    // Tree: a trunk and a round crown with a darker lower half.
-    if in_box(0.695, 0.735, 0.50, HORIZON + 0.09) {
-        return rgb(0x6b4424);
-    }
+    // Tree: a round crown, darker towards its lower edge, over a trunk.
     let crown = dist(0.715, 0.43);
     if crown < 0.11 {
         return mix(rgb(0x3f9a3a), rgb(0x1f5e23), (y - 0.36) / 0.16 + crown);
+    }
+    if in_box(0.695, 0.735, 0.50, HORIZON + 0.09) {
+        return rgb(0x6b4424);
     }
 
     if y >= HORIZON {
@@ -163,7 +162,8 @@ fn scene(x: f32, y: f32) -> [f32; 3] {
         let depth = (y - HORIZON).max(1e-4);
         let furrow = ((x - 0.5) / depth * 1.6).floor() as i64 % 2 == 0;
         let base = mix(rgb(0x8cc63f), rgb(0x3f7f2a), depth / 0.5);
-        return if furrow { base } else { mix(base, rgb(0x2c5a1e), 0.35) };
+        // Furrows fade out towards the horizon, where they would be finer than a pixel.
+        return if furrow { base } else { mix(base, rgb(0x2c5a1e), 0.35 * (depth / 0.06).min(1.0)) };
     }
 
     // Sky: deep blue overhead to pale near the horizon, a sun with a soft glow, one cloud.
@@ -262,27 +262,17 @@ fn inferno(t: f32) -> [f32; 3] {
 /// Writes `image` as a PNG file, atomically (see the module documentation).
 pub fn save_png(image: &RgbImage, path: &Path) -> Result<(), ImageError> {
     let write_err = |source| ImageError::Write { path: path.to_owned(), source };
-    let file_name = path.file_name().ok_or_else(|| write_err(std::io::Error::other("the path names no file")))?;
     if image.width() == 0 || image.height() == 0 {
         let (w, h) = image.dimensions();
         return Err(write_err(std::io::Error::other(format!("a PNG cannot hold an empty ({h}×{w}) image"))));
     }
-    let temporary = path.with_file_name(format!(".{}.{}.partial", file_name.to_string_lossy(), std::process::id()));
-    let result = write_png(&temporary, image).and_then(|()| std::fs::rename(&temporary, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result.map_err(write_err)
-}
-
-fn write_png(path: &Path, image: &RgbImage) -> std::io::Result<()> {
-    let mut file = BufWriter::new(File::create(path)?);
-    image::codecs::png::PngEncoder::new(&mut file)
-        .write_image(image.as_raw(), image.width(), image.height(), image::ExtendedColorType::Rgb8)
-        .map_err(|e| match e {
-            image::ImageError::IoError(io) => io,
-            other => std::io::Error::other(other.to_string()),
-        })?;
-    file.flush()?;
-    file.into_inner().map_err(|e| e.into_error())?.sync_all()
+    write_atomically(path, |file| {
+        image::codecs::png::PngEncoder::new(file)
+            .write_image(image.as_raw(), image.width(), image.height(), image::ExtendedColorType::Rgb8)
+            .map_err(|e| match e {
+                image::ImageError::IoError(io) => io,
+                other => std::io::Error::other(other.to_string()),
+            })
+    })
+    .map_err(write_err)
 }

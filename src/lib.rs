@@ -16,19 +16,23 @@
 //! # Ok::<(), atrous::Error>(())
 //! ```
 
+pub mod atomic_file;
 pub mod backend;
 pub mod compare;
 pub mod cpu;
 mod error;
 pub mod gpu;
+pub mod models;
+pub mod net;
 pub mod imaging;
 pub mod npy;
 pub mod shape;
 mod tensor;
+pub mod weights;
 
 pub use backend::Backend;
 pub use error::Error;
-pub use shape::{Conv2dParams, ConvGeometry, ConvKind, ConvTranspose2dParams, Hw, ShapeError};
+pub use shape::{Conv2dParams, ConvGeometry, ConvKind, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError};
 pub use tensor::{LengthMismatch, Tensor};
 
 fn run(backend: &dyn Backend, geometry: ConvGeometry, input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, Error> {

@@ -1,15 +1,14 @@
 //! `.npy` files (NumPy's format) in and out: f32 or f64, C order, any rank.
 //!
-//! Writing is atomic: the tensor goes to a temporary file beside the target, which is renamed
-//! over it only once complete, so a failed run never leaves a half-written output behind.
+//! Writing is atomic (see [`crate::atomic_file`]): a failed run never leaves a half-written
+//! output behind.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use npyz::{DType, Order, TypeChar, WriterBuilder};
 use thiserror::Error;
 
+use crate::atomic_file::write_atomically;
 use crate::tensor::Tensor;
 
 /// Why a `.npy` file could not be read or written.
@@ -70,22 +69,11 @@ fn check_declared_size(bytes: &[u8]) -> Result<(), String> {
 /// Writes `tensor` as a little-endian float32 `.npy` file, atomically.
 pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<(), NpyError> {
     let path = path.as_ref();
-    let write_err = |source| NpyError::Write { path: path.to_owned(), source };
-    let file_name = path.file_name().ok_or_else(|| write_err(std::io::Error::other("the path names no file")))?;
-    let temporary = path.with_file_name(format!(".{}.{}.partial", file_name.to_string_lossy(), std::process::id()));
-    let result = write_to(&temporary, tensor).and_then(|()| std::fs::rename(&temporary, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result.map_err(write_err)
-}
-
-fn write_to(path: &Path, tensor: &Tensor) -> std::io::Result<()> {
     let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
-    let mut file = BufWriter::new(File::create(path)?);
-    let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut file).begin_nd()?;
-    writer.extend(tensor.data().iter().copied())?;
-    writer.finish()?;
-    file.flush()?;
-    file.into_inner().map_err(|e| e.into_error())?.sync_all()
+    write_atomically(path, |file| {
+        let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(file).begin_nd()?;
+        writer.extend(tensor.data().iter().copied())?;
+        writer.finish()
+    })
+    .map_err(|source| NpyError::Write { path: path.to_owned(), source })
 }

@@ -363,32 +363,48 @@ impl Gpu {
         Ok(())
     }
 
-    /// Copies `len` f32s out of `buffer` after everything submitted so far has run.
-    pub(crate) fn read_back(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
-        let bytes = (len * 4) as u64;
+    /// Records a copy of the first `bytes` of `source` into a new mappable buffer.
+    pub(crate) fn stage(&self, encoder: &mut wgpu::CommandEncoder, source: &wgpu::Buffer, bytes: u64) -> wgpu::Buffer {
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
             size: bytes,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-        self.queue.submit([encoder.finish()]);
+        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, bytes);
+        staging
+    }
+
+    /// Maps every staged buffer once the work submitted so far has run, and returns their bytes.
+    pub(crate) fn map_all(&self, staged: &[wgpu::Buffer]) -> Result<Vec<Vec<u8>>, GpuError> {
         let (sender, receiver) = mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |result| {
-            let _ = sender.send(result);
-        });
+        for (index, buffer) in staged.iter().enumerate() {
+            let sender = sender.clone();
+            buffer.map_async(wgpu::MapMode::Read, .., move |result| {
+                let _ = sender.send((index, result));
+            });
+        }
+        drop(sender);
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::ReadBack(e.to_string()))?;
-        receiver
-            .recv()
-            .map_err(|e| GpuError::ReadBack(e.to_string()))?
-            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
-        let values = {
-            let view = staging.get_mapped_range(..).map_err(|e| GpuError::ReadBack(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        staging.unmap();
-        Ok(values)
+        for (index, result) in receiver.iter() {
+            result.map_err(|e| GpuError::ReadBack(format!("buffer {index}: {e}")))?;
+        }
+        staged
+            .iter()
+            .map(|buffer| {
+                let bytes = buffer.get_mapped_range(..).map_err(|e| GpuError::ReadBack(e.to_string()))?.to_vec();
+                buffer.unmap();
+                Ok(bytes)
+            })
+            .collect()
+    }
+
+    /// Copies `len` f32s out of `buffer` after everything submitted so far has run.
+    pub(crate) fn read_back(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+        let staging = self.stage(&mut encoder, buffer, (len * 4) as u64);
+        self.queue.submit([encoder.finish()]);
+        let bytes = self.map_all(&[staging])?.remove(0);
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 }

@@ -1,6 +1,7 @@
 //! The GPU backend: a wgpu context ([`Gpu`]) and the dispatch code of each op.
 
 mod context;
+mod network;
 mod window;
 pub mod shaders;
 

@@ -1,0 +1,235 @@
+//! The GPU executor: a whole forward pass recorded into one submission — no read-back between
+//! layers — with activation buffers reused once their tensor is dead, and per-layer GPU time
+//! from timestamp queries where the adapter has them.
+
+use std::time::{Duration, Instant};
+
+use super::context::{Gpu, GpuError};
+use super::window::WindowBuffers;
+use crate::net::{Executor, Forward, Keep, MemoryUse, Network, Op, Source};
+use crate::shape::ConvGeometry;
+use crate::{Error, Tensor};
+
+/// wgpu's cap on the queries in one query set.
+const MAX_QUERIES: usize = 4096;
+
+/// Where each tensor of a pass lives: value 0 is the network input, value `i + 1` layer `i`'s
+/// output. Values share a slot once the earlier one is dead; a slot is as large as the largest
+/// value it ever holds.
+struct BufferPlan {
+    slot_of_value: Vec<usize>,
+    slot_bytes: Vec<u64>,
+}
+
+impl BufferPlan {
+    fn new(network: &Network, value_bytes: &[u64], keep: Keep) -> BufferPlan {
+        // Last layer reading each value; the network input is value 0.
+        let mut last_use = vec![0usize; value_bytes.len()];
+        for (i, used) in network.last_uses().into_iter().enumerate() {
+            last_use[i + 1] = used;
+        }
+        for (index, layer) in network.layers.iter().enumerate() {
+            if layer.input == Source::Input || layer.residual == Some(Source::Input) {
+                last_use[0] = last_use[0].max(index);
+            }
+        }
+        let mut plan = BufferPlan { slot_of_value: vec![0; value_bytes.len()], slot_bytes: Vec::new() };
+        let mut free: Vec<usize> = Vec::new();
+        let mut live: Vec<usize> = Vec::new();
+        for (value, &bytes) in value_bytes.iter().enumerate() {
+            // Value `value` is written by layer `value − 1`: everything last read before that
+            // layer is dead, but that layer's own inputs are not (an output never aliases them).
+            if keep == Keep::Last && value > 0 {
+                let writer = value - 1;
+                live.retain(|&v| {
+                    let dead = last_use[v] < writer;
+                    if dead {
+                        free.push(plan.slot_of_value[v]);
+                    }
+                    !dead
+                });
+            }
+            let best_fit = free.iter().enumerate().filter(|(_, &s)| plan.slot_bytes[s] >= bytes).min_by_key(|(_, &s)| plan.slot_bytes[s]);
+            let largest = free.iter().enumerate().max_by_key(|(_, &s)| plan.slot_bytes[s]);
+            let slot = match best_fit.or(largest) {
+                Some((position, &slot)) => {
+                    free.swap_remove(position);
+                    plan.slot_bytes[slot] = plan.slot_bytes[slot].max(bytes);
+                    slot
+                }
+                None => {
+                    plan.slot_bytes.push(bytes);
+                    plan.slot_bytes.len() - 1
+                }
+            };
+            plan.slot_of_value[value] = slot;
+            live.push(value);
+        }
+        plan
+    }
+}
+
+fn value_index(source: Source) -> usize {
+    match source {
+        Source::Input => 0,
+        Source::Layer(i) => i + 1,
+    }
+}
+
+/// Results of one chunk of the batch.
+struct ChunkResult {
+    outputs: Vec<Option<Vec<f32>>>,
+    layer_times: Option<Vec<Duration>>,
+    activation_bytes: u64,
+}
+
+impl Gpu {
+    fn run_network_chunk(
+        &self,
+        network: &Network,
+        geometries: &[ConvGeometry],
+        input: &[f32],
+        weights: &[Option<(wgpu::Buffer, Option<wgpu::Buffer>)>],
+        keep: Keep,
+    ) -> Result<ChunkResult, GpuError> {
+        let mut value_bytes = vec![input.len() as u64 * 4];
+        value_bytes.extend(geometries.iter().map(|g| g.output_shape().iter().product::<usize>() as u64 * 4));
+        let plan = BufferPlan::new(network, &value_bytes, keep);
+        let layers = network.layers.len();
+        let timed = self.timestamps_enabled() && 2 * layers <= MAX_QUERIES;
+
+        self.scoped("running the network", || -> Result<ChunkResult, GpuError> {
+            let slots: Vec<wgpu::Buffer> = plan.slot_bytes.iter().map(|&b| self.output_buffer("activation", (b / 4) as usize)).collect::<Result<_, _>>()?;
+            self.queue().write_buffer(&slots[plan.slot_of_value[0]], 0, bytemuck::cast_slice(input));
+            let buffer_of = |source: Source| &slots[plan.slot_of_value[value_index(source)]];
+            let queries = timed.then(|| {
+                self.device().create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("layer times"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * layers as u32,
+                })
+            });
+
+            let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&network.name) });
+            for (index, (layer, geometry)) in network.layers.iter().zip(geometries).enumerate() {
+                let timestamp_writes = queries.as_ref().map(|query_set| wgpu::ComputePassTimestampWrites {
+                    query_set,
+                    beginning_of_pass_write_index: Some(2 * index as u32),
+                    end_of_pass_write_index: Some(2 * index as u32 + 1),
+                });
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&layer.name), timestamp_writes });
+                let (weight, bias, relu) = match (&layer.op, &weights[index]) {
+                    (Op::Conv { relu, .. }, Some((w, b))) => (Some(w), b.as_ref(), *relu),
+                    _ => (None, None, false),
+                };
+                let buffers = WindowBuffers {
+                    input: buffer_of(layer.input),
+                    weight,
+                    bias,
+                    residual: layer.residual.map(buffer_of),
+                    output: buffer_of(Source::Layer(index)),
+                };
+                self.record_window(&mut pass, geometry, &buffers, relu)?;
+            }
+
+            let kept: Vec<usize> = match keep {
+                Keep::All => (0..layers).collect(),
+                Keep::Last => vec![layers - 1],
+            };
+            let mut staged: Vec<wgpu::Buffer> =
+                kept.iter().map(|&i| self.stage(&mut encoder, buffer_of(Source::Layer(i)), value_bytes[i + 1])).collect();
+            if let Some(query_set) = &queries {
+                let resolved = self.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("resolved timestamps"),
+                    size: 16 * layers as u64,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                encoder.resolve_query_set(query_set, 0..2 * layers as u32, &resolved, 0);
+                staged.push(self.stage(&mut encoder, &resolved, 16 * layers as u64));
+            }
+            self.queue().submit([encoder.finish()]);
+
+            let mut bytes = self.map_all(&staged)?;
+            let layer_times = queries.is_some().then(|| {
+                let period_ns = self.queue().get_timestamp_period() as f64;
+                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes.pop().expect("timestamps were staged last"));
+                ticks.chunks(2).map(|pair| Duration::from_nanos((pair[1].saturating_sub(pair[0]) as f64 * period_ns) as u64)).collect()
+            });
+            let mut outputs = vec![None; layers];
+            for (&i, data) in kept.iter().zip(bytes) {
+                outputs[i] = Some(bytemuck::pod_collect_to_vec(&data));
+            }
+            Ok(ChunkResult { outputs, layer_times, activation_bytes: plan.slot_bytes.iter().sum() })
+        })?
+    }
+
+    fn timestamps_enabled(&self) -> bool {
+        self.device().features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+}
+
+impl Executor for Gpu {
+    fn describe(&self) -> String {
+        self.summary().to_string()
+    }
+
+    /// Runs the network in one submission per chunk of the batch; the batch is split only when
+    /// one layer's activation for the whole batch would exceed the adapter's buffer limit.
+    fn forward(&self, network: &Network, input: &Tensor, keep: Keep) -> Result<Forward, Error> {
+        let geometries = network.geometries(input.shape())?;
+        let start = Instant::now();
+        let batch = input.shape()[0];
+        let mut largest = (input.len() / batch, "the network input".to_owned());
+        for (layer, g) in network.layers.iter().zip(&geometries) {
+            let per_sample = g.output_shape()[1..].iter().product::<usize>();
+            if per_sample > largest.0 {
+                largest = (per_sample, format!("layer {}'s output", layer.name));
+            }
+        }
+        self.check_size(&format!("one sample of {}", largest.1), largest.0 as u64 * 4)?;
+        let per_chunk = ((self.max_buffer_bytes() / (4 * largest.0 as u64)) as usize).min(batch);
+
+        let weights = network
+            .layers
+            .iter()
+            .map(|layer| match &layer.op {
+                Op::Conv { weight, bias, .. } => {
+                    let w = self.storage_buffer(&format!("{} weight", layer.name), weight.data())?;
+                    let b = bias.as_ref().map(|b| self.storage_buffer(&format!("{} bias", layer.name), b.data())).transpose()?;
+                    Ok(Some((w, b)))
+                }
+                Op::MaxPool(_) => Ok(None),
+            })
+            .collect::<Result<Vec<_>, GpuError>>()?;
+
+        let sample_len = input.len() / batch;
+        let mut outputs: Vec<Option<Vec<f32>>> = vec![None; network.layers.len()];
+        let mut layer_times: Option<Vec<Duration>> = None;
+        let mut activation_bytes = 0;
+        for first in (0..batch).step_by(per_chunk) {
+            let count = per_chunk.min(batch - first);
+            let chunk_geometries: Vec<ConvGeometry> = geometries.iter().map(|g| ConvGeometry { batch: count, ..*g }).collect();
+            let chunk_input = &input.data()[first * sample_len..(first + count) * sample_len];
+            let result = self.run_network_chunk(network, &chunk_geometries, chunk_input, &weights, keep)?;
+            for (all, part) in outputs.iter_mut().zip(result.outputs) {
+                if let Some(part) = part {
+                    all.get_or_insert_with(Vec::new).extend(part);
+                }
+            }
+            layer_times = match (layer_times, result.layer_times) {
+                (None, times) => times,
+                (Some(sum), Some(times)) => Some(sum.iter().zip(times).map(|(a, b)| *a + b).collect()),
+                (Some(sum), None) => Some(sum),
+            };
+            activation_bytes = activation_bytes.max(result.activation_bytes);
+        }
+        let outputs = outputs
+            .into_iter()
+            .zip(&geometries)
+            .map(|(data, g)| data.map(|d| Tensor::new(g.output_shape().to_vec(), d).expect("geometry gives the size")))
+            .collect();
+        let memory = MemoryUse { weights: network.weight_bytes(), activations: activation_bytes, largest_activation: largest.0 as u64 * 4 * per_chunk as u64 };
+        Ok(Forward { outputs, layer_times, total_time: start.elapsed(), memory: Some(memory) })
+    }
+}

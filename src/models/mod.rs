@@ -1,0 +1,3 @@
+//! Networks built from the ops: ResNet backbones (and, later, dense-prediction heads).
+
+pub mod resnet;
