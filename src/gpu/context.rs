@@ -338,14 +338,15 @@ impl Gpu {
         }))
     }
 
-    /// An uninitialised storage buffer of `len` f32s that results are written to.
+    /// An uninitialised storage buffer of `len` f32s that results are written to (and that may
+    /// be filled from the host, as a network's input slot is).
     pub(crate) fn output_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
         let bytes = (len * 4) as u64;
         self.check_size(what, bytes)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }

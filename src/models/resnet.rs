@@ -2,10 +2,12 @@
 //!
 //! torchvision's `replace_stride_with_dilation` semantics, exactly: to reach output stride 16,
 //! layer4 keeps stride 1 and dilates instead; for 8, layers 3 and 4; for 4, layers 2–4. Inside
-//! a dilated layer `previous = dilation; dilation *= stride; stride = 1`; the first block's 3×3
-//! conv uses `previous`, the others the new dilation; a 3×3 conv's padding is its dilation.
-//! Bottleneck blocks carry the stride on the 3×3 conv (ResNet v1.5). Unlike torchvision,
-//! BasicBlock nets dilate too: both 3×3 convs of a block use the block's dilation.
+//! a dilated layer `previous = dilation; dilation *= stride; stride = 1`; the first block's
+//! stride-carrying 3×3 conv uses `previous`, every conv after it the new dilation; a 3×3 conv's
+//! padding is its dilation. Bottleneck blocks carry the stride on the 3×3 conv (ResNet v1.5).
+//! Unlike torchvision, BasicBlock nets dilate too: the first block's conv1 (which carries the
+//! stride) uses `previous` and its conv2 the new dilation — the choice under which the dense
+//! features, subsampled, equal the strided ones (tested).
 
 use std::fmt;
 use std::str::FromStr;
@@ -147,8 +149,20 @@ impl Builder<'_> {
         Ok(Source::Layer(self.network.layers.len() - 1))
     }
 
-    /// One residual block; `dilation` is the 3×3 convs' (DESIGN.md), `stride` the block's.
-    fn block(&mut self, arch: Arch, name: &str, input: Source, c_in: usize, planes: usize, stride: usize, dilation: usize) -> Result<(Source, usize), Error> {
+    /// One residual block: `stride` and `first_dilation` go to the 3×3 conv that carries the
+    /// block's stride, `dilation` to a 3×3 conv after it (BasicBlock's conv2).
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &mut self,
+        arch: Arch,
+        name: &str,
+        input: Source,
+        c_in: usize,
+        planes: usize,
+        stride: usize,
+        first_dilation: usize,
+        dilation: usize,
+    ) -> Result<(Source, usize), Error> {
         let expansion = if arch.bottleneck() { 4 } else { 1 };
         let c_out = planes * expansion;
         let needs_projection = stride != 1 || c_in != c_out;
@@ -161,10 +175,10 @@ impl Builder<'_> {
         let n = |s: &str| format!("{name}.{s}");
         let output = if arch.bottleneck() {
             let a = self.conv_bn(ConvBn { conv: &n("conv1"), bn: &n("bn1"), c_in, c_out: planes, kernel: 1, stride: 1, dilation: 1 }, input, true, None)?;
-            let b = self.conv_bn(ConvBn { conv: &n("conv2"), bn: &n("bn2"), c_in: planes, c_out: planes, kernel: 3, stride, dilation }, a, true, None)?;
+            let b = self.conv_bn(ConvBn { conv: &n("conv2"), bn: &n("bn2"), c_in: planes, c_out: planes, kernel: 3, stride, dilation: first_dilation }, a, true, None)?;
             self.conv_bn(ConvBn { conv: &n("conv3"), bn: &n("bn3"), c_in: planes, c_out, kernel: 1, stride: 1, dilation: 1 }, b, true, Some(shortcut))?
         } else {
-            let a = self.conv_bn(ConvBn { conv: &n("conv1"), bn: &n("bn1"), c_in, c_out: planes, kernel: 3, stride, dilation }, input, true, None)?;
+            let a = self.conv_bn(ConvBn { conv: &n("conv1"), bn: &n("bn1"), c_in, c_out: planes, kernel: 3, stride, dilation: first_dilation }, input, true, None)?;
             self.conv_bn(ConvBn { conv: &n("conv2"), bn: &n("bn2"), c_in: planes, c_out: planes, kernel: 3, stride: 1, dilation }, a, true, Some(shortcut))?
         };
         Ok((output, c_out))
@@ -200,10 +214,10 @@ pub fn resnet(config: &ResNetConfig, weights: &mut dyn WeightSource) -> Result<N
             stride = 1;
         }
         for block in 0..count {
-            let rate = if block == 0 { previous } else { dilation };
-            let rate = if index == 3 { rate * config.multi_grid[block] } else { rate };
-            let block_stride = if block == 0 { stride } else { 1 };
-            (x, c_in) = b.block(config.arch, &format!("layer{}.{block}", index + 1), x, c_in, planes, block_stride, rate)?;
+            let grid = if index == 3 { config.multi_grid[block] } else { 1 };
+            let (block_stride, first) = if block == 0 { (stride, previous) } else { (1, dilation) };
+            let name = format!("layer{}.{block}", index + 1);
+            (x, c_in) = b.block(config.arch, &name, x, c_in, planes, block_stride, first * grid, dilation * grid)?;
         }
     }
     Ok(b.network)

@@ -1,0 +1,149 @@
+//! ResNet backbones: shapes at every output stride, torchvision's dilation schedule, the atrous
+//! identity that makes output stride worth having, GPU-vs-CPU agreement on whole networks, the
+//! weights loader, and memory reuse.
+
+mod common;
+
+use atrous::backend::Cpu;
+use atrous::compare::difference;
+use atrous::models::resnet::{resnet, Arch, ResNetConfig, OUTPUT_STRIDES};
+use atrous::net::{receptive_fields, Executor, Keep, Network, Op};
+use atrous::weights::{write_safetensors, SafetensorsWeights, SeededWeights, WeightError};
+use atrous::{Error, Tensor};
+use common::gpu;
+
+fn build(arch: Arch, output_stride: usize) -> Network {
+    resnet(&ResNetConfig::new(arch, output_stride), &mut SeededWeights::new(7)).unwrap()
+}
+
+fn dilations(net: &Network, prefix: &str) -> Vec<usize> {
+    net.layers
+        .iter()
+        .filter(|l| l.name.starts_with(prefix) && l.name.ends_with(".conv2"))
+        .map(|l| match &l.op {
+            Op::Conv { params, .. } => params.dilation.h,
+            Op::MaxPool(_) => unreachable!(),
+        })
+        .collect()
+}
+
+#[test]
+fn feature_map_sizes_follow_the_output_stride() {
+    for arch in [Arch::ResNet18, Arch::ResNet50, Arch::ResNet101] {
+        for os in OUTPUT_STRIDES {
+            let net = build(arch, os);
+            for size in [321, 513] {
+                let g = net.geometries(&[1, 3, size, size]).unwrap();
+                let out = g.last().unwrap().output_shape();
+                assert_eq!(out, [1, arch.out_channels(), (size - 1) / os + 1, (size - 1) / os + 1], "{arch} OS {os} at {size}");
+                let fields = receptive_fields(&net, &g);
+                assert_eq!(fields.last().unwrap().jump.h, os, "the jump after the last layer is the output stride");
+            }
+        }
+    }
+}
+
+#[test]
+fn resnet50_at_output_stride_8_dilates_like_torchvision() {
+    let net = build(Arch::ResNet50, 8);
+    assert_eq!(dilations(&net, "layer1."), [1, 1, 1]);
+    assert_eq!(dilations(&net, "layer2."), [1, 1, 1, 1]);
+    assert_eq!(dilations(&net, "layer3."), [1, 2, 2, 2, 2, 2]);
+    assert_eq!(dilations(&net, "layer4."), [2, 4, 4]);
+    let multi_grid = ResNetConfig { multi_grid: vec![1, 2, 4], ..ResNetConfig::new(Arch::ResNet50, 16) };
+    let net = resnet(&multi_grid, &mut SeededWeights::new(7)).unwrap();
+    assert_eq!(dilations(&net, "layer4."), [1, 4, 8], "OS 16 rates (1, 2, 2) times the grid (1, 2, 4)");
+}
+
+#[test]
+fn impossible_output_strides_are_refused_listing_the_possible_ones() {
+    let err = resnet(&ResNetConfig::new(Arch::ResNet50, 12), &mut SeededWeights::new(7)).unwrap_err();
+    assert!(err.to_string().contains("4, 8, 16 and 32"), "{err}");
+    let bad_grid = ResNetConfig { multi_grid: vec![1, 2], ..ResNetConfig::new(Arch::ResNet50, 16) };
+    assert!(resnet(&bad_grid, &mut SeededWeights::new(7)).unwrap_err().to_string().contains("multi-grid"));
+}
+
+/// Samples every `step`-th row and column of an NCHW tensor (`x[:, :, ::step, ::step]`).
+fn subsample(t: &Tensor, step: usize) -> Tensor {
+    let [n, c, h, w] = t.shape().try_into().unwrap();
+    let (oh, ow) = ((h - 1) / step + 1, (w - 1) / step + 1);
+    Tensor::from_fn(vec![n, c, oh, ow], |i| t.data()[((i[0] * c + i[1]) * h + i[2] * step) * w + i[3] * step])
+}
+
+#[test]
+fn atrous_features_subsampled_equal_strided_features() {
+    // With the same weights and an input of size 32·m + 1, the OS-8 features at every 4th pixel
+    // and the OS-16 features at every 2nd pixel equal the OS-32 features (TF-slim's check).
+    let input = Tensor::random(vec![1, 3, 65, 65], 3);
+    for arch in [Arch::ResNet18, Arch::ResNet50] {
+        let features = |os| Cpu.forward(&build(arch, os), &input, Keep::Last).unwrap().outputs.pop().unwrap().unwrap();
+        let strided = features(32);
+        for (os, step) in [(16, 2), (8, 4), (4, 8)] {
+            let d = difference(subsample(&features(os), step).data(), strided.data());
+            assert!(d.within(1e-4), "{arch}: OS {os} every {step}th pixel vs OS 32: {d}");
+        }
+    }
+}
+
+#[test]
+fn gpu_and_cpu_agree_on_whole_networks() {
+    for arch in [Arch::ResNet18, Arch::ResNet50] {
+        for os in OUTPUT_STRIDES {
+            let net = build(arch, os);
+            let input = Tensor::random(vec![2, 3, 33, 41], 11);
+            let on_gpu = gpu().forward(&net, &input, Keep::All).unwrap();
+            let on_cpu = Cpu.forward(&net, &input, Keep::All).unwrap();
+            for (layer, (g, c)) in net.layers.iter().zip(on_gpu.outputs.iter().zip(&on_cpu.outputs)) {
+                let d = difference(g.as_ref().unwrap().data(), c.as_ref().unwrap().data());
+                assert!(d.within(1e-3), "{arch} OS {os} layer {}: {d}", layer.name);
+            }
+            assert_eq!(on_gpu.layer_times.map(|t| t.len()), gpu().summary().timestamp_query.then_some(net.layers.len()));
+        }
+    }
+}
+
+#[test]
+fn gpu_memory_stays_within_weights_plus_four_largest_activations() {
+    let net = build(Arch::ResNet50, 8);
+    let input = Tensor::random(vec![1, 3, 65, 65], 5);
+    let forward = gpu().forward(&net, &input, Keep::Last).unwrap();
+    let memory = forward.memory.unwrap();
+    assert_eq!(memory.weights, net.weight_bytes());
+    assert!(memory.activations <= 4 * memory.largest_activation, "{memory:?}");
+    let on_cpu = Cpu.forward(&net, &input, Keep::Last).unwrap();
+    let d = difference(forward.outputs.last().unwrap().as_ref().unwrap().data(), on_cpu.outputs.last().unwrap().as_ref().unwrap().data());
+    assert!(d.within(1e-3), "{d}");
+}
+
+#[test]
+fn weights_round_trip_through_safetensors_and_broken_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ResNetConfig::new(Arch::ResNet18, 16);
+    let mut seeded = SeededWeights::new(21);
+    let from_seed = resnet(&config, &mut seeded).unwrap();
+    let mut state_dict: Vec<(String, Tensor)> = seeded.generated().to_vec();
+    state_dict.push(("fc.weight".into(), Tensor::random(vec![10, 512], 1))); // ignored
+    let path = dir.path().join("resnet18.safetensors");
+    write_safetensors(&path, &state_dict).unwrap();
+
+    let mut loaded = SafetensorsWeights::open(&path).unwrap();
+    let from_file = resnet(&config, &mut loaded).unwrap();
+    assert!(loaded.unused().is_empty(), "{:?}", loaded.unused());
+    for (a, b) in from_seed.layers.iter().zip(&from_file.layers) {
+        if let (Op::Conv { weight: wa, bias: ba, .. }, Op::Conv { weight: wb, bias: bb, .. }) = (&a.op, &b.op) {
+            assert_eq!((wa, ba), (wb, bb), "layer {}", a.name);
+        }
+    }
+
+    // A missing tensor and a tensor of the wrong shape are refused, naming them.
+    let without: Vec<_> = state_dict.iter().filter(|(n, _)| n != "layer3.1.bn2.running_var").cloned().collect();
+    write_safetensors(&path, &without).unwrap();
+    let err = resnet(&config, &mut SafetensorsWeights::open(&path).unwrap()).unwrap_err();
+    assert!(matches!(&err, Error::Weights(WeightError::Missing { name, .. }) if name == "layer3.1.bn2.running_var"), "{err}");
+    let mut reshaped = state_dict.clone();
+    let entry = reshaped.iter_mut().find(|(n, _)| n == "layer2.0.downsample.0.weight").unwrap();
+    entry.1 = Tensor::random(vec![128, 64, 3, 3], 1);
+    write_safetensors(&path, &reshaped).unwrap();
+    let err = resnet(&config, &mut SafetensorsWeights::open(&path).unwrap()).unwrap_err().to_string();
+    assert!(err.contains("layer2.0.downsample.0.weight") && err.contains("[128, 64, 3, 3]") && err.contains("[128, 64, 1, 1]"), "{err}");
+}
