@@ -580,7 +580,7 @@ fn conv2d_on_gpu_matches_reference() {
     let case = conv2d_case();
     let (output, out) = case.run(&dir, &["--device", "gpu"]);
     assert_success(&out);
-    assert!(stdout(&out).contains("GPU:"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("GPU:"), "the adapter is named on stderr: {}", stderr(&out));
     assert_output_matches(&output, case.expected(), GPU_TOLERANCE);
 }
 

@@ -1,0 +1,344 @@
+//! `atrous backbone` (run a ResNet, optionally compare GPU with CPU layer by layer) and
+//! `atrous rf` (the receptive-field arithmetic, no computation).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+
+use super::{mib, ms, AdapterArgs, Device};
+use atrous::backend::Cpu;
+use atrous::compare::{difference, Difference};
+use atrous::imaging::{image_to_tensor, load_image};
+use atrous::models::resnet::{resnet, Arch, ResNetConfig};
+use atrous::net::{receptive_fields, Executor, FieldOfView, Forward, Keep, Network, Op};
+use atrous::npy::{read_npy, write_npy};
+use atrous::shape::ConvGeometry;
+use atrous::weights::{SafetensorsWeights, SeededWeights, WeightSource};
+use atrous::{Hw, Tensor};
+
+/// Relative tolerance under which a layer's GPU and CPU outputs are said to agree; whole
+/// networks accumulate more rounding than one op.
+pub const NETWORK_TOLERANCE: f64 = 1e-3;
+
+/// Seed of the built-in weights (used when no `--weights` file is given).
+pub const DEFAULT_SEED: u64 = 2024;
+
+/// Parses `"HxW"` or `"N"` (square).
+fn parse_size(s: &str) -> Result<Hw, String> {
+    let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(|| format!("'{s}' is not a size: expected HxW or N, e.g. 513x513"));
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok(Hw::new(parse(h)?, parse(w)?)),
+        None => Ok(Hw::square(parse(s)?)),
+    }
+}
+
+fn parse_list(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',').map(|v| v.trim().parse::<usize>().map_err(|_| format!("'{s}' is not a comma-separated list of integers"))).collect()
+}
+
+/// Which backbone, with which weights.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// resnet18, resnet34, resnet50, resnet101 or resnet152
+    #[arg(long, default_value = "resnet50", value_parser = |s: &str| s.parse::<Arch>())]
+    pub arch: Arch,
+    /// Output stride: 32 (the plain ResNet), 16, 8 or 4 (later strides become dilations)
+    #[arg(long, default_value_t = 16)]
+    pub output_stride: usize,
+    /// DeepLabv3 multi-grid: multipliers of layer4's per-block dilations, e.g. 1,2,4
+    #[arg(long, value_parser = parse_list, value_name = "R1,R2,R3")]
+    pub multi_grid: Option<Vec<usize>>,
+}
+
+impl ModelArgs {
+    pub fn config(&self) -> ResNetConfig {
+        let mut config = ResNetConfig::new(self.arch, self.output_stride);
+        if let Some(grid) = &self.multi_grid {
+            config.multi_grid = grid.clone();
+        }
+        config
+    }
+}
+
+#[derive(Args)]
+pub struct BackboneArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A torchvision ResNet state_dict saved as .safetensors; default: built-in seeded weights
+    #[arg(long, value_name = "W.safetensors")]
+    pub weights: Option<PathBuf>,
+    /// Prefix of the backbone's tensor names in --weights (e.g. "backbone." in a DeepLab state dict)
+    #[arg(long, default_value = "", value_name = "PREFIX")]
+    pub weights_prefix: String,
+    /// Input tensor, NCHW float .npy with 3 channels (already normalised)
+    #[arg(long, value_name = "X.npy", group = "source")]
+    pub input: Option<PathBuf>,
+    /// A PNG or JPEG photo; ImageNet mean/std are applied (resized when --size is also given)
+    #[arg(long, value_name = "PHOTO", group = "source")]
+    pub image: Option<PathBuf>,
+    /// Input size HxW: with no --input/--image, a seeded random input of this size
+    #[arg(long, value_parser = parse_size, value_name = "HxW")]
+    pub size: Option<Hw>,
+    /// Batch size of the random input (with --size)
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Write layer4's features (NCHW float32) here
+    #[arg(long, value_name = "F.npy")]
+    pub output: Option<PathBuf>,
+    /// Where to run; --output holds this device's result
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub device: Device,
+    /// Run on GPU and CPU and report each layer's max abs and relative error and a verdict
+    /// (exit status 2 when some layer disagrees by more than 1e-3 relative)
+    #[arg(long)]
+    pub compare: bool,
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
+}
+
+/// Builds the network with the chosen weights and reports unused tensors of a weights file.
+pub fn build(model: &ModelArgs, weights: Option<&PathBuf>, prefix: &str) -> Result<Network> {
+    let config = model.config();
+    match weights {
+        None => Ok(resnet(&config, &mut SeededWeights::new(DEFAULT_SEED))?),
+        Some(path) => {
+            let mut source = SafetensorsWeights::open(path)?.with_prefix(prefix);
+            let network = resnet(&config, &mut source as &mut dyn WeightSource)?;
+            let unused = source.unused();
+            if !unused.is_empty() {
+                eprintln!("note: {} tensor(s) in {} were not used, e.g. {}", unused.len(), path.display(), unused[..unused.len().min(3)].join(", "));
+            }
+            Ok(network)
+        }
+    }
+}
+
+fn input_tensor(args: &BackboneArgs) -> Result<Tensor> {
+    if let Some(path) = &args.input {
+        return read_npy(path).context("reading --input");
+    }
+    if let Some(path) = &args.image {
+        return Ok(image_to_tensor(&load_image(path, args.size)?));
+    }
+    let Some(size) = args.size else { bail!("give an input: --input X.npy, --image PHOTO, or --size HxW for a random one") };
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    Ok(Tensor::random(vec![args.batch, 3, size.h, size.w], DEFAULT_SEED))
+}
+
+/// One row of the per-layer table.
+pub struct Row<'a> {
+    pub name: &'a str,
+    pub geometry: &'a ConvGeometry,
+    pub field: FieldOfView,
+    pub time: Option<std::time::Duration>,
+    pub difference: Option<Difference>,
+}
+
+fn kernel_text(g: &ConvGeometry) -> String {
+    format!("{}x{}", g.kernel.h, g.kernel.w)
+}
+
+pub fn print_table(rows: &[Row], time_label: &str) {
+    let compare = rows.iter().any(|r| r.difference.is_some());
+    print!("{:<24} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}", "layer", "output (NCHW)", "kernel", "stride", "dil", "jump", "RF", time_label);
+    if compare {
+        print!(" {:>10} {:>10}  verdict", "max abs", "max rel");
+    }
+    println!();
+    for r in rows {
+        let shape = r.geometry.output_shape();
+        print!(
+            "{:<24} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}",
+            r.name,
+            format!("{}x{}x{}x{}", shape[0], shape[1], shape[2], shape[3]),
+            kernel_text(r.geometry),
+            r.geometry.stride.h,
+            r.geometry.dilation.h,
+            r.field.jump.h,
+            format!("{}x{}", r.field.receptive_field.h, r.field.receptive_field.w),
+            r.time.map_or("-".to_owned(), ms)
+        );
+        if let Some(d) = r.difference {
+            print!(" {:>10.3e} {:>10.3e}  {}", d.max_abs, d.max_rel, if d.within(NETWORK_TOLERANCE) { "ok" } else { "DISAGREE" });
+        }
+        println!();
+    }
+}
+
+/// What running a backbone produced, shared by `backbone` and `demo`.
+pub struct Run {
+    pub geometries: Vec<ConvGeometry>,
+    pub fields: Vec<FieldOfView>,
+    pub primary: Forward,
+    pub differences: Option<Vec<Difference>>,
+}
+
+impl Run {
+    pub fn features(&self) -> &Tensor {
+        self.primary.outputs.last().and_then(Option::as_ref).expect("the last layer is always kept")
+    }
+
+    pub fn agree(&self) -> bool {
+        self.differences.as_ref().is_none_or(|ds| ds.iter().all(|d| d.within(NETWORK_TOLERANCE)))
+    }
+
+    pub fn rows<'a>(&'a self, network: &'a Network) -> Vec<Row<'a>> {
+        network
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| Row {
+                name: &layer.name,
+                geometry: &self.geometries[i],
+                field: self.fields[i],
+                time: self.primary.layer_times.as_ref().map(|t| t[i]),
+                difference: self.differences.as_ref().map(|d| d[i]),
+            })
+            .collect()
+    }
+}
+
+/// Runs `network` on `primary`, and with `compare` also on the CPU, diffing every layer.
+pub fn run_network(network: &Network, input: &Tensor, primary: &dyn Executor, compare: bool) -> Result<Run> {
+    let geometries = network.geometries(input.shape())?;
+    let fields = receptive_fields(network, &geometries);
+    let keep = if compare { Keep::All } else { Keep::Last };
+    let forward = primary.forward(network, input, keep)?;
+    let differences = if compare {
+        let reference = Cpu.forward(network, input, Keep::All)?;
+        Some(
+            forward
+                .outputs
+                .iter()
+                .zip(&reference.outputs)
+                .map(|(a, b)| difference(a.as_ref().expect("kept").data(), b.as_ref().expect("kept").data()))
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(Run { geometries, fields, primary: forward, differences })
+}
+
+pub fn backbone(args: &BackboneArgs) -> Result<ExitCode> {
+    let network = build(&args.model, args.weights.as_ref(), &args.weights_prefix)?;
+    let input = input_tensor(args)?;
+    network.geometries(input.shape())?; // refuse bad shapes before opening a device
+    let gpu = if args.device == Device::Gpu { Some(args.adapter.open()?) } else { None };
+    let executor: &dyn Executor = match &gpu {
+        Some(gpu) => gpu,
+        None => &Cpu,
+    };
+    let run = run_network(&network, &input, executor, args.compare)?;
+
+    if args.json {
+        print_json(args, &network, &input, executor, &run);
+    } else {
+        println!("{} on {:?}, {}", network.name, input.shape(), executor.describe());
+        let label = if gpu.is_some() && run.primary.layer_times.is_some() { "GPU ms" } else if gpu.is_some() { "GPU ms (n/a)" } else { "CPU ms" };
+        print_table(&run.rows(&network), label);
+        println!("total wall time {} ms (uploads and read-back included)", ms(run.primary.total_time));
+        if let Some(m) = run.primary.memory {
+            println!(
+                "GPU memory: weights {} + activations {} = {} peak (largest activation {})",
+                mib(m.weights),
+                mib(m.activations),
+                mib(m.peak()),
+                mib(m.largest_activation)
+            );
+        }
+        if run.differences.is_some() {
+            let verdict = if run.agree() { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" };
+            println!("verdict: {verdict} (every layer within {NETWORK_TOLERANCE:e} relative: {})", run.agree());
+        }
+    }
+    if let Some(path) = &args.output {
+        write_npy(path, run.features())?;
+        eprintln!("wrote layer4 features {:?} to {}", run.features().shape(), path.display());
+    }
+    Ok(if run.agree() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn print_json(args: &BackboneArgs, network: &Network, input: &Tensor, executor: &dyn Executor, run: &Run) {
+    let layers: Vec<_> = run
+        .rows(network)
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "op": match network.layers[network.find(r.name).unwrap()].op { Op::Conv { .. } => "conv", Op::MaxPool(_) => "max_pool" },
+                "output_shape": r.geometry.output_shape(),
+                "kernel": [r.geometry.kernel.h, r.geometry.kernel.w],
+                "stride": [r.geometry.stride.h, r.geometry.stride.w],
+                "dilation": [r.geometry.dilation.h, r.geometry.dilation.w],
+                "padding": [r.geometry.padding.h, r.geometry.padding.w],
+                "jump": [r.field.jump.h, r.field.jump.w],
+                "receptive_field": [r.field.receptive_field.h, r.field.receptive_field.w],
+                "time_ms": r.time.map(|t| t.as_secs_f64() * 1e3),
+                "gflop": r.geometry.flops() as f64 / 1e9,
+                "max_abs_error": r.difference.map(|d| d.max_abs),
+                "max_rel_error": r.difference.map(|d| d.max_rel),
+                "agree": r.difference.map(|d| d.within(NETWORK_TOLERANCE)),
+            })
+        })
+        .collect();
+    let report = json!({
+        "arch": args.model.arch.to_string(),
+        "output_stride": args.model.output_stride,
+        "multi_grid": args.model.config().multi_grid,
+        "input_shape": input.shape(),
+        "output_shape": run.features().shape(),
+        "device": executor.describe(),
+        "total_ms": run.primary.total_time.as_secs_f64() * 1e3,
+        "peak_memory_bytes": run.primary.memory.map(|m| m.peak()),
+        "weight_bytes": run.primary.memory.map(|m| m.weights),
+        "activation_bytes": run.primary.memory.map(|m| m.activations),
+        "agree": run.differences.as_ref().map(|_| run.agree()),
+        "layers": layers,
+    });
+    println!("{}", serde_json::to_string_pretty(&report).expect("JSON of plain values"));
+}
+
+#[derive(Args)]
+pub struct RfArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Input size HxW (or N) for the feature-map sizes
+    #[arg(long, value_parser = parse_size, default_value = "513", value_name = "HxW")]
+    pub size: Hw,
+}
+
+/// `atrous rf`: kernel, effective kernel, stride, dilation, jump, receptive field and feature
+/// size of every layer.
+pub fn rf(args: &RfArgs) -> Result<ExitCode> {
+    let network = build(&args.model, None, "")?;
+    let geometries = network.geometries(&[1, 3, args.size.h, args.size.w])?;
+    let fields = receptive_fields(&network, &geometries);
+    println!("{} with a {}x{} input", network.name, args.size.h, args.size.w);
+    println!("{:<24} {:>6} {:>9} {:>6} {:>8} {:>5} {:>9} {:>12}", "layer", "kernel", "effective", "stride", "dilation", "jump", "RF", "feature map");
+    for ((layer, g), f) in network.layers.iter().zip(&geometries).zip(&fields) {
+        let effective = atrous::shape::effective_kernel(g.kernel.h, g.dilation.h);
+        println!(
+            "{:<24} {:>6} {:>9} {:>6} {:>8} {:>5} {:>9} {:>12}",
+            layer.name,
+            kernel_text(g),
+            format!("{effective}x{}", atrous::shape::effective_kernel(g.kernel.w, g.dilation.w)),
+            g.stride.h,
+            g.dilation.h,
+            f.jump.h,
+            format!("{}x{}", f.receptive_field.h, f.receptive_field.w),
+            format!("{}x{}", g.output.h, g.output.w)
+        );
+    }
+    let last = fields.last().expect("a ResNet has layers");
+    println!("output stride {} (jump after the last layer); receptive field {}x{}", last.jump.h, last.receptive_field.h, last.receptive_field.w);
+    Ok(ExitCode::SUCCESS)
+}

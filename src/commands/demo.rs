@@ -1,0 +1,91 @@
+//! `atrous demo`: the README's main job, on built-in data only. ResNet-50 at output stride 16
+//! and 8 on the GPU, every layer compared with the CPU, and a heatmap of the features over the
+//! picture written to an output folder.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::backbone::{build, print_table, run_network, ModelArgs, NETWORK_TOLERANCE};
+use super::{ms, AdapterArgs};
+use atrous::imaging::{heatmap_overlay, image_to_tensor, save_png, synthetic_image};
+use atrous::models::resnet::Arch;
+use atrous::npy::write_npy;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Folder for the pictures and features (created if missing)
+    #[arg(long, default_value = "atrous-demo", value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// Side of the built-in picture; 32·m + 1 puts feature corners on image corners
+    #[arg(long, default_value_t = 129)]
+    pub size: usize,
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
+}
+
+/// The output strides the demo compares.
+const OUTPUT_STRIDES: [usize; 2] = [16, 8];
+
+pub fn run(args: &DemoArgs) -> Result<ExitCode> {
+    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let steps = 1 + 3 * OUTPUT_STRIDES.len() as u64;
+    let progress = ProgressBar::new(steps).with_style(ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
+    progress.set_message("opening the GPU");
+    let gpu = args.adapter.open()?;
+    let image = synthetic_image(args.size, args.size);
+    let input = image_to_tensor(&image);
+    save_png(&image, &args.out_dir.join("input.png"))?;
+    progress.inc(1);
+
+    let mut all_agree = true;
+    let mut summaries = Vec::new();
+    for os in OUTPUT_STRIDES {
+        progress.set_message(format!("building ResNet-50 at output stride {os}"));
+        let model = ModelArgs { arch: Arch::ResNet50, output_stride: os, multi_grid: None };
+        let network = build(&model, None, "")?;
+        progress.inc(1);
+        progress.set_message(format!("output stride {os}: GPU forward pass, then the CPU reference"));
+        let run = run_network(&network, &input, &gpu, true)?;
+        progress.inc(1);
+        progress.set_message(format!("output stride {os}: writing the heatmap"));
+        let heatmap = args.out_dir.join(format!("features_os{os}.png"));
+        save_png(&heatmap_overlay(&image, run.features()), &heatmap)?;
+        write_npy(args.out_dir.join(format!("features_os{os}.npy")), run.features())?;
+        progress.inc(1);
+        all_agree &= run.agree();
+        summaries.push((os, network, run, heatmap));
+    }
+    progress.finish_and_clear();
+
+    println!("atrous demo: ResNet-50 (seeded weights) on a built-in {0}x{0} picture, GPU: {1}", args.size, gpu.summary());
+    for (os, network, run, heatmap) in &summaries {
+        println!("\noutput stride {os}: the last layer of each stage (`atrous backbone --compare` lists every layer)");
+        let rows = run.rows(network);
+        let stage_ends: Vec<_> = rows
+            .into_iter()
+            .enumerate()
+            .filter(|(i, row)| {
+                let next = network.layers.get(i + 1).map(|l| l.name.split('.').next().unwrap_or(""));
+                next != Some(row.name.split('.').next().unwrap_or("")) || row.name == "conv1"
+            })
+            .map(|(_, row)| row)
+            .collect();
+        print_table(&stage_ends, "GPU ms");
+        let worst = run.differences.as_ref().map_or(0.0, |d| d.iter().fold(0.0f64, |m, d| m.max(d.max_rel)));
+        println!(
+            "GPU total {} ms; worst layer's max relative error vs CPU {worst:.2e}: {}",
+            ms(run.primary.total_time),
+            if run.agree() { "agree" } else { "DISAGREE" }
+        );
+        println!("heatmap of the features: {}", heatmap.display());
+    }
+    println!(
+        "\nverdict: {} (every layer of both networks within {NETWORK_TOLERANCE:e} relative)",
+        if all_agree { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" }
+    );
+    Ok(if all_agree { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

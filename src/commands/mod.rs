@@ -1,0 +1,49 @@
+//! One module per subcommand, each a thin layer over the library; shared flags live here.
+
+pub mod backbone;
+pub mod conv;
+pub mod demo;
+pub mod devices;
+
+use clap::{Args, ValueEnum};
+
+use atrous::gpu::{Gpu, GpuOptions};
+
+#[derive(Args, Clone)]
+pub struct AdapterArgs {
+    /// GPU backend(s) to use: vulkan, metal, dx12, gl (comma-separated); default: WGPU_BACKEND, else all
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// Use the adapter whose name contains this text; default: WGPU_ADAPTER_NAME, else the best one
+    #[arg(long, value_name = "TEXT")]
+    pub adapter: Option<String>,
+}
+
+impl AdapterArgs {
+    pub fn options(&self) -> GpuOptions {
+        GpuOptions { backend: self.backend.clone(), adapter_name: self.adapter.clone(), ..Default::default() }
+    }
+
+    /// Opens the GPU and says which adapter was chosen.
+    pub fn open(&self) -> anyhow::Result<Gpu> {
+        let gpu = Gpu::new(&self.options())?;
+        eprintln!("GPU: {}", gpu.summary());
+        Ok(gpu)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    Gpu,
+    Cpu,
+}
+
+/// Milliseconds with three decimals, for tables.
+pub fn ms(d: std::time::Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+/// Bytes as MiB with one decimal.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
