@@ -2,6 +2,8 @@
 // out[n, co, oy, ox] = bias[co] + Σ input[n, ci, oy·s + ky·d − p, ox·s + kx·d − p] · weight[co, ci_local, ky, kx]
 // over the input channels of co's group. Dilation only changes the address of a tap.
 
+@group(0) @binding(2) var<storage, read> weight: array<f32>; // [C_out, C_in/groups, kH, kW]
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>) {
     let o = output_coord(gid, workgroups);
@@ -31,5 +33,5 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             }
         }
     }
-    store(o, acc);
+    store(o.flat, acc);
 }

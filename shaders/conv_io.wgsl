@@ -1,7 +1,7 @@
-// Bindings and epilogue shared by the convolution kernels (forward and transposed).
+// Bindings and epilogue shared by the convolution kernels (forward and transposed). Each
+// kernel declares binding 2, its weight, in the layout it reads.
 
 @group(0) @binding(1) var<storage, read> input: array<f32>;    // [N, C_in, H, W]
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [C_out], or one unused zero
 @group(0) @binding(4) var<storage, read> residual: array<f32>; // like output, or one unused zero
 @group(0) @binding(5) var<storage, read_write> output: array<f32>; // [N, C_out, OH, OW]
@@ -13,14 +13,14 @@ fn initial_value(c: u32) -> f32 {
     return 0.0;
 }
 
-// The fused epilogue: residual add, then ReLU, then the store.
-fn store(o: OutputCoord, value: f32) {
+// The fused epilogue: residual add, then ReLU, then the store at flat output index `flat`.
+fn store(flat: u32, value: f32) {
     var v = value;
     if (p.has_residual != 0u) {
-        v += residual[o.flat];
+        v += residual[flat];
     }
     if (p.relu != 0u) {
         v = max(v, 0.0);
     }
-    output[o.flat] = v;
+    output[flat] = v;
 }

@@ -3,6 +3,8 @@
 // taps where (oy + p − ky·d) is a non-negative multiple of s; no product with an inserted zero.
 // weight is [C_in, C_out/groups, kH, kW].
 
+@group(0) @binding(2) var<storage, read> weight: array<f32>; // [C_in, C_out/groups, kH, kW]
+
 // The input row (or column) that tap k reaches output position o from, if any.
 fn source_index(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
     let t = i32(o + pad) - i32(k * dil);
@@ -45,5 +47,5 @@ fn conv_transpose2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
             }
         }
     }
-    store(o, acc);
+    store(o.flat, acc);
 }

@@ -8,7 +8,7 @@ use atrous::backend::CpuReference;
 use atrous::compare::difference;
 use atrous::gpu::{Gpu, GpuError, GpuOptions};
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Error, Hw, Tensor};
-use common::{check_hand_computed_cases, conv_case, gpu, transposed_case};
+use common::{check_hand_computed_cases, conv_case, gpu, transposed_case, wide_conv_case};
 use proptest::prelude::*;
 
 /// GPU sums run in a different order than the f64 reference: compare relatively.
@@ -72,6 +72,16 @@ fn large_outputs_use_a_two_dimensional_dispatch() {
 }
 
 #[test]
+fn the_tiled_kernel_folds_pixels_into_a_third_dimension() {
+    // 2048² = 4,194,304 pixels need 65,536 workgroups of 64: one more than a dimension allows.
+    // Eight output channels (the tiled kernel's minimum) fill exactly 128 MiB.
+    let x = Tensor::random(vec![1, 1, 2048, 2048], 28);
+    let w = Tensor::random(vec![8, 1, 1, 1], 29);
+    assert!(gpu().max_buffer_bytes() >= 8 * 2048 * 2048 * 4, "the adapter must hold the output");
+    assert_conv_matches(&x, &w, Some(&Tensor::random(vec![8], 30)), &Conv2dParams::default());
+}
+
+#[test]
 fn a_batch_larger_than_a_buffer_is_split() {
     // Cap buffers at 4 KiB: one sample's input is 2·8·8·4 = 512 B and its output 3·8·8·4 = 768 B,
     // so the 13-sample batch (6.5 KiB in, 10 KiB out) runs as chunks of 5.
@@ -109,6 +119,14 @@ proptest! {
 
     #[test]
     fn gpu_conv2d_matches_reference(case in conv_case()) {
+        let on_gpu = conv2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let d = difference(on_gpu.data(), exact.data());
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+    }
+
+    #[test]
+    fn gpu_tiled_conv2d_matches_reference(case in wide_conv_case()) {
         let on_gpu = conv2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
         let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
         let d = difference(on_gpu.data(), exact.data());

@@ -31,3 +31,9 @@ fn every_shader_file_is_used() {
         assert!(ALL.iter().any(|s| s.source.contains(&embedded)), "shaders/{name} is not part of any shader in gpu::shaders::ALL");
     }
 }
+
+#[test]
+fn host_and_shader_agree_on_the_tile_size() {
+    let declared = format!("const CO_TILE: u32 = {}u;", atrous::gpu::shaders::CONV2D_TILED_CHANNELS);
+    assert!(atrous::gpu::shaders::CONV2D_TILED.source.contains(&declared), "conv2d_tiled.wgsl must declare `{declared}`");
+}

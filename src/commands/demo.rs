@@ -21,7 +21,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "atrous-demo", value_name = "DIR")]
     pub out_dir: PathBuf,
     /// Side of the built-in picture; 32·m + 1 puts feature corners on image corners
-    #[arg(long, default_value_t = 129)]
+    #[arg(long, default_value_t = 161)]
     pub size: usize,
     #[command(flatten)]
     pub adapter: AdapterArgs,

@@ -193,9 +193,10 @@ impl Executor for Gpu {
         let weights = network
             .layers
             .iter()
-            .map(|layer| match &layer.op {
+            .zip(&geometries)
+            .map(|(layer, geometry)| match &layer.op {
                 Op::Conv { weight, bias, .. } => {
-                    let w = self.storage_buffer(&format!("{} weight", layer.name), weight.data())?;
+                    let w = self.weight_buffer(geometry, &format!("{} weight", layer.name), weight.data())?;
                     let b = bias.as_ref().map(|b| self.storage_buffer(&format!("{} bias", layer.name), b.data())).transpose()?;
                     Ok(Some((w, b)))
                 }

@@ -83,12 +83,49 @@ impl WindowUniform {
     }
 }
 
-fn shader_for(kind: ConvKind) -> Shader {
-    match kind {
-        ConvKind::Forward => shaders::CONV2D,
-        ConvKind::Transposed => shaders::CONV_TRANSPOSE2D,
-        ConvKind::MaxPool => shaders::MAX_POOL2D,
+/// How a window op is computed on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// One output element per invocation, weights as PyTorch lays them out.
+    Direct(Shader),
+    /// A forward conv with a register tile of output channels per invocation, on repacked
+    /// weights; chosen when a group has enough output channels to fill the tile.
+    Tiled,
+}
+
+fn kernel_for(g: &ConvGeometry) -> Kernel {
+    match g.kind {
+        ConvKind::Forward if g.c_out_per_group() >= shaders::CONV2D_TILED_CHANNELS / 2 => Kernel::Tiled,
+        ConvKind::Forward => Kernel::Direct(shaders::CONV2D),
+        ConvKind::Transposed => Kernel::Direct(shaders::CONV_TRANSPOSE2D),
+        ConvKind::MaxPool => Kernel::Direct(shaders::MAX_POOL2D),
     }
+}
+
+/// Output-channel tiles per group of the tiled kernel.
+fn channel_tiles(g: &ConvGeometry) -> usize {
+    g.c_out_per_group().div_ceil(shaders::CONV2D_TILED_CHANNELS)
+}
+
+/// Repacks a forward conv weight `[C_out, C_in/g, kH, kW]` to the tiled kernel's
+/// `[g, kH, kW, C_in/g, C_out/g rounded up to the tile]`, zero-filled.
+fn pack_for_tiles(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let row = channel_tiles(g) * shaders::CONV2D_TILED_CHANNELS;
+    let mut packed = vec![0.0; g.groups * g.kernel.h * g.kernel.w * cig * row];
+    for co in 0..g.c_out {
+        let (group, co_local) = (co / cog, co % cog);
+        for ci in 0..cig {
+            for ky in 0..g.kernel.h {
+                for kx in 0..g.kernel.w {
+                    let source = ((co * cig + ci) * g.kernel.h + ky) * g.kernel.w + kx;
+                    let target = (((group * g.kernel.h + ky) * g.kernel.w + kx) * cig + ci) * row + co_local;
+                    packed[target] = weight[source];
+                }
+            }
+        }
+    }
+    packed
 }
 
 /// The buffers a window op reads and writes. A convolution without bias or residual gets a
@@ -102,13 +139,34 @@ pub(crate) struct WindowBuffers<'a> {
 }
 
 impl Gpu {
+    /// Uploads a conv weight in the layout its kernel reads.
+    pub(crate) fn weight_buffer(&self, geometry: &ConvGeometry, what: &str, weight: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+        match kernel_for(geometry) {
+            Kernel::Tiled => self.storage_buffer(what, &pack_for_tiles(geometry, weight)),
+            Kernel::Direct(_) => self.storage_buffer(what, weight),
+        }
+    }
+
     /// Records one window op into `pass`: `geometry` over `buffers`, with `relu` fused.
     pub(crate) fn record_window(&self, pass: &mut wgpu::ComputePass, geometry: &ConvGeometry, buffers: &WindowBuffers, relu: bool) -> Result<(), GpuError> {
-        let shader = shader_for(geometry.kind);
+        let kernel = kernel_for(geometry);
+        let (shader, workgroups) = match kernel {
+            Kernel::Direct(shader) => {
+                let (x, y) = self.workgroup_grid(geometry.output_shape().iter().product())?;
+                (shader, (x, y, 1))
+            }
+            Kernel::Tiled => {
+                let (x, z) = self.workgroup_grid(geometry.batch * geometry.output.h * geometry.output.w)?;
+                let y = geometry.groups * channel_tiles(geometry);
+                if y > self.limits().max_compute_workgroups_per_dimension as usize {
+                    return Err(GpuError::IndexOverflow { what: "channel tiles (max_compute_workgroups_per_dimension)", value: y as u64 });
+                }
+                (shaders::CONV2D_TILED, (x, y as u32, z))
+            }
+        };
         let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)])?;
         let epilogue = Epilogue { bias: buffers.bias.is_some(), residual: buffers.residual.is_some(), relu };
         let uniform = WindowUniform::new(geometry, epilogue)?;
-        let workgroups = self.workgroup_grid(geometry.output_shape().iter().product())?;
         let params = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("window params"),
             contents: bytemuck::bytes_of(&uniform),
@@ -131,7 +189,7 @@ impl Gpu {
         });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(workgroups.0, workgroups.1, 1);
+        pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
         Ok(())
     }
 
@@ -150,7 +208,7 @@ impl Gpu {
         let per_chunk = (self.max_buffer_bytes() / (4 * sample_in.max(sample_out) as u64)).min(geometry.batch as u64) as usize;
 
         let has_weight = geometry.kind != ConvKind::MaxPool;
-        let weight = has_weight.then(|| self.storage_buffer("weight", weight)).transpose()?;
+        let weight = has_weight.then(|| self.weight_buffer(geometry, "weight", weight)).transpose()?;
         let bias = bias.map(|b| self.storage_buffer("bias", b)).transpose()?;
         let mut output = Vec::with_capacity(geometry.batch * sample_out);
         for first in (0..geometry.batch).step_by(per_chunk) {

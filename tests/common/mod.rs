@@ -120,7 +120,17 @@ fn sizes() -> impl Strategy<Value = (usize, usize, usize, usize, u64, bool)> {
 }
 
 pub fn conv_case() -> impl Strategy<Value = ConvCase> {
-    (sizes(), hw(4, 1), hw(3, 1), hw(4, 0), hw(6, 1), hw(10, 1)).prop_map(
+    conv_case_with(sizes())
+}
+
+/// Convolutions with enough output channels per group (8 to 40, rarely a multiple of the tile)
+/// that the GPU runs its register-tiled kernel.
+pub fn wide_conv_case() -> impl Strategy<Value = ConvCase> {
+    conv_case_with((1..=2usize, 1..=2usize, 1..=4usize, 8..=40usize, any::<u64>(), any::<bool>()))
+}
+
+fn conv_case_with(sizes: impl Strategy<Value = (usize, usize, usize, usize, u64, bool)>) -> impl Strategy<Value = ConvCase> {
+    (sizes, hw(4, 1), hw(3, 1), hw(4, 0), hw(6, 1), hw(10, 1)).prop_map(
         |((batch, groups, cig, cog, seed, with_bias), kernel, stride, padding, dilation, mut size)| {
             // Grow the input just enough when the dilated kernel would not fit: dilations larger
             // than the input stay possible through the padding.
