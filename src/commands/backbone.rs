@@ -35,8 +35,19 @@ fn parse_size(s: &str) -> Result<Hw, String> {
     }
 }
 
-fn parse_list(s: &str) -> Result<Vec<usize>, String> {
-    s.split(',').map(|v| v.trim().parse::<usize>().map_err(|_| format!("'{s}' is not a comma-separated list of integers"))).collect()
+/// A comma-separated list of rates, e.g. `1,2,4`.
+#[derive(Clone, Debug)]
+pub struct Rates(pub Vec<usize>);
+
+impl std::str::FromStr for Rates {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(|v| v.trim().parse::<usize>().map_err(|_| format!("'{s}' is not a comma-separated list of integers")))
+            .collect::<Result<_, _>>()
+            .map(Rates)
+    }
 }
 
 /// Which backbone, with which weights.
@@ -49,14 +60,14 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 16)]
     pub output_stride: usize,
     /// DeepLabv3 multi-grid: multipliers of layer4's per-block dilations, e.g. 1,2,4
-    #[arg(long, value_parser = parse_list, value_name = "R1,R2,R3")]
-    pub multi_grid: Option<Vec<usize>>,
+    #[arg(long, value_name = "R1,R2,R3")]
+    pub multi_grid: Option<Rates>,
 }
 
 impl ModelArgs {
     pub fn config(&self) -> ResNetConfig {
         let mut config = ResNetConfig::new(self.arch, self.output_stride);
-        if let Some(grid) = &self.multi_grid {
+        if let Some(Rates(grid)) = &self.multi_grid {
             config.multi_grid = grid.clone();
         }
         config
