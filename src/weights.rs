@@ -64,9 +64,9 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
-/// Integer tensors such as batch-norm's `num_batches_tracked` are never parameters.
-fn is_counter(dtype: Dtype) -> bool {
-    !matches!(dtype, Dtype::F32 | Dtype::F64 | Dtype::F16 | Dtype::BF16)
+/// Batch-norm's `num_batches_tracked` counts training steps; it is never a parameter.
+fn is_counter(name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
 }
 
 impl SafetensorsWeights {
@@ -77,7 +77,7 @@ impl SafetensorsWeights {
         let file = SafeTensors::deserialize(&bytes).map_err(|e| WeightError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in file.iter() {
-            if is_counter(view.dtype()) {
+            if is_counter(name) {
                 continue;
             }
             let data = to_f32(view.dtype(), view.data())

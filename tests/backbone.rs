@@ -147,3 +147,16 @@ fn weights_round_trip_through_safetensors_and_broken_files_are_refused() {
     let err = resnet(&config, &mut SafetensorsWeights::open(&path).unwrap()).unwrap_err().to_string();
     assert!(err.contains("layer2.0.downsample.0.weight") && err.contains("[128, 64, 3, 3]") && err.contains("[128, 64, 1, 1]"), "{err}");
 }
+
+#[test]
+fn an_integer_parameter_is_refused_as_such_not_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("int.safetensors");
+    let bytes: Vec<u8> = (0..16i32).flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![16], &bytes).unwrap();
+    let counter = 0i64.to_le_bytes();
+    let count = safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![], &counter).unwrap();
+    std::fs::write(&path, safetensors::serialize([("bn1.bias", view), ("bn1.num_batches_tracked", count)], None).unwrap()).unwrap();
+    let err = SafetensorsWeights::open(&path).err().expect("an I32 parameter cannot be read");
+    assert!(matches!(&err, WeightError::UnsupportedDtype { name, .. } if name == "bn1.bias"), "{err}");
+}
