@@ -8,7 +8,7 @@ use atrous::backend::CpuReference;
 use atrous::compare::difference;
 use atrous::gpu::{Gpu, GpuError, GpuOptions};
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Error, Hw, Tensor};
-use common::{check_hand_computed_cases, conv_case, gpu, transposed_case, wide_conv_case};
+use common::{check_hand_computed_cases, conv_case, gpu, transposed_case, wide_conv_case, wide_transposed_case};
 use proptest::prelude::*;
 
 /// GPU sums run in a different order than the f64 reference: compare relatively.
@@ -56,6 +56,10 @@ fn edge_cases() {
     // Transposed: FCN-style upsampling (kernel 2f, stride f, padding f/2) on a 1×1 input.
     let p = ConvTranspose2dParams { stride: square(8), padding: square(4), ..Default::default() };
     assert_transposed_matches(&r(&[1, 3, 1, 1], 16), &r(&[3, 3, 16, 16], 17), None, &p);
+    let p = ConvTranspose2dParams { stride: square(2), padding: square(1), ..Default::default() };
+    assert_transposed_matches(&r(&[2, 64, 9, 7], 31), &r(&[64, 24, 4, 4], 32), Some(&r(&[24], 33)), &p);
+    let p = ConvTranspose2dParams { stride: Hw::new(3, 2), padding: Hw::new(2, 0), output_padding: Hw::new(2, 2), dilation: Hw::new(2, 3), groups: 2 };
+    assert_transposed_matches(&r(&[1, 6, 5, 4], 34), &r(&[6, 9, 3, 2], 35), None, &p);
     let p = ConvTranspose2dParams { stride: Hw::new(2, 3), output_padding: Hw::new(1, 4), dilation: Hw::new(1, 5), groups: 3, ..Default::default() };
     assert_transposed_matches(&r(&[2, 6, 4, 3], 18), &r(&[6, 2, 3, 2], 19), Some(&r(&[6], 20)), &p);
 }
@@ -129,6 +133,14 @@ proptest! {
     fn gpu_tiled_conv2d_matches_reference(case in wide_conv_case()) {
         let on_gpu = conv2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
         let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let d = difference(on_gpu.data(), exact.data());
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+    }
+
+    #[test]
+    fn gpu_tiled_conv_transpose2d_matches_reference(case in wide_transposed_case()) {
+        let on_gpu = conv_transpose2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let exact = conv_transpose2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
         let d = difference(on_gpu.data(), exact.data());
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
     }

@@ -32,8 +32,19 @@ pub const CONV2D_TILED: Shader = Shader {
     ),
 };
 
-/// Output channels per invocation of [`CONV2D_TILED`] (`CO_TILE` in the shader).
+/// Output channels per invocation of [`CONV2D_TILED`] and [`CONV_TRANSPOSE2D_TILED`] (`CO_TILE`
+/// in both shaders).
 pub const CONV2D_TILED_CHANNELS: usize = 16;
+
+pub const CONV_TRANSPOSE2D_TILED: Shader = Shader {
+    name: "conv_transpose2d_tiled.wgsl",
+    entry_point: "conv_transpose2d_tiled",
+    source: concat!(
+        include_str!("../../shaders/common.wgsl"),
+        include_str!("../../shaders/conv_io.wgsl"),
+        include_str!("../../shaders/conv_transpose2d_tiled.wgsl")
+    ),
+};
 
 pub const CONV_TRANSPOSE2D: Shader = Shader {
     name: "conv_transpose2d.wgsl",
@@ -52,4 +63,4 @@ pub const MAX_POOL2D: Shader = Shader {
 };
 
 /// Every shader the library can run.
-pub const ALL: &[Shader] = &[CONV2D, CONV2D_TILED, CONV_TRANSPOSE2D, MAX_POOL2D];
+pub const ALL: &[Shader] = &[CONV2D, CONV2D_TILED, CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_TILED, MAX_POOL2D];

@@ -88,15 +88,18 @@ impl WindowUniform {
 enum Kernel {
     /// One output element per invocation, weights as PyTorch lays them out.
     Direct(Shader),
-    /// A forward conv with a register tile of output channels per invocation, on repacked
-    /// weights; chosen when a group has enough output channels to fill the tile.
-    Tiled,
+    /// A register tile of output channels per invocation, on weights repacked to
+    /// `[groups, kH, kW, C_in/groups, C_out/groups padded]`; chosen when a group has enough
+    /// output channels to fill the tile. The transposed one runs phase by phase.
+    Tiled(Shader),
 }
 
 fn kernel_for(g: &ConvGeometry) -> Kernel {
+    let wide = g.c_out_per_group() >= shaders::CONV2D_TILED_CHANNELS / 2;
     match g.kind {
-        ConvKind::Forward if g.c_out_per_group() >= shaders::CONV2D_TILED_CHANNELS / 2 => Kernel::Tiled,
+        ConvKind::Forward if wide => Kernel::Tiled(shaders::CONV2D_TILED),
         ConvKind::Forward => Kernel::Direct(shaders::CONV2D),
+        ConvKind::Transposed if wide => Kernel::Tiled(shaders::CONV_TRANSPOSE2D_TILED),
         ConvKind::Transposed => Kernel::Direct(shaders::CONV_TRANSPOSE2D),
         ConvKind::MaxPool => Kernel::Direct(shaders::MAX_POOL2D),
     }
@@ -107,20 +110,24 @@ fn channel_tiles(g: &ConvGeometry) -> usize {
     g.c_out_per_group().div_ceil(shaders::CONV2D_TILED_CHANNELS)
 }
 
-/// Repacks a forward conv weight `[C_out, C_in/g, kH, kW]` to the tiled kernel's
-/// `[g, kH, kW, C_in/g, C_out/g rounded up to the tile]`, zero-filled.
+/// Repacks a conv weight — forward `[C_out, C_in/g, kH, kW]` or transposed
+/// `[C_in, C_out/g, kH, kW]` — to the tiled kernels' `[g, kH, kW, C_in/g, C_out/g rounded up to
+/// the tile]`, zero-filled.
 fn pack_for_tiles(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let row = channel_tiles(g) * shaders::CONV2D_TILED_CHANNELS;
-    let mut packed = vec![0.0; g.groups * g.kernel.h * g.kernel.w * cig * row];
-    for co in 0..g.c_out {
-        let (group, co_local) = (co / cog, co % cog);
+    let taps = g.kernel.h * g.kernel.w;
+    let mut packed = vec![0.0; g.groups * taps * cig * row];
+    for group in 0..g.groups {
         for ci in 0..cig {
-            for ky in 0..g.kernel.h {
-                for kx in 0..g.kernel.w {
-                    let source = ((co * cig + ci) * g.kernel.h + ky) * g.kernel.w + kx;
-                    let target = (((group * g.kernel.h + ky) * g.kernel.w + kx) * cig + ci) * row + co_local;
-                    packed[target] = weight[source];
+            for co_local in 0..cog {
+                // Where the taps of (ci, co_local) start in PyTorch's layout.
+                let source = match g.kind {
+                    ConvKind::Transposed => ((group * cig + ci) * cog + co_local) * taps,
+                    _ => ((group * cog + co_local) * cig + ci) * taps,
+                };
+                for tap in 0..taps {
+                    packed[((group * taps + tap) * cig + ci) * row + co_local] = weight[source + tap];
                 }
             }
         }
@@ -142,7 +149,7 @@ impl Gpu {
     /// Uploads a conv weight in the layout its kernel reads.
     pub(crate) fn weight_buffer(&self, geometry: &ConvGeometry, what: &str, weight: &[f32]) -> Result<wgpu::Buffer, GpuError> {
         match kernel_for(geometry) {
-            Kernel::Tiled => self.storage_buffer(what, &pack_for_tiles(geometry, weight)),
+            Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight)),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
         }
     }
@@ -155,13 +162,21 @@ impl Gpu {
                 let (x, y) = self.workgroup_grid(geometry.output_shape().iter().product())?;
                 (shader, (x, y, 1))
             }
-            Kernel::Tiled => {
-                let (x, z) = self.workgroup_grid(geometry.batch * geometry.output.h * geometry.output.w)?;
+            Kernel::Tiled(shader) => {
+                // The transposed kernel walks every phase's grid, each padded to the largest.
+                let pixels = match geometry.kind {
+                    ConvKind::Transposed => {
+                        let (s, o) = (geometry.stride, geometry.output);
+                        s.h * s.w * geometry.batch * o.h.div_ceil(s.h) * o.w.div_ceil(s.w)
+                    }
+                    _ => geometry.batch * geometry.output.h * geometry.output.w,
+                };
+                let (x, z) = self.workgroup_grid(pixels)?;
                 let y = geometry.groups * channel_tiles(geometry);
                 if y > self.limits().max_compute_workgroups_per_dimension as usize {
                     return Err(GpuError::IndexOverflow { what: "channel tiles (max_compute_workgroups_per_dimension)", value: y as u64 });
                 }
-                (shaders::CONV2D_TILED, (x, y as u32, z))
+                (shader, (x, y as u32, z))
             }
         };
         let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)])?;

@@ -148,7 +148,17 @@ fn conv_case_with(sizes: impl Strategy<Value = (usize, usize, usize, usize, u64,
 }
 
 pub fn transposed_case() -> impl Strategy<Value = TransposedCase> {
-    (sizes(), hw(4, 1), hw(3, 1), hw(4, 0), hw(4, 1), hw(6, 1), any::<(u8, u8)>()).prop_map(
+    transposed_case_with(sizes())
+}
+
+/// Transposed convolutions wide enough (8 to 40 output channels per group) for the GPU's tiled,
+/// phase-decomposed kernel.
+pub fn wide_transposed_case() -> impl Strategy<Value = TransposedCase> {
+    transposed_case_with((1..=2usize, 1..=2usize, 1..=4usize, 8..=40usize, any::<u64>(), any::<bool>()))
+}
+
+fn transposed_case_with(sizes: impl Strategy<Value = (usize, usize, usize, usize, u64, bool)>) -> impl Strategy<Value = TransposedCase> {
+    (sizes, hw(4, 1), hw(3, 1), hw(4, 0), hw(4, 1), hw(6, 1), any::<(u8, u8)>()).prop_map(
         |((batch, groups, cig, cog, seed, with_bias), kernel, stride, mut padding, dilation, size, (oph, opw))| {
             let output_padding = Hw::new(oph as usize % stride.h.max(dilation.h), opw as usize % stride.w.max(dilation.w));
             // Shrink the padding until the output is non-empty.
