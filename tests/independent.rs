@@ -6,20 +6,22 @@
 //! interpreter). Without them the test fails when `CI` is set and is skipped, loudly, otherwise.
 //! `tests/independent/check_ort_semantics.py` checks ORT itself against PyTorch's definitions.
 
+#[path = "independent/support.rs"]
+mod support;
+
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use atrous::compare::{difference, Difference};
 use atrous::npy::{read_npy, write_npy};
+use support::{json_string, onnx_runtime_available, python};
 use atrous::shape::{conv_output_size, conv_transpose_output_size, effective_kernel};
 use atrous::{Hw, Tensor};
 
 const CASES: usize = 40;
 const TOLERANCE: f64 = 1e-4;
-const PIP_HINT: &str = "pip install onnxruntime onnx numpy";
 
 /// SplitMix64: a small deterministic generator for the cases' parameters.
 struct Rng(u64);
@@ -254,48 +256,12 @@ impl Case {
     }
 }
 
-fn json_string(path: &Path) -> String {
-    let mut s = String::from("\"");
-    for c in path.to_str().expect("temporary paths are UTF-8").chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            c if (c as u32) < 0x20 => write!(s, "\\u{:04x}", c as u32).unwrap(),
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
-}
 
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
 
-/// Whether ONNX Runtime is importable; when it is not: fails under CI, else warns and skips.
-fn onnx_runtime_available() -> bool {
-    let ok = Command::new(python())
-        .args(["-c", "import onnxruntime, onnx, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return true;
-    }
-    let message = format!(
-        "`{} -c \"import onnxruntime, onnx, numpy\"` failed: the independent ONNX Runtime check needs `{PIP_HINT}`",
-        python()
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{message} (CI is set, so this is a failure, not a skip)");
-    }
-    let banner = "*".repeat(100);
-    let _ = writeln!(std::io::stderr(), "\n{banner}\nSKIPPING tests/independent.rs: {message}\n{banner}\n");
-    false
-}
 
 #[test]
 fn cli_matches_onnx_runtime() {
-    if !onnx_runtime_available() {
+    if !onnx_runtime_available("tests/independent.rs") {
         return;
     }
     let start = Instant::now();
@@ -420,7 +386,7 @@ fn assert_coverage(cases: &[Case]) {
 /// definitions written out as plain loops.
 #[test]
 fn onnx_runtime_follows_pytorch_semantics() {
-    if !onnx_runtime_available() {
+    if !onnx_runtime_available("tests/independent.rs") {
         return;
     }
     let check = Command::new(python())

@@ -14,7 +14,9 @@
 //! fails when `CI` is set and is skipped, loudly, otherwise. The broken-state-dict test needs no
 //! Python.
 
-use std::io::Write as _;
+#[path = "independent/support.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -22,56 +24,19 @@ use std::time::Instant;
 use atrous::compare::difference;
 use atrous::models::resnet::{resnet, Arch, ResNetConfig};
 use atrous::npy::{read_npy, write_npy};
+use support::{json_string, onnx_runtime_available, python};
 use atrous::weights::{write_safetensors, SeededWeights};
 use atrous::Tensor;
 
 const TOLERANCE: f64 = 1e-3;
-const PIP_HINT: &str = "pip install onnxruntime onnx numpy";
 const ARCHS: [Arch; 2] = [Arch::ResNet18, Arch::ResNet50];
 const OUTPUT_STRIDES: [usize; 3] = [8, 16, 32];
 /// A square input, and a batch of two non-square ones (odd sizes: every stride-2 layer rounds).
 const INPUTS: [[usize; 4]; 2] = [[1, 3, 65, 65], [2, 3, 33, 49]];
 const DEVICES: [&str; 2] = ["gpu", "cpu"];
 
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
 
-/// Whether ONNX Runtime is importable; when it is not: fails under CI, else warns and skips.
-/// (The same policy as tests/independent.rs.)
-fn onnx_runtime_available() -> bool {
-    let ok = Command::new(python())
-        .args(["-c", "import onnxruntime, onnx, numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return true;
-    }
-    let message = format!(
-        "`{} -c \"import onnxruntime, onnx, numpy\"` failed: the independent ONNX Runtime check needs `{PIP_HINT}`",
-        python()
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{message} (CI is set, so this is a failure, not a skip)");
-    }
-    let banner = "*".repeat(100);
-    let _ = writeln!(std::io::stderr(), "\n{banner}\nSKIPPING tests/independent_backbone.rs: {message}\n{banner}\n");
-    false
-}
 
-fn json_string(path: &Path) -> String {
-    let mut s = String::from("\"");
-    for c in path.to_str().expect("temporary paths are UTF-8").chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
-}
 
 /// A complete torchvision-layout state dict of `arch` with seeded values, and the classifier
 /// (`fc.weight`, `fc.bias`) a backbone must ignore.
@@ -181,7 +146,7 @@ fn backbone(arch: Arch, output_stride: usize, weights: &Path, input: &Path, outp
 
 #[test]
 fn backbone_matches_onnx_runtime_resnet_at_output_strides_8_16_32() {
-    if !onnx_runtime_available() {
+    if !onnx_runtime_available("tests/independent_backbone.rs") {
         return;
     }
     let start = Instant::now();
