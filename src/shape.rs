@@ -331,6 +331,26 @@ fn check_output_elements(geometry: &ConvGeometry) -> Result<(), ShapeError> {
     Ok(())
 }
 
+/// Output size of a sliding window (convolution or pooling) on both axes, or the error that
+/// names the axis whose input is too small for the dilated kernel.
+fn window_output(size: Hw, kernel: Hw, stride: Hw, padding: Hw, dilation: Hw) -> Result<Hw, ShapeError> {
+    let axis = |name, n, k, s, p, d| {
+        conv_output_size(n, k, s, p, d).ok_or(ShapeError::InputTooSmall {
+            axis: name,
+            size: n,
+            padding: p,
+            kernel: k,
+            dilation: d,
+            effective: effective_kernel(k, d),
+            stride: s,
+        })
+    };
+    Ok(Hw::new(
+        axis("H", size.h, kernel.h, stride.h, padding.h, dilation.h)?,
+        axis("W", size.w, kernel.w, stride.w, padding.w, dilation.w)?,
+    ))
+}
+
 impl Conv2dParams {
     /// Validates these parameters against an NCHW input, a `[C_out, C_in/groups, kH, kW]`
     /// weight and an optional `[C_out]` bias, and resolves every size.
@@ -348,26 +368,14 @@ impl Conv2dParams {
         check_bias(bias, c_out)?;
         let size = Hw::new(in_h, in_w);
         let kernel = Hw::new(k_h, k_w);
-        let mut out = [0; 2];
-        for axis in 0..2 {
-            let (n, k, s, p, d) = (axes(size)[axis], axes(kernel)[axis], axes(self.stride)[axis], axes(self.padding)[axis], axes(self.dilation)[axis]);
-            out[axis] = conv_output_size(n, k, s, p, d).ok_or(ShapeError::InputTooSmall {
-                axis: AXES[axis],
-                size: n,
-                padding: p,
-                kernel: k,
-                dilation: d,
-                effective: effective_kernel(k, d),
-                stride: s,
-            })?;
-        }
+        let output = window_output(size, kernel, self.stride, self.padding, self.dilation)?;
         let geometry = ConvGeometry {
             kind: ConvKind::Forward,
             batch,
             c_in,
             c_out,
             input: size,
-            output: Hw::new(out[0], out[1]),
+            output,
             kernel,
             stride: self.stride,
             padding: self.padding,
@@ -442,37 +450,27 @@ impl ConvTranspose2dParams {
 
 impl Pool2dParams {
     /// Validates these parameters against an NCHW input and resolves every size. Like PyTorch,
-    /// padding may be at most half the (effective) kernel, so no window lies wholly in padding.
+    /// padding may be at most half the kernel, so no window lies wholly in padding.
     pub fn geometry(&self, input: &[usize]) -> Result<ConvGeometry, ShapeError> {
         let [batch, channels, in_h, in_w] = rank4("input", input, "N, C, H, W")?;
         check_nonzero("kernel", self.kernel)?;
         check_nonzero("stride", self.stride)?;
         check_nonzero("dilation", self.dilation)?;
         check_magnitude("padding", self.padding)?;
-        let size = Hw::new(in_h, in_w);
-        let mut out = [0; 2];
-        for axis in 0..2 {
-            let (n, k, s, p, d) = (axes(size)[axis], axes(self.kernel)[axis], axes(self.stride)[axis], axes(self.padding)[axis], axes(self.dilation)[axis]);
-            if p > k / 2 {
-                return Err(ShapeError::PoolPaddingTooLarge { axis: AXES[axis], padding: p, kernel: k });
+        for (axis, padding, kernel) in [("H", self.padding.h, self.kernel.h), ("W", self.padding.w, self.kernel.w)] {
+            if padding > kernel / 2 {
+                return Err(ShapeError::PoolPaddingTooLarge { axis, padding, kernel });
             }
-            out[axis] = conv_output_size(n, k, s, p, d).ok_or(ShapeError::InputTooSmall {
-                axis: AXES[axis],
-                size: n,
-                padding: p,
-                kernel: k,
-                dilation: d,
-                effective: effective_kernel(k, d),
-                stride: s,
-            })?;
         }
+        let size = Hw::new(in_h, in_w);
+        let output = window_output(size, self.kernel, self.stride, self.padding, self.dilation)?;
         Ok(ConvGeometry {
             kind: ConvKind::MaxPool,
             batch,
             c_in: channels,
             c_out: channels,
             input: size,
-            output: Hw::new(out[0], out[1]),
+            output,
             kernel: self.kernel,
             stride: self.stride,
             padding: self.padding,

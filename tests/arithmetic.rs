@@ -101,3 +101,16 @@ fn every_invalid_combination_is_a_clear_error() {
     let e = t(1, 0, 1, 0).geometry(&x, &[3, 2, 3, 3], None).unwrap_err();
     assert!(matches!(e, ShapeError::ChannelMismatch { .. }), "{e}");
 }
+
+#[test]
+fn max_pool_geometry_and_its_refusals() {
+    use atrous::Pool2dParams;
+    let stem_pool = Pool2dParams { kernel: Hw::square(3), stride: Hw::square(2), padding: Hw::square(1), dilation: Hw::square(1) };
+    let g = stem_pool.geometry(&[2, 64, 112, 112]).unwrap();
+    assert_eq!(g.output_shape(), [2, 64, 56, 56]);
+    assert_eq!((g.flops(), g.weight_shape()), (0, None));
+    let e = Pool2dParams { padding: Hw::new(1, 2), ..stem_pool }.geometry(&[1, 1, 9, 9]).unwrap_err();
+    assert_eq!(e.to_string(), "max-pool padding W=2 must be at most half the kernel (3/2)");
+    let e = Pool2dParams { dilation: Hw::square(4), padding: Hw::square(0), ..stem_pool }.geometry(&[1, 1, 8, 9]).unwrap_err();
+    assert!(e.to_string().contains("input H=8 is too small") && e.to_string().contains("effective kernel 9"), "{e}");
+}

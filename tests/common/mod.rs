@@ -64,6 +64,14 @@ pub fn check_hand_computed_cases(backend: &dyn Backend) {
     let p = Conv2dParams { groups: 2, ..Default::default() };
     assert_values(&conv2d(backend, &x, &w, None, &p).unwrap(), &[1, 2, 1, 1], &[21.0, 4300.0], "depthwise");
 
+    // Max-pool 2×2 stride 2 with padding 1 on a 3×3 ramp: padding never wins, even against
+    // negative values.
+    let x = Tensor::from_fn(vec![1, 1, 3, 3], |i| (3 * i[2] + i[3]) as f32 - 10.0);
+    let pool = atrous::Pool2dParams { kernel: Hw::square(2), stride: Hw::square(2), padding: Hw::square(1), dilation: Hw::square(1) };
+    let g = pool.geometry(x.shape()).unwrap();
+    let pooled = backend.convolve(&g, x.data(), &[], None).unwrap();
+    assert_values(&Tensor::new(g.output_shape().to_vec(), pooled).unwrap(), &[1, 1, 2, 2], &[-10.0, -8.0, -4.0, -2.0], "max-pool");
+
     // Transposed, stride 1: [[1,2],[3,4]] scattered through [[1,2],[3,4]] (no flip).
     let x = tensor(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
     let w = tensor(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
