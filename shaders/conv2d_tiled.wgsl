@@ -2,13 +2,7 @@
 // pixel for CO_TILE output channels of one group. Across a workgroup the pixels are consecutive,
 // so input reads are contiguous and the weights (the same for every invocation) are broadcast.
 // Dilation only changes the address of a tap: its cost is that of any other tap.
-//
-// The weight is repacked by the host to [groups, kH, kW, C_in/groups, C_out/groups padded to
-// CO_TILE] so that the CO_TILE weights of one (tap, input channel) are four vec4s in a row.
-
-const CO_TILE: u32 = 16u;
-
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+// The register tile, its weight layout and its store live in conv_tile.wgsl.
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_tiled(
@@ -44,27 +38,9 @@ fn conv2d_tiled(
             if (ix < 0 || ix >= i32(p.in_w)) {
                 continue;
             }
-            var x_at = in_group + u32(iy) * p.in_w + u32(ix);
-            var w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_first / 4u;
-            for (var ci = 0u; ci < cig; ci++) {
-                let x = input[x_at];
-                acc[0] += x * weight[w_at];
-                acc[1] += x * weight[w_at + 1u];
-                acc[2] += x * weight[w_at + 2u];
-                acc[3] += x * weight[w_at + 3u];
-                x_at += plane;
-                w_at += row;
-            }
+            let w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_first / 4u;
+            accumulate_tap(&acc, in_group + u32(iy) * p.in_w + u32(ix), w_at, cig, plane, row);
         }
     }
-    let out_plane = p.out_h * p.out_w;
-    let out_pixel = oy * p.out_w + ox;
-    for (var j = 0u; j < CO_TILE; j++) {
-        let co_local = co_first + j;
-        if (co_local >= cog) {
-            break;
-        }
-        let co = group * cog + co_local;
-        store((n * p.c_out + co) * out_plane + out_pixel, acc[j / 4u][j % 4u] + initial_value(co));
-    }
+    store_tile(acc, n, group, co_first, oy * p.out_w + ox);
 }

@@ -6,13 +6,8 @@
 // phase form an ordinary convolution over the taps of that phase. Invocations are ordered phase
 // first, so a workgroup's invocations share their phase and their taps: taps of other phases are
 // skipped, never multiplied by an inserted zero; results are interleaved on write.
-//
-// The weight [C_in, C_out/groups, kH, kW] is repacked by the host to [groups, kH, kW, C_in/groups,
-// C_out/groups padded to CO_TILE], as for conv2d_tiled.
-
-const CO_TILE: u32 = 16u;
-
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+// The register tile, its weight layout and its store live in conv_tile.wgsl (the transposed
+// weight [C_in, C_out/groups, kH, kW] is repacked to the same layout as the forward one).
 
 // The input index that tap k reaches output o from (if `inside`): (o + pad − k·dil) / stride.
 struct Source { index: u32, inside: bool }
@@ -71,26 +66,9 @@ fn conv_transpose2d_tiled(
             if (!(sy.inside && sx.inside)) {
                 continue;
             }
-            var x_at = in_group + sy.index * p.in_w + sx.index;
-            var w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_first / 4u;
-            for (var ci = 0u; ci < cig; ci++) {
-                let x = input[x_at];
-                acc[0] += x * weight[w_at];
-                acc[1] += x * weight[w_at + 1u];
-                acc[2] += x * weight[w_at + 2u];
-                acc[3] += x * weight[w_at + 3u];
-                x_at += plane;
-                w_at += row;
-            }
+            let w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_first / 4u;
+            accumulate_tap(&acc, in_group + sy.index * p.in_w + sx.index, w_at, cig, plane, row);
         }
     }
-    let out_plane = p.out_h * p.out_w;
-    for (var j = 0u; j < CO_TILE; j++) {
-        let co_local = co_first + j;
-        if (co_local >= cog) {
-            break;
-        }
-        let co = group * cog + co_local;
-        store((n * p.c_out + co) * out_plane + oy * p.out_w + ox, acc[j / 4u][j % 4u] + initial_value(co));
-    }
+    store_tile(acc, n, group, co_first, oy * p.out_w + ox);
 }

@@ -28,6 +28,7 @@ pub const CONV2D_TILED: Shader = Shader {
     source: concat!(
         include_str!("../../shaders/common.wgsl"),
         include_str!("../../shaders/conv_io.wgsl"),
+        include_str!("../../shaders/conv_tile.wgsl"),
         include_str!("../../shaders/conv2d_tiled.wgsl")
     ),
 };
@@ -42,6 +43,7 @@ pub const CONV_TRANSPOSE2D_TILED: Shader = Shader {
     source: concat!(
         include_str!("../../shaders/common.wgsl"),
         include_str!("../../shaders/conv_io.wgsl"),
+        include_str!("../../shaders/conv_tile.wgsl"),
         include_str!("../../shaders/conv_transpose2d_tiled.wgsl")
     ),
 };
