@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use atrous::Hw;
-use commands::{backbone, conv, demo, devices, AdapterArgs};
+use commands::{backbone, bench, conv, demo, devices, AdapterArgs};
 
 #[derive(Parser)]
 #[command(name = "atrous", version, about = "Dilated and transposed convolutions on any GPU (wgpu), checked against a CPU reference")]
@@ -43,6 +43,8 @@ enum Command {
     Backbone(backbone::BackboneArgs),
     /// Receptive-field arithmetic of a backbone, layer by layer (no computation)
     Rf(backbone::RfArgs),
+    /// Throughput of a convolution as its dilation grows: GFLOP/s on the GPU and/or CPU, table, JSON, CSV, plot
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::ConvTranspose2d { conv, output_padding } => conv::conv_transpose2d(&conv, output_padding),
         Command::Backbone(args) => backbone::backbone(&args),
         Command::Rf(args) => backbone::rf(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

@@ -27,7 +27,7 @@ pub const NETWORK_TOLERANCE: f64 = 1e-3;
 pub const DEFAULT_SEED: u64 = 2024;
 
 /// Parses `"HxW"` or `"N"` (square).
-fn parse_size(s: &str) -> Result<Hw, String> {
+pub fn parse_size(s: &str) -> Result<Hw, String> {
     let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(|| format!("'{s}' is not a size: expected HxW or N, e.g. 513x513"));
     match s.split_once(['x', 'X']) {
         Some((h, w)) => Ok(Hw::new(parse(h)?, parse(w)?)),

@@ -1,6 +1,7 @@
 //! One module per subcommand, each a thin layer over the library; shared flags live here.
 
 pub mod backbone;
+pub mod bench;
 pub mod conv;
 pub mod demo;
 pub mod devices;

@@ -2,7 +2,9 @@
 
 mod context;
 mod network;
+mod timing;
 mod window;
 pub mod shaders;
 
 pub use context::{AdapterSummary, Gpu, GpuError, GpuOptions};
+pub use timing::{FmaPeakRuns, TimedConvolution, TimingSource};

@@ -64,5 +64,14 @@ pub const MAX_POOL2D: Shader = Shader {
     source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/max_pool2d.wgsl")),
 };
 
+/// The ALU-bound kernel that measures the device's attainable FP32 FMA rate (`atrous bench --peak`).
+pub const FMA_PEAK: Shader = Shader { name: "fma_peak.wgsl", entry_point: "fma_peak", source: include_str!("../../shaders/fma_peak.wgsl") };
+
+/// Independent vec4 FMA chains per invocation of [`FMA_PEAK`] (`a0` … `a7` in the shader).
+pub const FMA_PEAK_CHAINS: u64 = 8;
+
+/// Steps each chain of [`FMA_PEAK`] advances per trip of its loop (unrolled in the shader).
+pub const FMA_PEAK_STEPS_PER_TRIP: u64 = 4;
+
 /// Every shader the library can run.
-pub const ALL: &[Shader] = &[CONV2D, CONV2D_TILED, CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_TILED, MAX_POOL2D];
+pub const ALL: &[Shader] = &[CONV2D, CONV2D_TILED, CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_TILED, MAX_POOL2D, FMA_PEAK];

@@ -1,0 +1,567 @@
+//! The dilation throughput profiler behind `atrous bench`: how fast a convolution runs as its
+//! dilation grows, on the GPU and on the fast CPU path, in useful GFLOP/s.
+//!
+//! A [`BenchConfig`] describes one shape and a list of dilations; every configuration is
+//! validated through [`ConvGeometry`] before anything runs ([`BenchConfig::cases`]). Padding is
+//! `dilation·(k−1)/2`, which keeps the size at stride 1 (for the transposed op too). [`run`]
+//! times each configuration — warm-up runs first, then the timed repeats, summarised as median,
+//! min and max — and returns [`Record`]s: useful GFLOP ([`ConvGeometry::flops`]), GFLOP/s at the
+//! median, and the dilation penalty (throughput relative to the dilation-1 row of the same op
+//! and device). With `peak` set, each device's attainable FP32 FMA rate is measured first and
+//! every record gets its fraction of it.
+//!
+//! GPU times come from timestamp queries around each dispatch where the device has them, else
+//! from the wall clock around submit + wait ([`crate::gpu::Gpu::time_convolution`]); CPU times
+//! from the wall clock around the fast CPU convolution ([`crate::backend::Cpu`]). A time that is
+//! zero or negative is an error ([`check_positive_time`]): a clock that cannot resolve the work
+//! must not turn into an infinite GFLOP/s. The GPU's result of the first configuration of each
+//! op is checked against the CPU (relative 1e-3).
+
+mod peak;
+mod plot;
+mod report;
+
+pub use peak::{cpu_fma_peak, cpu_name, CpuPeakRuns};
+pub use plot::{plot_png, write_plot};
+pub use report::{format_table, to_csv, to_json, write_csv, write_json, COLUMNS, PEAK_COLUMNS};
+
+pub use crate::gpu::TimingSource;
+
+use std::fmt;
+use std::time::Instant;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::backend::Cpu;
+use crate::compare::{difference, Difference};
+use crate::gpu::{shaders, Gpu, GpuError};
+use crate::shape::{Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, ShapeError};
+use crate::{Backend, Tensor};
+
+/// Relative tolerance of the GPU-vs-CPU check of the first configuration of each op.
+pub const AGREEMENT_TOLERANCE: f64 = 1e-3;
+
+/// Timed runs of each FMA-peak measurement; the best is kept.
+pub const PEAK_RUNS: usize = 5;
+
+/// Seeds of the random input and weight.
+const INPUT_SEED: u64 = 1;
+const WEIGHT_SEED: u64 = 2;
+
+/// Which convolution is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Op {
+    #[serde(rename = "conv2d")]
+    Conv2d,
+    #[serde(rename = "conv-transpose2d")]
+    ConvTranspose2d,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Conv2d => "conv2d",
+            Op::ConvTranspose2d => "conv-transpose2d",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Device {
+    #[serde(rename = "gpu")]
+    Gpu,
+    #[serde(rename = "cpu")]
+    Cpu,
+}
+
+impl Device {
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Gpu => "gpu",
+            Device::Cpu => "cpu",
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How GPU runs are timed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GpuTiming {
+    /// Timestamp queries where the device has them, else the wall clock.
+    #[default]
+    Auto,
+    /// The wall clock around submit + wait, even where timestamps exist.
+    Wall,
+}
+
+/// What `atrous bench` measures. [`Default`] gives the command line's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchConfig {
+    pub ops: Vec<Op>,
+    pub dilations: Vec<usize>,
+    /// Input channels.
+    pub channels: usize,
+    /// Output channels; `None`: as many as the input.
+    pub out_channels: Option<usize>,
+    /// Input height and width.
+    pub size: Hw,
+    /// Square kernel side.
+    pub kernel: usize,
+    pub stride: usize,
+    pub groups: usize,
+    pub batch: usize,
+    /// Untimed runs before the timed ones.
+    pub warmup: usize,
+    /// Timed runs per configuration.
+    pub repeats: usize,
+    pub devices: Vec<Device>,
+    /// Measure each device's attainable FP32 FMA rate and report every row's fraction of it.
+    pub peak: bool,
+    pub gpu_timing: GpuTiming,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            ops: vec![Op::Conv2d],
+            dilations: vec![1, 2, 4, 8, 16],
+            channels: 256,
+            out_channels: None,
+            size: Hw::square(65),
+            kernel: 3,
+            stride: 1,
+            groups: 1,
+            batch: 1,
+            warmup: 3,
+            repeats: 20,
+            devices: vec![Device::Gpu],
+            peak: false,
+            gpu_timing: GpuTiming::Auto,
+        }
+    }
+}
+
+/// One validated configuration: an op at one dilation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Case {
+    pub op: Op,
+    pub dilation: usize,
+    pub geometry: ConvGeometry,
+}
+
+/// Why a benchmark cannot run or failed.
+#[derive(Debug, Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{op} at dilation {dilation} (padding {padding}): {source}")]
+    Shape { op: Op, dilation: usize, padding: usize, source: ShapeError },
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(
+        "{what}: the measured time is {seconds:e} s, not positive — the {timing} clock cannot resolve this work, and its GFLOP/s would be meaningless; give each run more work (a larger --size, --channels or --batch)"
+    )]
+    NonPositiveTime { what: String, seconds: f64, timing: TimingSource },
+    #[error("GPU and CPU disagree on {op} at dilation {dilation} (output {shape:?}): {difference}; the limit is {tolerance:e} relative")]
+    Mismatch { op: Op, dilation: usize, shape: [usize; 4], difference: Difference, tolerance: f64 },
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("drawing the plot: {0}")]
+    Plot(String),
+    #[error(transparent)]
+    Image(#[from] crate::imaging::ImageError),
+}
+
+impl BenchConfig {
+    /// Output channels: `out_channels`, or as many as the input.
+    pub fn c_out(&self) -> usize {
+        self.out_channels.unwrap_or(self.channels)
+    }
+
+    /// The padding of a dilation: `dilation·(k−1)/2`, which keeps the size at stride 1.
+    pub fn padding(&self, dilation: usize) -> usize {
+        dilation.saturating_mul(self.kernel.saturating_sub(1)) / 2
+    }
+
+    /// Every configuration, ops in order and dilations as listed, each validated through
+    /// [`ConvGeometry`]; the first problem found is the error.
+    pub fn cases(&self) -> Result<Vec<Case>, BenchError> {
+        let config = |message: String| Err(BenchError::Config(message));
+        if self.ops.is_empty() {
+            return config("no op to measure: choose conv2d, conv-transpose2d or both".into());
+        }
+        if self.devices.is_empty() {
+            return config("no device to measure on: choose gpu, cpu or both".into());
+        }
+        if self.dilations.is_empty() {
+            return config("no dilations given: e.g. --dilations 1,2,4,8,16".into());
+        }
+        for (i, d) in self.dilations.iter().enumerate() {
+            if self.dilations[..i].contains(d) {
+                return config(format!("dilation {d} is listed twice in {:?}", self.dilations));
+            }
+        }
+        if self.repeats == 0 {
+            return config("repeats must be at least 1 (the timed runs of each configuration)".into());
+        }
+        if self.kernel == 0 {
+            return config("kernel must be at least 1".into());
+        }
+        let c_out = self.c_out();
+        let mut cases = Vec::new();
+        for &op in &self.ops {
+            for &dilation in &self.dilations {
+                let padding = self.padding(dilation);
+                let shape_error = |source| BenchError::Shape { op, dilation, padding, source };
+                // Channel counts the groups do not divide are refused by name before a weight
+                // shape is derived from them.
+                if self.groups > 0 {
+                    for (channels, which) in [(self.channels, "input"), (c_out, "output")] {
+                        if channels % self.groups != 0 {
+                            return Err(shape_error(ShapeError::GroupsDontDivide { groups: self.groups, channels, which }));
+                        }
+                    }
+                }
+                let per_group = |c: usize| c / self.groups.max(1);
+                let input = [self.batch, self.channels, self.size.h, self.size.w];
+                let (k, s, p, d) = (Hw::square(self.kernel), Hw::square(self.stride), Hw::square(padding), Hw::square(dilation));
+                let geometry = match op {
+                    Op::Conv2d => Conv2dParams { stride: s, padding: p, dilation: d, groups: self.groups }
+                        .geometry(&input, &[c_out, per_group(self.channels), k.h, k.w], None),
+                    Op::ConvTranspose2d => ConvTranspose2dParams { stride: s, padding: p, output_padding: Hw::square(0), dilation: d, groups: self.groups }
+                        .geometry(&input, &[self.channels, per_group(c_out), k.h, k.w], None),
+                }
+                .map_err(shape_error)?;
+                cases.push(Case { op, dilation, geometry });
+            }
+        }
+        Ok(cases)
+    }
+
+    /// How many progress steps [`run`] reports for these cases.
+    pub fn steps(&self, cases: &[Case]) -> u64 {
+        let devices = self.devices.len() as u64;
+        devices * cases.len() as u64 + if self.peak { devices } else { 0 }
+    }
+}
+
+/// Fails unless `seconds` is a positive, finite time. A timing source that cannot resolve the
+/// work gives zero (or, for a reversed timestamp pair, a negative time); reported as it is, it
+/// would become an infinite (or negative) GFLOP/s.
+pub fn check_positive_time(what: &str, timing: TimingSource, seconds: f64) -> Result<f64, BenchError> {
+    if seconds > 0.0 && seconds.is_finite() {
+        Ok(seconds)
+    } else {
+        Err(BenchError::NonPositiveTime { what: what.to_owned(), seconds, timing })
+    }
+}
+
+/// Median, min and max of the timed repeats, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Summarises the repeats' times; every one must be positive ([`check_positive_time`]).
+pub fn summarize(what: &str, timing: TimingSource, seconds: &[f64]) -> Result<Stats, BenchError> {
+    if seconds.is_empty() {
+        return Err(BenchError::Config(format!("{what}: no timed runs")));
+    }
+    let mut sorted = seconds.iter().map(|&s| check_positive_time(what, timing, s)).collect::<Result<Vec<f64>, _>>()?;
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+    Ok(Stats { median, min: sorted[0], max: sorted[n - 1] })
+}
+
+/// Useful GFLOP of one configuration: [`ConvGeometry::flops`] / 10⁹ (a transposed convolution
+/// counts its input positions, not the zeros a strided transposed conv inserts).
+pub fn gflop(geometry: &ConvGeometry) -> f64 {
+    geometry.flops() as f64 / 1e9
+}
+
+/// One measured configuration. Serialised (JSON, CSV) with exactly these keys, in this order;
+/// the peak fields only when a peak was measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record {
+    pub op: Op,
+    pub device: Device,
+    /// The GPU adapter's name, or the CPU's model and thread count.
+    pub adapter: String,
+    /// The wgpu backend (`vulkan`, `metal`, …), or the CPU implementation.
+    pub backend: String,
+    /// `"timestamp"` or `"wall"`.
+    pub timing: String,
+    pub batch: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub h: usize,
+    pub w: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+    pub gflop: f64,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub gflops: f64,
+    /// This row's GFLOP/s over the dilation-1 row's of the same op, device and shape; `None`
+    /// (null) without such a row.
+    pub dilation_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_gflops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_peak: Option<f64>,
+}
+
+impl Record {
+    /// The record of `case` timed as `stats` (no penalty or peak yet).
+    pub fn new(case: &Case, device: Device, adapter: &str, backend: &str, timing: TimingSource, stats: Stats) -> Record {
+        let g = &case.geometry;
+        let gflop = gflop(g);
+        Record {
+            op: case.op,
+            device,
+            adapter: adapter.to_owned(),
+            backend: backend.to_owned(),
+            timing: timing.name().to_owned(),
+            batch: g.batch,
+            cin: g.c_in,
+            cout: g.c_out,
+            h: g.input.h,
+            w: g.input.w,
+            out_h: g.output.h,
+            out_w: g.output.w,
+            kernel: g.kernel.h,
+            stride: g.stride.h,
+            padding: g.padding.h,
+            dilation: case.dilation,
+            groups: g.groups,
+            gflop,
+            median_ms: stats.median * 1e3,
+            min_ms: stats.min * 1e3,
+            max_ms: stats.max * 1e3,
+            gflops: gflop / stats.median,
+            dilation_penalty: None,
+            peak_gflops: None,
+            fraction_of_peak: None,
+        }
+    }
+
+    /// Everything that makes two records the same series except the dilation (and what
+    /// follows from it).
+    #[allow(clippy::type_complexity)]
+    fn series_key(&self) -> (Op, Device, &str, usize, usize, usize, usize, usize, usize, usize, usize) {
+        (self.op, self.device, self.adapter.as_str(), self.batch, self.cin, self.cout, self.h, self.w, self.kernel, self.stride, self.groups)
+    }
+}
+
+/// Sets every record's `dilation_penalty`: its GFLOP/s divided by that of the dilation-1 record
+/// of the same op, device and shape; `None` where there is no such record.
+pub fn fill_penalties(records: &mut [Record]) {
+    let penalties: Vec<Option<f64>> = records
+        .iter()
+        .map(|r| {
+            records
+                .iter()
+                .find(|base| base.dilation == 1 && base.series_key() == r.series_key())
+                .filter(|base| base.gflops > 0.0)
+                .map(|base| r.gflops / base.gflops)
+        })
+        .collect();
+    for (record, penalty) in records.iter_mut().zip(penalties) {
+        record.dilation_penalty = penalty;
+    }
+}
+
+/// A device's measured attainable FP32 FMA rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Peak {
+    pub device: Device,
+    pub gflops: f64,
+    pub timing: TimingSource,
+    /// How it was measured, for the table's header.
+    pub method: String,
+}
+
+/// Sets `peak_gflops` and `fraction_of_peak` of every record whose device has a peak.
+pub fn apply_peaks(records: &mut [Record], peaks: &[Peak]) {
+    for record in records {
+        if let Some(peak) = peaks.iter().find(|p| p.device == record.device) {
+            record.peak_gflops = Some(peak.gflops);
+            record.fraction_of_peak = Some(record.gflops / peak.gflops);
+        }
+    }
+}
+
+/// The GPU-vs-CPU check of one configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub op: Op,
+    pub dilation: usize,
+    pub difference: Difference,
+}
+
+/// Which GPU or CPU ran, for headers and titles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Runner {
+    pub device: Device,
+    /// Short name (the adapter's, or the CPU model with its thread count).
+    pub name: String,
+    /// Everything known, for the table's header.
+    pub description: String,
+    pub backend: String,
+    pub timing: TimingSource,
+}
+
+/// Everything one benchmark measured.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub config: BenchConfig,
+    pub records: Vec<Record>,
+    pub runners: Vec<Runner>,
+    pub peaks: Vec<Peak>,
+    pub checks: Vec<Check>,
+}
+
+/// The best (highest) GFLOP/s of several runs of `flops` each; every time must be positive.
+fn best_gflops(what: &str, timing: TimingSource, flops: u64, seconds: &[f64]) -> Result<f64, BenchError> {
+    let stats = summarize(what, timing, seconds)?;
+    Ok(flops as f64 / stats.min / 1e9)
+}
+
+/// The CPU's description: model name and rayon's thread count.
+fn cpu_runner() -> Runner {
+    let threads = rayon::current_num_threads();
+    let name = format!("{}, {threads} threads", cpu_name());
+    Runner { device: Device::Cpu, description: format!("{name} (im2col + SGEMM, rayon)"), name, backend: "im2col+sgemm".into(), timing: TimingSource::Wall }
+}
+
+/// Runs the benchmark `config` describes on `gpu` (needed when `config.devices` has the GPU)
+/// and the CPU. `progress` is called with a message as each of [`BenchConfig::steps`] steps
+/// begins. Nothing is written: see [`write_json`], [`write_csv`], [`write_plot`].
+pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&str)) -> Result<BenchReport, BenchError> {
+    let cases = config.cases()?;
+    let gpu = match (config.devices.contains(&Device::Gpu), gpu) {
+        (true, None) => return Err(BenchError::Config("the GPU is to be measured, but no GPU was opened".into())),
+        (true, Some(gpu)) => Some(gpu),
+        (false, _) => None,
+    };
+    let requested = match config.gpu_timing {
+        GpuTiming::Auto => TimingSource::Timestamp,
+        GpuTiming::Wall => TimingSource::Wall,
+    };
+    let gpu_runner = gpu.map(|gpu| Runner {
+        device: Device::Gpu,
+        name: gpu.summary().name.clone(),
+        description: gpu.summary().to_string(),
+        backend: format!("{:?}", gpu.summary().backend).to_lowercase(),
+        timing: if gpu.has_timestamps() { requested } else { TimingSource::Wall },
+    });
+    let cpu_runner = config.devices.contains(&Device::Cpu).then(cpu_runner);
+
+    // One input and weight per op, shared by its dilations (their shapes do not depend on it).
+    let tensors = |case: &Case| {
+        let g = &case.geometry;
+        let input = Tensor::random(g.input_shape().to_vec(), INPUT_SEED);
+        let weight = Tensor::random(g.weight_shape().expect("convolutions have weights").to_vec(), WEIGHT_SEED);
+        (input, weight)
+    };
+    let mut data = Vec::new();
+    for op in &config.ops {
+        let first = cases.iter().find(|c| c.op == *op).expect("every op has cases");
+        data.push((*op, tensors(first)));
+    }
+    let data_of = |op: Op| &data.iter().find(|(o, _)| *o == op).expect("tensors for every op").1;
+
+    let mut peaks = Vec::new();
+    if config.peak {
+        if let (Some(gpu), Some(runner)) = (gpu, &gpu_runner) {
+            progress("GPU: measuring the FP32 FMA peak");
+            let runs = gpu.time_fma_peak(PEAK_RUNS, runner.timing)?;
+            let gflops = best_gflops("the GPU's FMA peak kernel", runs.source, runs.flops_per_run, &runs.seconds)?;
+            let method = format!(
+                "{}: {} invocations × {} vec4 FMA chains × {} iterations, best of {PEAK_RUNS}",
+                shaders::FMA_PEAK.name,
+                runs.invocations,
+                shaders::FMA_PEAK_CHAINS,
+                runs.iterations
+            );
+            peaks.push(Peak { device: Device::Gpu, gflops, timing: runs.source, method });
+        }
+        if cpu_runner.is_some() {
+            progress("CPU: measuring the FP32 FMA peak");
+            let runs = cpu_fma_peak(PEAK_RUNS);
+            let gflops = best_gflops("the CPU's FMA peak loop", TimingSource::Wall, runs.flops_per_run, &runs.seconds)?;
+            peaks.push(Peak { device: Device::Cpu, gflops, timing: TimingSource::Wall, method: format!("{}, best of {PEAK_RUNS}", runs.method) });
+        }
+    }
+
+    let mut records = Vec::new();
+    let mut checks = Vec::new();
+    if let (Some(gpu), Some(runner)) = (gpu, &gpu_runner) {
+        for case in &cases {
+            progress(&format!("GPU: {} at dilation {}", case.op, case.dilation));
+            let (input, weight) = data_of(case.op);
+            let what = format!("GPU {} at dilation {}", case.op, case.dilation);
+            let timed = gpu.time_convolution(&case.geometry, input.data(), weight.data(), config.warmup, config.repeats, runner.timing)?;
+            let stats = summarize(&what, timed.source, &timed.seconds)?;
+            if !checks.iter().any(|c: &Check| c.op == case.op) {
+                let reference = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(|e| BenchError::Config(e.to_string()))?;
+                let difference = difference(&timed.output, &reference);
+                if !difference.within(AGREEMENT_TOLERANCE) {
+                    return Err(BenchError::Mismatch {
+                        op: case.op,
+                        dilation: case.dilation,
+                        shape: case.geometry.output_shape(),
+                        difference,
+                        tolerance: AGREEMENT_TOLERANCE,
+                    });
+                }
+                checks.push(Check { op: case.op, dilation: case.dilation, difference });
+            }
+            records.push(Record::new(case, Device::Gpu, &runner.name, &runner.backend, timed.source, stats));
+        }
+    }
+    if let Some(runner) = &cpu_runner {
+        for case in &cases {
+            progress(&format!("CPU: {} at dilation {}", case.op, case.dilation));
+            let (input, weight) = data_of(case.op);
+            let mut seconds = Vec::with_capacity(config.repeats);
+            for run in 0..config.warmup + config.repeats {
+                let start = Instant::now();
+                let output = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(|e| BenchError::Config(e.to_string()))?;
+                let elapsed = start.elapsed().as_secs_f64();
+                std::hint::black_box(output);
+                if run >= config.warmup {
+                    seconds.push(elapsed);
+                }
+            }
+            let stats = summarize(&format!("CPU {} at dilation {}", case.op, case.dilation), TimingSource::Wall, &seconds)?;
+            records.push(Record::new(case, Device::Cpu, &runner.name, &runner.backend, TimingSource::Wall, stats));
+        }
+    }
+    fill_penalties(&mut records);
+    apply_peaks(&mut records, &peaks);
+    let runners = gpu_runner.into_iter().chain(cpu_runner).collect();
+    Ok(BenchReport { config: config.clone(), records, runners, peaks, checks })
+}

@@ -1,0 +1,177 @@
+//! The benchmark's outputs as text: the table on stdout, JSON and CSV files (written atomically).
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{BenchError, BenchReport, Device, Record, AGREEMENT_TOLERANCE};
+use crate::atomic_file::write_atomically;
+
+/// The keys of every record, in order (JSON keys and CSV columns).
+pub const COLUMNS: [&str; 23] = [
+    "op",
+    "device",
+    "adapter",
+    "backend",
+    "timing",
+    "batch",
+    "cin",
+    "cout",
+    "h",
+    "w",
+    "out_h",
+    "out_w",
+    "kernel",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "gflop",
+    "median_ms",
+    "min_ms",
+    "max_ms",
+    "gflops",
+    "dilation_penalty",
+];
+
+/// The keys added when a peak was measured.
+pub const PEAK_COLUMNS: [&str; 2] = ["peak_gflops", "fraction_of_peak"];
+
+/// The records as a pretty-printed JSON list.
+pub fn to_json(records: &[Record]) -> String {
+    serde_json::to_string_pretty(records).expect("records serialise")
+}
+
+fn csv_field(value: &serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::Null => return String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// The records as CSV: a header of [`COLUMNS`] (plus [`PEAK_COLUMNS`] when any record has a
+/// peak), one line per record; an absent value (no dilation-1 row) is an empty field.
+pub fn to_csv(records: &[Record]) -> String {
+    let with_peak = records.iter().any(|r| r.peak_gflops.is_some());
+    let columns: Vec<&str> = COLUMNS.iter().chain(if with_peak { &PEAK_COLUMNS[..] } else { &[] }).copied().collect();
+    let mut out = columns.join(",");
+    out.push('\n');
+    for record in records {
+        let value = serde_json::to_value(record).expect("records serialise");
+        let fields: Vec<String> = columns.iter().map(|c| csv_field(value.get(*c).unwrap_or(&serde_json::Value::Null))).collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn write_text(path: &Path, text: &str) -> Result<(), BenchError> {
+    write_atomically(path, |file| file.write_all(text.as_bytes())).map_err(|source| BenchError::Write { path: path.display().to_string(), source })
+}
+
+/// Writes [`to_json`] to `path`, atomically.
+pub fn write_json(path: &Path, records: &[Record]) -> Result<(), BenchError> {
+    write_text(path, &(to_json(records) + "\n"))
+}
+
+/// Writes [`to_csv`] to `path`, atomically.
+pub fn write_csv(path: &Path, records: &[Record]) -> Result<(), BenchError> {
+    write_text(path, &to_csv(records))
+}
+
+/// `value` with four significant digits (at least three decimals): 4.984, 0.0003329.
+fn significant(value: f64) -> String {
+    let decimals = if value > 0.0 { (3 - value.log10().floor() as i32).clamp(3, 9) } else { 3 };
+    format!("{value:.*}", decimals as usize)
+}
+
+fn join<T: std::fmt::Display>(values: &[T]) -> String {
+    values.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The human-readable report: header lines (what was measured, on which adapter, with which
+/// timing source, the peaks, the GPU-vs-CPU checks), then one row per record.
+pub fn format_table(report: &BenchReport) -> String {
+    let c = &report.config;
+    let mut out = String::new();
+    let ops: Vec<&str> = c.ops.iter().map(|o| o.name()).collect();
+    out.push_str(&format!(
+        "atrous bench: {} at dilations {} — batch {}, {}→{} channels, {}x{} input, {}x{} kernel, stride {}, groups {}, padding = dilation·(k−1)/2; median of {} runs after {} warm-up\n",
+        ops.join(" and "),
+        join(&c.dilations),
+        c.batch,
+        c.channels,
+        c.c_out(),
+        c.size.h,
+        c.size.w,
+        c.kernel,
+        c.kernel,
+        c.stride,
+        c.groups,
+        c.repeats,
+        c.warmup
+    ));
+    for runner in &report.runners {
+        let timing = match (runner.device, runner.timing) {
+            (Device::Gpu, super::TimingSource::Timestamp) => "timestamp queries around each dispatch",
+            (Device::Gpu, super::TimingSource::Wall) => "wall clock around submit + wait",
+            (Device::Cpu, _) => "wall clock around each convolution",
+        };
+        out.push_str(&format!("{}: {} — timing: {} ({timing})\n", runner.device.name().to_uppercase(), runner.description, runner.timing));
+    }
+    for peak in &report.peaks {
+        out.push_str(&format!("{} peak FP32 FMA: {:.1} GFLOP/s ({}; {} timing)\n", peak.device.name().to_uppercase(), peak.gflops, peak.method, peak.timing));
+    }
+    for check in &report.checks {
+        out.push_str(&format!(
+            "check: GPU vs CPU, {} at dilation {}: {} — agree within {:e} relative\n",
+            check.op, check.dilation, check.difference, AGREEMENT_TOLERANCE
+        ));
+    }
+    out.push('\n');
+
+    let with_peak = report.records.iter().any(|r| r.fraction_of_peak.is_some());
+    let mut header = vec!["op", "device", "dilation", "out size", "GFLOP", "median ms", "min ms", "max ms", "GFLOP/s", "penalty"];
+    if with_peak {
+        header.push("% of peak");
+    }
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in &report.records {
+        let mut row = vec![
+            r.op.to_string(),
+            r.device.to_string(),
+            r.dilation.to_string(),
+            format!("{}x{}", r.out_h, r.out_w),
+            significant(r.gflop),
+            format!("{:.3}", r.median_ms),
+            format!("{:.3}", r.min_ms),
+            format!("{:.3}", r.max_ms),
+            format!("{:.2}", r.gflops),
+            r.dilation_penalty.map_or("—".to_owned(), |p| format!("{p:.2}×")),
+        ];
+        if with_peak {
+            row.push(r.fraction_of_peak.map_or("—".to_owned(), |f| format!("{:.1}%", 100.0 * f)));
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|row| row[i].chars().count()).max().unwrap_or(0)).collect();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                // Text columns left-aligned, numbers right-aligned.
+                let pad = " ".repeat(widths[i] - cell.chars().count());
+                if i < 2 { format!("{cell}{pad}") } else { format!("{pad}{cell}") }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,180 @@
+//! `atrous bench`: the dilation throughput profiler — a thin layer over [`atrous::bench`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::backbone::{parse_size, Rates};
+use super::AdapterArgs;
+use atrous::bench::{self, BenchConfig, Device, GpuTiming, Op};
+use atrous::Hw;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OpChoice {
+    #[value(name = "conv2d")]
+    Conv2d,
+    #[value(name = "conv-transpose2d")]
+    ConvTranspose2d,
+    Both,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    Gpu,
+    Cpu,
+    Both,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TimingChoice {
+    /// Timestamp queries where the device has them, else the wall clock
+    Auto,
+    /// The wall clock around submit + wait
+    Wall,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Which convolution to time
+    #[arg(long, value_enum, default_value = "conv2d")]
+    op: OpChoice,
+    /// Dilations to time, comma-separated; padding is dilation·(k−1)/2
+    #[arg(long, default_value = "1,2,4,8,16", value_name = "D,D,...")]
+    dilations: Rates,
+    /// Input channels
+    #[arg(long, default_value_t = 256)]
+    channels: usize,
+    /// Output channels (default: as many as the input)
+    #[arg(long, value_name = "N")]
+    out_channels: Option<usize>,
+    /// Input size: N (square) or HxW
+    #[arg(long, default_value = "65", value_parser = parse_size, value_name = "N|HxW")]
+    size: Hw,
+    /// Kernel side (square kernels)
+    #[arg(long, default_value_t = 3)]
+    kernel: usize,
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
+    /// Channel groups (the channels for depthwise)
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Untimed runs before the timed ones, per configuration
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed runs per configuration (median, min and max are reported)
+    #[arg(long, default_value_t = 20)]
+    repeats: usize,
+    /// Where to run
+    #[arg(long, value_enum, default_value = "gpu")]
+    device: DeviceChoice,
+    /// Write the records as a JSON list
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the records as CSV (the JSON keys as columns)
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Draw GFLOP/s against dilation as a PNG
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+    /// First measure each device's attainable FP32 FMA rate; every row gets its fraction of it
+    #[arg(long)]
+    peak: bool,
+    /// How GPU runs are timed
+    #[arg(long, value_enum, default_value = "auto")]
+    timing: TimingChoice,
+    #[command(flatten)]
+    adapter: AdapterArgs,
+}
+
+impl BenchArgs {
+    fn config(&self) -> BenchConfig {
+        BenchConfig {
+            ops: match self.op {
+                OpChoice::Conv2d => vec![Op::Conv2d],
+                OpChoice::ConvTranspose2d => vec![Op::ConvTranspose2d],
+                OpChoice::Both => vec![Op::Conv2d, Op::ConvTranspose2d],
+            },
+            dilations: self.dilations.0.clone(),
+            channels: self.channels,
+            out_channels: self.out_channels,
+            size: self.size,
+            kernel: self.kernel,
+            stride: self.stride,
+            groups: self.groups,
+            batch: self.batch,
+            warmup: self.warmup,
+            repeats: self.repeats,
+            devices: match self.device {
+                DeviceChoice::Gpu => vec![Device::Gpu],
+                DeviceChoice::Cpu => vec![Device::Cpu],
+                DeviceChoice::Both => vec![Device::Gpu, Device::Cpu],
+            },
+            peak: self.peak,
+            gpu_timing: match self.timing {
+                TimingChoice::Auto => GpuTiming::Auto,
+                TimingChoice::Wall => GpuTiming::Wall,
+            },
+        }
+    }
+}
+
+/// Refuses an output path whose folder does not exist, before anything is measured.
+fn check_output(flag: &str, path: &Path) -> Result<()> {
+    if path.file_name().is_none() {
+        bail!("{flag} {}: names no file", path.display());
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        bail!("{flag} {}: the folder {} does not exist", path.display(), parent.display());
+    }
+    Ok(())
+}
+
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    let config = args.config();
+    let cases = config.cases()?;
+    for (flag, path) in [("--json", &args.json), ("--csv", &args.csv), ("--plot", &args.plot)] {
+        if let Some(path) = path {
+            check_output(flag, path)?;
+        }
+    }
+    if let Some(plot) = &args.plot {
+        if !plot.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+            bail!("--plot {}: the plot is a PNG; give a file name ending in .png", plot.display());
+        }
+    }
+    let gpu = if config.devices.contains(&Device::Gpu) { Some(args.adapter.open()?) } else { None };
+
+    let progress = ProgressBar::new(config.steps(&cases))
+        .with_style(ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
+    let mut done = 0;
+    let report = bench::run(&config, gpu.as_ref(), &mut |message| {
+        progress.set_position(done);
+        progress.set_message(message.to_owned());
+        done += 1;
+    });
+    progress.finish_and_clear();
+    let report = report?;
+
+    print!("{}", bench::format_table(&report));
+    // The plot is drawn before any file is written, so a drawing error leaves no file behind.
+    let plot = args.plot.as_ref().map(|_| bench::plot_png(&report)).transpose()?;
+    if let Some(path) = &args.json {
+        bench::write_json(path, &report.records)?;
+        println!("wrote {} ({} records)", path.display(), report.records.len());
+    }
+    if let Some(path) = &args.csv {
+        bench::write_csv(path, &report.records)?;
+        println!("wrote {} ({} records)", path.display(), report.records.len());
+    }
+    if let (Some(path), Some(image)) = (&args.plot, plot) {
+        atrous::imaging::save_png(&image, path)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,266 @@
+//! Timing GPU work for `atrous bench`: one convolution repeated, and the ALU-bound FMA kernel
+//! that measures the device's attainable FP32 rate.
+//!
+//! Where the device has `TIMESTAMP_QUERY`, every timed repeat is its own compute pass with
+//! timestamp writes at its beginning and end, and its time is the tick difference times the
+//! queue's timestamp period; all repeats go into one submission. Without timestamps each repeat
+//! is submitted alone and timed by the wall clock around submit + wait. Warm-up runs are
+//! submitted (and waited for) before the timed ones and never measured.
+//!
+//! The times come back raw, one per repeat: a timestamp pair may be equal or even reversed on a
+//! device that cannot resolve the work, and judging that is the caller's job
+//! ([`crate::bench::check_positive_time`]).
+
+use std::fmt;
+use std::time::Instant;
+
+use wgpu::util::DeviceExt;
+
+use super::context::{Gpu, GpuError};
+use super::shaders;
+use super::window::WindowBuffers;
+use crate::shape::{ConvGeometry, ConvKind};
+
+/// wgpu's cap on the queries in one query set: 2 per timed pass.
+const MAX_QUERIES: usize = 4096;
+
+/// How a GPU time was measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimingSource {
+    /// Timestamp queries written at the beginning and end of the pass, on the device's clock.
+    Timestamp,
+    /// The host's clock around submit + wait (includes submission and synchronisation).
+    Wall,
+}
+
+impl TimingSource {
+    /// `"timestamp"` or `"wall"`, as the bench's records name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimingSource::Timestamp => "timestamp",
+            TimingSource::Wall => "wall",
+        }
+    }
+}
+
+impl fmt::Display for TimingSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A convolution timed on the GPU: one duration per timed repeat, and the result, read back
+/// once after all of them.
+#[derive(Clone, Debug)]
+pub struct TimedConvolution {
+    pub source: TimingSource,
+    /// Seconds per repeat, as measured (not checked for being positive).
+    pub seconds: Vec<f64>,
+    pub output: Vec<f32>,
+}
+
+/// Runs of the FMA kernel ([`shaders::FMA_PEAK`]) at a size calibrated to take tens of
+/// milliseconds.
+#[derive(Clone, Debug)]
+pub struct FmaPeakRuns {
+    pub source: TimingSource,
+    /// Floating-point operations of one run: `2 · 4 · chains · iterations · invocations`.
+    pub flops_per_run: u64,
+    pub invocations: u64,
+    /// FMA steps of each chain (loop trips × the steps unrolled into one trip).
+    pub iterations: u64,
+    /// Seconds per run, as measured (not checked for being positive).
+    pub seconds: Vec<f64>,
+}
+
+/// Workgroups of the FMA kernel: with 64 invocations each, 2¹⁸ invocations — a full wave of
+/// resident threads on the largest GPUs, and few enough that a CPU driver (lavapipe) spends its
+/// time in the loop rather than in per-invocation overhead.
+const FMA_WORKGROUPS: u32 = 4_096;
+const FMA_WORKGROUP_SIZE: u32 = 64;
+/// One run of the FMA kernel is sized to take at least this long.
+const FMA_TARGET_SECONDS: f64 = 0.05;
+const FMA_MAX_TRIPS: u32 = 1 << 22;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PeakParams {
+    trips: u32,
+    multiplier: f32,
+    addend: f32,
+    _pad: u32,
+}
+
+type Record<'r> = dyn Fn(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError> + 'r;
+
+impl Gpu {
+    /// Whether this device can time passes with timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.device().features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// The best timing source this device offers: timestamps where available, else the wall clock.
+    pub fn timing_source(&self) -> TimingSource {
+        if self.has_timestamps() {
+            TimingSource::Timestamp
+        } else {
+            TimingSource::Wall
+        }
+    }
+
+    /// Times `repeats` runs of one convolution (forward or transposed, no bias) after `warmup`
+    /// untimed ones, with `source` (timestamps are used only when the device has them: asking
+    /// for them elsewhere gives wall-clock times, and the result says which). Input and weight
+    /// are uploaded once; the output is read back once, after the timed runs.
+    pub fn time_convolution(
+        &self,
+        geometry: &ConvGeometry,
+        input: &[f32],
+        weight: &[f32],
+        warmup: usize,
+        repeats: usize,
+        source: TimingSource,
+    ) -> Result<TimedConvolution, GpuError> {
+        assert!(geometry.kind != ConvKind::MaxPool, "time_convolution times convolutions");
+        let source = if self.has_timestamps() { source } else { TimingSource::Wall };
+        let out_len = geometry.output_shape().iter().product::<usize>();
+        self.scoped("timing a convolution", || -> Result<TimedConvolution, GpuError> {
+            let input = self.storage_buffer("input", input)?;
+            let weight = self.weight_buffer(geometry, "weight", weight)?;
+            let output = self.output_buffer("output", out_len)?;
+            let buffers = WindowBuffers { input: &input, weight: Some(&weight), bias: None, residual: None, output: &output };
+            let record = |pass: &mut wgpu::ComputePass<'_>| self.record_window(pass, geometry, &buffers, false);
+            let seconds = self.time_passes(warmup, repeats, source, &record)?;
+            let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+            let staged = self.stage(&mut encoder, &output, (out_len * 4) as u64);
+            self.queue().submit([encoder.finish()]);
+            let output = bytemuck::pod_collect_to_vec(&self.map_all(&[staged])?.remove(0));
+            Ok(TimedConvolution { source, seconds, output })
+        })?
+    }
+
+    /// Runs the FMA kernel, first calibrating its loop count so that one run takes at least
+    /// 50 ms, then `runs` timed runs. Timing as in [`Gpu::time_convolution`].
+    pub fn time_fma_peak(&self, runs: usize, source: TimingSource) -> Result<FmaPeakRuns, GpuError> {
+        let source = if self.has_timestamps() { source } else { TimingSource::Wall };
+        let invocations = FMA_WORKGROUPS as u64 * FMA_WORKGROUP_SIZE as u64;
+        self.scoped("measuring the FMA peak", || -> Result<FmaPeakRuns, GpuError> {
+            let pipeline = self.pipeline(shaders::FMA_PEAK, &[("WORKGROUP_SIZE", FMA_WORKGROUP_SIZE as f64)])?;
+            let sink = self.output_buffer("FMA sink", (invocations * 4) as usize)?;
+            let timed = |trips: u32, warmup: usize, repeats: usize| -> Result<Vec<f64>, GpuError> {
+                let params = PeakParams { trips, multiplier: 0.999_9, addend: 1.0e-4, _pad: 0 };
+                let uniform = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("FMA params"),
+                    contents: bytemuck::bytes_of(&params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+                let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("fma_peak"),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 1, resource: sink.as_entire_binding() },
+                    ],
+                });
+                let record = |pass: &mut wgpu::ComputePass<'_>| {
+                    pass.set_pipeline(&pipeline);
+                    pass.set_bind_group(0, &bind_group, &[]);
+                    pass.dispatch_workgroups(FMA_WORKGROUPS, 1, 1);
+                    Ok(())
+                };
+                self.time_passes(warmup, repeats, source, &record)
+            };
+            // Calibrate: grow the loop until one run takes FMA_TARGET_SECONDS (a run the clock
+            // cannot resolve counts as very short).
+            let mut trips = 64u32;
+            let mut warmup = 1;
+            loop {
+                let seconds = timed(trips, warmup, 1)?[0];
+                warmup = 0;
+                if seconds >= FMA_TARGET_SECONDS || trips >= FMA_MAX_TRIPS {
+                    break;
+                }
+                let factor = if seconds > 0.0 { (1.2 * FMA_TARGET_SECONDS / seconds).clamp(2.0, 64.0) } else { 64.0 };
+                trips = ((trips as f64 * factor).ceil() as u64).min(FMA_MAX_TRIPS as u64) as u32;
+            }
+            let seconds = timed(trips, 0, runs)?;
+            let iterations = trips as u64 * shaders::FMA_PEAK_STEPS_PER_TRIP;
+            let flops_per_run = 2 * 4 * shaders::FMA_PEAK_CHAINS * iterations * invocations;
+            Ok(FmaPeakRuns { source, flops_per_run, invocations, iterations, seconds })
+        })?
+    }
+
+    /// Records, submits and times `repeats` passes made by `record`, after `warmup` untimed ones.
+    fn time_passes(&self, warmup: usize, repeats: usize, source: TimingSource, record: &Record) -> Result<Vec<f64>, GpuError> {
+        if warmup > 0 {
+            let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("warm-up") });
+            for _ in 0..warmup {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("warm-up"), timestamp_writes: None });
+                record(&mut pass)?;
+            }
+            self.queue().submit([encoder.finish()]);
+            self.wait_for_timing()?;
+        }
+        match source {
+            TimingSource::Timestamp => {
+                let mut seconds = Vec::with_capacity(repeats);
+                let mut left = repeats;
+                while left > 0 {
+                    let count = left.min(MAX_QUERIES / 2);
+                    seconds.extend(self.time_with_timestamps(count, record)?);
+                    left -= count;
+                }
+                Ok(seconds)
+            }
+            TimingSource::Wall => (0..repeats)
+                .map(|_| {
+                    let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });
+                    {
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed"), timestamp_writes: None });
+                        record(&mut pass)?;
+                    }
+                    let commands = encoder.finish();
+                    let start = Instant::now();
+                    self.queue().submit([commands]);
+                    self.wait_for_timing()?;
+                    Ok(start.elapsed().as_secs_f64())
+                })
+                .collect(),
+        }
+    }
+
+    /// `count` passes in one submission, each between its own pair of timestamps.
+    fn time_with_timestamps(&self, count: usize, record: &Record) -> Result<Vec<f64>, GpuError> {
+        let queries = 2 * count as u32;
+        let query_set = self.device().create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench times"), ty: wgpu::QueryType::Timestamp, count: queries });
+        let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });
+        for index in 0..count as u32 {
+            let timestamp_writes = wgpu::ComputePassTimestampWrites {
+                query_set: &query_set,
+                beginning_of_pass_write_index: Some(2 * index),
+                end_of_pass_write_index: Some(2 * index + 1),
+            };
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed"), timestamp_writes: Some(timestamp_writes) });
+            record(&mut pass)?;
+        }
+        let bytes = 8 * queries as u64;
+        let resolved = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resolved timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        encoder.resolve_query_set(&query_set, 0..queries, &resolved, 0);
+        let staged = self.stage(&mut encoder, &resolved, bytes);
+        self.queue().submit([encoder.finish()]);
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&self.map_all(&[staged])?.remove(0));
+        let period_ns = self.queue().get_timestamp_period() as f64;
+        // Signed: a reversed pair is reported as the negative time it is, not wrapped around.
+        Ok(ticks.chunks(2).map(|pair| (pair[1] as i128 - pair[0] as i128) as f64 * period_ns * 1e-9).collect())
+    }
+
+    /// Blocks until everything submitted so far has run.
+    fn wait_for_timing(&self) -> Result<(), GpuError> {
+        self.device().poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| GpuError::ReadBack(e.to_string()))
+    }
+}
