@@ -5,7 +5,7 @@
 mod common;
 
 use atrous::backend::CpuReference;
-use atrous::compare::difference;
+use atrous::compare::{difference, Difference};
 use atrous::gpu::{Gpu, GpuError, GpuOptions};
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Error, Hw, Tensor};
 use common::{check_hand_computed_cases, conv_case, gpu, transposed_case, wide_conv_case, wide_transposed_case};
@@ -14,17 +14,27 @@ use proptest::prelude::*;
 /// GPU sums run in a different order than the f64 reference: compare relatively.
 const TOLERANCE: f64 = 1e-4;
 
-fn assert_conv_matches(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &Conv2dParams) {
+/// How far the GPU's conv2d is from the f64 reference.
+fn conv_gap(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &Conv2dParams) -> Difference {
     let on_gpu = conv2d(gpu(), x, w, b, p).unwrap();
     let exact = conv2d(&CpuReference, x, w, b, p).unwrap();
-    let d = difference(on_gpu.data(), exact.data());
+    difference(on_gpu.data(), exact.data())
+}
+
+/// How far the GPU's conv_transpose2d is from the f64 reference.
+fn transposed_gap(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &ConvTranspose2dParams) -> Difference {
+    let on_gpu = conv_transpose2d(gpu(), x, w, b, p).unwrap();
+    let exact = conv_transpose2d(&CpuReference, x, w, b, p).unwrap();
+    difference(on_gpu.data(), exact.data())
+}
+
+fn assert_conv_matches(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &Conv2dParams) {
+    let d = conv_gap(x, w, b, p);
     assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {p:?}", x.shape(), w.shape());
 }
 
 fn assert_transposed_matches(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &ConvTranspose2dParams) {
-    let on_gpu = conv_transpose2d(gpu(), x, w, b, p).unwrap();
-    let exact = conv_transpose2d(&CpuReference, x, w, b, p).unwrap();
-    let d = difference(on_gpu.data(), exact.data());
+    let d = transposed_gap(x, w, b, p);
     assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {p:?}", x.shape(), w.shape());
 }
 
@@ -123,33 +133,25 @@ proptest! {
 
     #[test]
     fn gpu_conv2d_matches_reference(case in conv_case()) {
-        let on_gpu = conv2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        let d = difference(on_gpu.data(), exact.data());
+        let d = conv_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
     }
 
     #[test]
     fn gpu_tiled_conv2d_matches_reference(case in wide_conv_case()) {
-        let on_gpu = conv2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        let d = difference(on_gpu.data(), exact.data());
-        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
-    }
-
-    #[test]
-    fn gpu_tiled_conv_transpose2d_matches_reference(case in wide_transposed_case()) {
-        let on_gpu = conv_transpose2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        let exact = conv_transpose2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        let d = difference(on_gpu.data(), exact.data());
+        let d = conv_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
     }
 
     #[test]
     fn gpu_conv_transpose2d_matches_reference(case in transposed_case()) {
-        let on_gpu = conv_transpose2d(gpu(), &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        let exact = conv_transpose2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        let d = difference(on_gpu.data(), exact.data());
+        let d = transposed_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+    }
+
+    #[test]
+    fn gpu_tiled_conv_transpose2d_matches_reference(case in wide_transposed_case()) {
+        let d = transposed_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
     }
 }

@@ -4,14 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::context::{Gpu, GpuError};
+use super::context::{Gpu, GpuError, PassTimestamps};
 use super::window::WindowBuffers;
 use crate::net::{Executor, Forward, Keep, MemoryUse, Network, Op, Source};
 use crate::shape::ConvGeometry;
 use crate::{Error, Tensor};
-
-/// wgpu's cap on the queries in one query set.
-const MAX_QUERIES: usize = 4096;
 
 /// Where each tensor of a pass lives: value 0 is the network input, value `i + 1` layer `i`'s
 /// output. Values share a slot once the earlier one is dead; a slot is as large as the largest
@@ -96,27 +93,16 @@ impl Gpu {
         value_bytes.extend(geometries.iter().map(|g| g.output_shape().iter().product::<usize>() as u64 * 4));
         let plan = BufferPlan::new(network, &value_bytes, keep);
         let layers = network.layers.len();
-        let timed = self.timestamps_enabled() && 2 * layers <= MAX_QUERIES;
 
         self.scoped("running the network", || -> Result<ChunkResult, GpuError> {
             let slots: Vec<wgpu::Buffer> = plan.slot_bytes.iter().map(|&b| self.output_buffer("activation", (b / 4) as usize)).collect::<Result<_, _>>()?;
             self.queue().write_buffer(&slots[plan.slot_of_value[0]], 0, bytemuck::cast_slice(input));
             let buffer_of = |source: Source| &slots[plan.slot_of_value[value_index(source)]];
-            let queries = timed.then(|| {
-                self.device().create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("layer times"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: 2 * layers as u32,
-                })
-            });
+            let timestamps = self.pass_timestamps(layers);
 
             let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&network.name) });
             for (index, (layer, geometry)) in network.layers.iter().zip(geometries).enumerate() {
-                let timestamp_writes = queries.as_ref().map(|query_set| wgpu::ComputePassTimestampWrites {
-                    query_set,
-                    beginning_of_pass_write_index: Some(2 * index as u32),
-                    end_of_pass_write_index: Some(2 * index as u32 + 1),
-                });
+                let timestamp_writes = timestamps.as_ref().map(|t| t.writes(index));
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&layer.name), timestamp_writes });
                 let (weight, bias, relu) = match (&layer.op, &weights[index]) {
                     (Op::Conv { relu, .. }, Some((w, b))) => (Some(w), b.as_ref(), *relu),
@@ -138,23 +124,15 @@ impl Gpu {
             };
             let mut staged: Vec<wgpu::Buffer> =
                 kept.iter().map(|&i| self.stage(&mut encoder, buffer_of(Source::Layer(i)), value_bytes[i + 1])).collect();
-            if let Some(query_set) = &queries {
-                let resolved = self.device().create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("resolved timestamps"),
-                    size: 16 * layers as u64,
-                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                });
-                encoder.resolve_query_set(query_set, 0..2 * layers as u32, &resolved, 0);
-                staged.push(self.stage(&mut encoder, &resolved, 16 * layers as u64));
+            if let Some(timestamps) = &timestamps {
+                staged.push(timestamps.resolve(self, &mut encoder));
             }
             self.queue().submit([encoder.finish()]);
 
             let mut bytes = self.map_all(&staged)?;
-            let layer_times = queries.is_some().then(|| {
-                let period_ns = self.queue().get_timestamp_period() as f64;
-                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes.pop().expect("timestamps were staged last"));
-                ticks.chunks(2).map(|pair| Duration::from_nanos((pair[1].saturating_sub(pair[0]) as f64 * period_ns) as u64)).collect()
+            let layer_times = timestamps.is_some().then(|| {
+                let seconds = PassTimestamps::seconds(self, &bytes.pop().expect("timestamps were staged last"));
+                seconds.into_iter().map(|s| Duration::from_secs_f64(s.max(0.0))).collect()
             });
             let mut outputs = vec![None; layers];
             for (&i, data) in kept.iter().zip(bytes) {
@@ -162,10 +140,6 @@ impl Gpu {
             }
             Ok(ChunkResult { outputs, layer_times, activation_bytes: plan.slot_bytes.iter().sum() })
         })?
-    }
-
-    fn timestamps_enabled(&self) -> bool {
-        self.device().features().contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 }
 

@@ -16,13 +16,10 @@ use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
-use super::context::{Gpu, GpuError};
+use super::context::{Gpu, GpuError, PassTimestamps, MAX_TIMED_PASSES};
 use super::shaders;
 use super::window::WindowBuffers;
 use crate::shape::{ConvGeometry, ConvKind};
-
-/// wgpu's cap on the queries in one query set: 2 per timed pass.
-const MAX_QUERIES: usize = 4096;
 
 /// How a GPU time was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,11 +91,6 @@ struct PeakParams {
 type Record<'r> = dyn Fn(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError> + 'r;
 
 impl Gpu {
-    /// Whether this device can time passes with timestamp queries.
-    pub fn has_timestamps(&self) -> bool {
-        self.device().features().contains(wgpu::Features::TIMESTAMP_QUERY)
-    }
-
     /// The best timing source this device offers: timestamps where available, else the wall clock.
     pub fn timing_source(&self) -> TimingSource {
         if self.has_timestamps() {
@@ -206,7 +198,7 @@ impl Gpu {
                 let mut seconds = Vec::with_capacity(repeats);
                 let mut left = repeats;
                 while left > 0 {
-                    let count = left.min(MAX_QUERIES / 2);
+                    let count = left.min(MAX_TIMED_PASSES);
                     seconds.extend(self.time_with_timestamps(count, record)?);
                     left -= count;
                 }
@@ -231,32 +223,15 @@ impl Gpu {
 
     /// `count` passes in one submission, each between its own pair of timestamps.
     fn time_with_timestamps(&self, count: usize, record: &Record) -> Result<Vec<f64>, GpuError> {
-        let queries = 2 * count as u32;
-        let query_set = self.device().create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench times"), ty: wgpu::QueryType::Timestamp, count: queries });
+        let timestamps = self.pass_timestamps(count).expect("callers check has_timestamps and MAX_TIMED_PASSES");
         let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });
-        for index in 0..count as u32 {
-            let timestamp_writes = wgpu::ComputePassTimestampWrites {
-                query_set: &query_set,
-                beginning_of_pass_write_index: Some(2 * index),
-                end_of_pass_write_index: Some(2 * index + 1),
-            };
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed"), timestamp_writes: Some(timestamp_writes) });
+        for index in 0..count {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed"), timestamp_writes: Some(timestamps.writes(index)) });
             record(&mut pass)?;
         }
-        let bytes = 8 * queries as u64;
-        let resolved = self.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("resolved timestamps"),
-            size: bytes,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        encoder.resolve_query_set(&query_set, 0..queries, &resolved, 0);
-        let staged = self.stage(&mut encoder, &resolved, bytes);
+        let staged = timestamps.resolve(self, &mut encoder);
         self.queue().submit([encoder.finish()]);
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&self.map_all(&[staged])?.remove(0));
-        let period_ns = self.queue().get_timestamp_period() as f64;
-        // Signed: a reversed pair is reported as the negative time it is, not wrapped around.
-        Ok(ticks.chunks(2).map(|pair| (pair[1] as i128 - pair[0] as i128) as f64 * period_ns * 1e-9).collect())
+        Ok(PassTimestamps::seconds(self, &self.map_all(&[staged])?.remove(0)))
     }
 
     /// Blocks until everything submitted so far has run.
