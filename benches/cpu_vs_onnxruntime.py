@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """atrous's CPU path against ONNX Runtime's CPU Conv, side by side in one run.
 
-Times ORT's Conv (and ConvTranspose) on the shapes `atrous bench` uses, runs
-`atrous bench --device cpu` on the same shapes, and prints both with their ratio and each one's
-dilation penalty (GFLOP/s at dilation d over GFLOP/s at dilation 1). Medians of the repeats.
+For each dilation in turn, runs `atrous bench --device cpu` and then ORT's Conv (or ConvTranspose)
+on the same shape, and prints both with their ratio and each one's dilation penalty (GFLOP/s at
+dilation d over GFLOP/s at dilation 1). Medians of the repeats. The penalty of the dilation-1 row
+is 1 by definition (the first dilation listed is the base).
 
     pip install onnxruntime onnx numpy
     cargo build --release
@@ -67,33 +68,34 @@ def main():
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        records_path = os.path.join(tmp, "atrous.json")
+    def atrous_record(dilation, tmp):
+        path = os.path.join(tmp, f"atrous_{dilation}.json")
         command = [args.atrous, "bench", "--op", args.op, "--device", "cpu", "--channels", str(args.channels),
                    "--size", str(args.size), "--kernel", str(args.kernel), "--stride", str(args.stride),
-                   "--dilations", args.dilations, "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-                   "--json", records_path]
+                   "--dilations", str(dilation), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+                   "--json", path]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        with open(records_path) as f:
-            records = {r["dilation"]: r for r in json.load(f)}
+        with open(path) as f:
+            return json.load(f)[0]
 
     print(f"{args.op} {args.channels}->{args.channels}, {args.kernel}x{args.kernel}, stride {args.stride}, "
-          f"{args.size}x{args.size}, batch 1, {os.cpu_count()} threads, medians of {args.repeats}")
-    print(f"onnxruntime {ort.__version__}; atrous: {' '.join(command[1:-2])}")
+          f"{args.size}x{args.size}, batch 1, {os.cpu_count()} threads, medians of {args.repeats} after {args.warmup} warm-up")
+    print(f"onnxruntime {ort.__version__} and `{args.atrous} bench --device cpu`, alternating per dilation")
     print(f"{'dilation':>8} {'GFLOP':>7} {'ORT ms':>8} {'ORT GFLOP/s':>12} {'atrous ms':>10} {'atrous GFLOP/s':>15} "
           f"{'atrous/ORT':>10} {'ORT penalty':>12} {'atrous penalty':>15}")
     base = {}
-    for dilation in [int(d) for d in args.dilations.split(",")]:
-        record = records[dilation]
-        padding = record["padding"][0] if isinstance(record["padding"], list) else record["padding"]
-        session, feeds = ort_session(args.op, args.channels, args.channels, args.kernel, args.stride, padding, dilation, args.size)
-        ort_ms = median_ms(session, feeds, args.warmup, args.repeats)
-        ort_gflops = record["gflop"] / (ort_ms / 1e3)
-        base.setdefault("ort", ort_gflops)
-        base.setdefault("atrous", record["gflops"])
-        print(f"{dilation:>8} {record['gflop']:>7.3f} {ort_ms:>8.2f} {ort_gflops:>12.1f} {record['median_ms']:>10.2f} "
-              f"{record['gflops']:>15.1f} {record['gflops'] / ort_gflops:>10.2f} {ort_gflops / base['ort']:>12.2f} "
-              f"{record['gflops'] / base['atrous']:>15.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for dilation in [int(d) for d in args.dilations.split(",")]:
+            record = atrous_record(dilation, tmp)
+            padding = record["padding"][0] if isinstance(record["padding"], list) else record["padding"]
+            session, feeds = ort_session(args.op, args.channels, args.channels, args.kernel, args.stride, padding, dilation, args.size)
+            ort_ms = median_ms(session, feeds, args.warmup, args.repeats)
+            ort_gflops = record["gflop"] / (ort_ms / 1e3)
+            base.setdefault("ort", ort_gflops)
+            base.setdefault("atrous", record["gflops"])
+            print(f"{dilation:>8} {record['gflop']:>7.3f} {ort_ms:>8.2f} {ort_gflops:>12.1f} {record['median_ms']:>10.2f} "
+                  f"{record['gflops']:>15.1f} {record['gflops'] / ort_gflops:>10.2f} {ort_gflops / base['ort']:>12.2f} "
+                  f"{record['gflops'] / base['atrous']:>15.2f}")
 
 
 if __name__ == "__main__":
