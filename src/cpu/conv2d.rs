@@ -50,8 +50,10 @@ pub fn conv2d(g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f3
             // A 1×1 stride-1 unpadded conv is already a GEMM on the input plane.
             sgemm(cog, depth, pixels, w, depth, 1, x, out_slab);
         } else {
-            let cols = im2col(g, x, cig);
-            sgemm(cog, depth, pixels, w, depth, 1, &cols, out_slab);
+            COLUMNS.with_borrow_mut(|cols| {
+                im2col(g, x, cig, cols);
+                sgemm(cog, depth, pixels, w, depth, 1, cols, out_slab);
+            });
         }
         if let Some(b) = bias {
             for (co_local, row) in out_slab.chunks_mut(pixels).enumerate() {
@@ -63,25 +65,30 @@ pub fn conv2d(g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f3
     out
 }
 
-/// Unfolds one sample's group of channels into a `[cig·kH·kW, OH·OW]` matrix; taps that fall
-/// into the padding are zero.
-fn im2col(g: &ConvGeometry, x: &[f32], cig: usize) -> Vec<f32> {
+thread_local! {
+    /// The im2col matrix, kept per thread between calls: allocating (and faulting in) tens of
+    /// megabytes for every convolution cost as much as the arithmetic.
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Unfolds one sample's group of channels into `cols`, a `[cig·kH·kW, OH·OW]` matrix, rows in
+/// parallel; every element is written (taps that fall into the padding are zero).
+fn im2col(g: &ConvGeometry, x: &[f32], cig: usize, cols: &mut Vec<f32>) {
     let pixels = g.output.h * g.output.w;
-    let mut cols = vec![0.0f32; cig * g.kernel.h * g.kernel.w * pixels];
-    for (row, col_row) in cols.chunks_mut(pixels).enumerate() {
+    cols.resize(cig * g.kernel.h * g.kernel.w * pixels, 0.0);
+    cols.par_chunks_mut(pixels).enumerate().for_each(|(row, col_row)| {
         let kx = row % g.kernel.w;
         let ky = (row / g.kernel.w) % g.kernel.h;
         let ci = row / (g.kernel.w * g.kernel.h);
         let plane = &x[ci * g.input.h * g.input.w..][..g.input.h * g.input.w];
-        for oy in 0..g.output.h {
-            let Some(iy) = tap_position(oy * g.stride.h, ky, g.dilation.h, g.padding.h, g.input.h) else { continue };
-            let dst = &mut col_row[oy * g.output.w..][..g.output.w];
+        for (oy, dst) in col_row.chunks_mut(g.output.w).enumerate() {
+            let Some(iy) = tap_position(oy * g.stride.h, ky, g.dilation.h, g.padding.h, g.input.h) else {
+                dst.fill(0.0);
+                continue;
+            };
             for (ox, d) in dst.iter_mut().enumerate() {
-                if let Some(ix) = tap_position(ox * g.stride.w, kx, g.dilation.w, g.padding.w, g.input.w) {
-                    *d = plane[iy * g.input.w + ix];
-                }
+                *d = tap_position(ox * g.stride.w, kx, g.dilation.w, g.padding.w, g.input.w).map_or(0.0, |ix| plane[iy * g.input.w + ix]);
             }
         }
-    }
-    cols
+    });
 }

@@ -1,7 +1,7 @@
 //! The CPU reference, one file per op (mirroring `shaders/`), each in two forms:
 //!
 //! - `*_reference`: a plain direct loop that accumulates in f64 — the gold standard for tests.
-//! - the fast form: im2col (or GEMM + col2im) on `matrixmultiply`'s SGEMM, parallel over
+//! - the fast form: im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over
 //!   batch × groups with rayon — what the GPU is compared against on real networks.
 //!
 //! All functions take a validated [`ConvGeometry`](crate::shape::ConvGeometry) and flat NCHW
@@ -25,29 +25,35 @@ pub fn epilogue(values: &mut [f32], residual: Option<&[f32]>, relu: bool) {
     }
 }
 
-/// `c[m×n] = a[m×k] · b[k×n]`, all row-major with the given row strides of `a` (`a_rows`)
-/// and columns (`a_cols`) so that a transposed `a` needs no copy.
+/// `c[m×n] = a[m×k] · b[k×n]`, `b` and `c` row-major, `a` with the given row and column strides
+/// so that a transposed `a` needs no copy. The `gemm` crate picks the widest SIMD the CPU has
+/// (AVX-512 included) at run time and splits the product over rayon's threads.
 #[allow(clippy::too_many_arguments)]
 fn sgemm(m: usize, k: usize, n: usize, a: &[f32], a_row_stride: usize, a_col_stride: usize, b: &[f32], c: &mut [f32]) {
-    debug_assert!(b.len() >= k * n && c.len() >= m * n);
-    // SAFETY: the strides describe matrices that lie within `a`, `b` and `c` (checked by the
-    // callers' geometry; `b` and `c` asserted above), and `c` does not alias `a` or `b`.
+    assert!(b.len() >= k * n && c.len() >= m * n && a.len() > (m - 1) * a_row_stride + (k - 1) * a_col_stride);
+    // SAFETY: the asserts above keep every strided access within `a`, `b` and `c`, and `c`
+    // (a unique borrow) aliases neither input.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            1.0,
-            a.as_ptr(),
-            a_row_stride as isize,
-            a_col_stride as isize,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
+            k,
             c.as_mut_ptr(),
-            n as isize,
             1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_col_stride as isize,
+            a_row_stride as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
         );
     }
 }
