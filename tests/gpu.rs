@@ -86,13 +86,17 @@ fn large_outputs_use_a_two_dimensional_dispatch() {
 }
 
 #[test]
-fn the_tiled_kernel_folds_pixels_into_a_third_dimension() {
-    // 2048² = 4,194,304 pixels need 65,536 workgroups of 64: one more than a dimension allows.
-    // Eight output channels (the tiled kernel's minimum) fill exactly 128 MiB.
+fn the_tiled_kernels_fold_pixels_into_a_third_dimension() {
+    // A stride-1 transposed 1×1 conv onto 2048² = 4,194,304 pixels needs 65,536 workgroups of
+    // 64: one more than a dimension allows. Eight output channels (the tiled kernels' minimum)
+    // fill exactly 128 MiB. (The forward tiled kernel computes four pixels per invocation and
+    // would need a 512 MiB output for the same; it shares the folding code.)
     let x = Tensor::random(vec![1, 1, 2048, 2048], 28);
-    let w = Tensor::random(vec![8, 1, 1, 1], 29);
+    let w = Tensor::random(vec![1, 8, 1, 1], 29);
     assert!(gpu().max_buffer_bytes() >= 8 * 2048 * 2048 * 4, "the adapter must hold the output");
-    assert_conv_matches(&x, &w, Some(&Tensor::random(vec![8], 30)), &Conv2dParams::default());
+    let workgroups = (2048 * 2048usize).div_ceil(64);
+    assert!(workgroups > gpu().limits().max_compute_workgroups_per_dimension as usize, "the case must need a third dimension");
+    assert_transposed_matches(&x, &w, Some(&Tensor::random(vec![8], 30)), &ConvTranspose2dParams::default());
 }
 
 #[test]

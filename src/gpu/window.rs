@@ -169,7 +169,8 @@ impl Gpu {
                         let (s, o) = (geometry.stride, geometry.output);
                         s.h * s.w * geometry.batch * o.h.div_ceil(s.h) * o.w.div_ceil(s.w)
                     }
-                    _ => geometry.batch * geometry.output.h * geometry.output.w,
+                    // The forward kernel computes four neighbouring pixels of a row.
+                    _ => geometry.batch * geometry.output.h * geometry.output.w.div_ceil(4),
                 };
                 let (x, z) = self.workgroup_grid(pixels)?;
                 let y = geometry.groups * channel_tiles(geometry);
