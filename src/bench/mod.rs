@@ -191,6 +191,24 @@ impl BenchConfig {
         self.out_channels.unwrap_or(self.channels)
     }
 
+    /// The shape and method of the sweep in words, for the table's header and the plot's subtitle.
+    pub fn describe(&self) -> String {
+        format!(
+            "batch {}, {}→{} channels, {}x{} input, {}x{} kernel, stride {}, groups {}, padding = dilation·(k−1)/2; median of {} timed runs after {} warm-up",
+            self.batch,
+            self.channels,
+            self.c_out(),
+            self.size.h,
+            self.size.w,
+            self.kernel,
+            self.kernel,
+            self.stride,
+            self.groups,
+            self.repeats,
+            self.warmup
+        )
+    }
+
     /// The padding of a dilation: `dilation·(k−1)/2`, which keeps the size at stride 1.
     pub fn padding(&self, dilation: usize) -> usize {
         dilation.saturating_mul(self.kernel.saturating_sub(1)) / 2

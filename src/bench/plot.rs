@@ -197,23 +197,11 @@ pub fn plot_png(report: &BenchReport) -> Result<RgbImage, BenchError> {
         let main = report.runners.iter().find(|r| r.device == Device::Gpu).or(report.runners.first());
         let title = format!("Convolution throughput vs dilation — {}", main.map_or("unknown device", |r| r.name.as_str()));
         top.draw(&Text::new(title, (20, 12), (FONT, 26).into_font().color(&BLACK))).map_err(plot_error)?;
-        let c = &report.config;
         let subtitle = format!(
-            "batch {}, {}→{} channels, {}×{} input, {}×{} kernel, stride {}, groups {}, padding = dilation·(k−1)/2; median of {} timed runs after {} warm-up{}",
-            c.batch,
-            c.channels,
-            c.c_out(),
-            c.size.h,
-            c.size.w,
-            c.kernel,
-            c.kernel,
-            c.stride,
-            c.groups,
-            c.repeats,
-            c.warmup,
+            "{}{}",
+            report.config.describe(),
             if devices.len() > 1 { "; each panel has its own scale" } else { "" }
-        );
-        top.draw(&Text::new(subtitle, (20, 50), (FONT, 16).into_font().color(&RGBColor(80, 80, 80)))).map_err(plot_error)?;
+        );        top.draw(&Text::new(subtitle, (20, 50), (FONT, 16).into_font().color(&RGBColor(80, 80, 80)))).map_err(plot_error)?;
         let panels = body.split_evenly((1, devices.len()));
         for (panel, &device) in panels.iter().zip(&devices) {
             draw_panel(panel, report, device, &dilations)?;

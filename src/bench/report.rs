@@ -100,22 +100,7 @@ pub fn format_table(report: &BenchReport) -> String {
     let c = &report.config;
     let mut out = String::new();
     let ops: Vec<&str> = c.ops.iter().map(|o| o.name()).collect();
-    out.push_str(&format!(
-        "atrous bench: {} at dilations {} — batch {}, {}→{} channels, {}x{} input, {}x{} kernel, stride {}, groups {}, padding = dilation·(k−1)/2; median of {} runs after {} warm-up\n",
-        ops.join(" and "),
-        join(&c.dilations),
-        c.batch,
-        c.channels,
-        c.c_out(),
-        c.size.h,
-        c.size.w,
-        c.kernel,
-        c.kernel,
-        c.stride,
-        c.groups,
-        c.repeats,
-        c.warmup
-    ));
+    out.push_str(&format!("atrous bench: {} at dilations {} — {}\n", ops.join(" and "), join(&c.dilations), c.describe()));
     for runner in &report.runners {
         let timing = match (runner.device, runner.timing) {
             (Device::Gpu, super::TimingSource::Timestamp) => "timestamp queries around each dispatch",
