@@ -409,32 +409,42 @@ fn unwritable_output() {
 // Happy paths
 // ---------------------------------------------------------------------------------------------
 
-/// A conv2d fixture exercising every parameter: groups, non-square stride/padding/dilation, bias.
-struct Conv2dCase {
+/// A CLI fixture: the op, its tensors and flags, and the f64 reference's result.
+struct CliCase {
+    op: &'static str,
     input: Tensor,
     weight: Tensor,
     bias: Tensor,
-    params: Conv2dParams,
     flags: Vec<&'static str>,
+    reference: (Vec<usize>, Vec<f32>),
 }
 
-fn conv2d_case() -> Conv2dCase {
-    Conv2dCase {
-        input: Tensor::random(vec![2, 4, 13, 11], 11),
-        weight: Tensor::random(vec![6, 2, 3, 3], 12),
-        bias: Tensor::random(vec![6], 13),
-        params: Conv2dParams { stride: Hw::new(2, 1), padding: Hw::new(2, 1), dilation: Hw::new(2, 3), groups: 2 },
-        flags: vec!["--stride", "2,1", "--padding", "2,1", "--dilation", "2,3", "--groups", "2"],
-    }
+/// conv2d exercising every parameter: groups, non-square stride/padding/dilation, bias.
+fn conv2d_case() -> CliCase {
+    let (input, weight, bias) = (Tensor::random(vec![2, 4, 13, 11], 11), Tensor::random(vec![6, 2, 3, 3], 12), Tensor::random(vec![6], 13));
+    let params = Conv2dParams { stride: Hw::new(2, 1), padding: Hw::new(2, 1), dilation: Hw::new(2, 3), groups: 2 };
+    let g = params.geometry(input.shape(), weight.shape(), Some(bias.shape())).unwrap();
+    let reference = (g.output_shape().to_vec(), conv2d_reference(&g, input.data(), weight.data(), Some(bias.data())));
+    let flags = vec!["--stride", "2,1", "--padding", "2,1", "--dilation", "2,3", "--groups", "2"];
+    CliCase { op: "conv2d", input, weight, bias, flags, reference }
 }
 
-impl Conv2dCase {
+/// conv-transpose2d: groups, stride 2/3, dilation, output_padding, bias.
+fn conv_transpose_case() -> CliCase {
+    let (input, weight, bias) = (Tensor::random(vec![2, 4, 5, 6], 21), Tensor::random(vec![4, 3, 3, 4], 22), Tensor::random(vec![6], 23));
+    let params = ConvTranspose2dParams { stride: Hw::new(2, 3), padding: Hw::new(1, 0), output_padding: Hw::new(1, 2), dilation: Hw::new(2, 1), groups: 2 };
+    let g = params.geometry(input.shape(), weight.shape(), Some(bias.shape())).unwrap();
+    let reference = (g.output_shape().to_vec(), conv_transpose2d_reference(&g, input.data(), weight.data(), Some(bias.data())));
+    let flags = vec!["--stride", "2,3", "--padding", "1,0", "--output-padding", "1,2", "--dilation", "2,1", "--groups", "2"];
+    CliCase { op: "conv-transpose2d", input, weight, bias, flags, reference }
+}
+
+impl CliCase {
     fn expected(&self) -> (Vec<usize>, Vec<f32>) {
-        let g = self.params.geometry(self.input.shape(), self.weight.shape(), Some(self.bias.shape())).unwrap();
-        (g.output_shape().to_vec(), conv2d_reference(&g, self.input.data(), self.weight.data(), Some(self.bias.data())))
+        self.reference.clone()
     }
 
-    /// Writes the fixtures and runs `atrous conv2d` with `device_flags`; returns output and run.
+    /// Writes the fixtures and runs `atrous <op>` with `device_flags`; returns output and run.
     fn run(&self, dir: &Dir, device_flags: &[&str]) -> (PathBuf, Output) {
         let input = dir.npy("x.npy", &self.input);
         let weight = dir.npy("w.npy", &self.weight);
@@ -443,51 +453,7 @@ impl Conv2dCase {
         let mut flags: Vec<&str> = self.flags.clone();
         flags.extend(["--bias", &bias]);
         flags.extend_from_slice(device_flags);
-        let out = atrous(&conv_args("conv2d", &input, &weight, &output, &flags));
-        (output, out)
-    }
-}
-
-/// A conv-transpose2d fixture: groups, stride 2/3, dilation, output_padding, bias.
-struct ConvTransposeCase {
-    input: Tensor,
-    weight: Tensor,
-    bias: Tensor,
-    params: ConvTranspose2dParams,
-    flags: Vec<&'static str>,
-}
-
-fn conv_transpose_case() -> ConvTransposeCase {
-    ConvTransposeCase {
-        input: Tensor::random(vec![2, 4, 5, 6], 21),
-        weight: Tensor::random(vec![4, 3, 3, 4], 22),
-        bias: Tensor::random(vec![6], 23),
-        params: ConvTranspose2dParams {
-            stride: Hw::new(2, 3),
-            padding: Hw::new(1, 0),
-            output_padding: Hw::new(1, 2),
-            dilation: Hw::new(2, 1),
-            groups: 2,
-        },
-        flags: vec!["--stride", "2,3", "--padding", "1,0", "--output-padding", "1,2", "--dilation", "2,1", "--groups", "2"],
-    }
-}
-
-impl ConvTransposeCase {
-    fn expected(&self) -> (Vec<usize>, Vec<f32>) {
-        let g = self.params.geometry(self.input.shape(), self.weight.shape(), Some(self.bias.shape())).unwrap();
-        (g.output_shape().to_vec(), conv_transpose2d_reference(&g, self.input.data(), self.weight.data(), Some(self.bias.data())))
-    }
-
-    fn run(&self, dir: &Dir, device_flags: &[&str]) -> (PathBuf, Output) {
-        let input = dir.npy("x.npy", &self.input);
-        let weight = dir.npy("w.npy", &self.weight);
-        let bias = dir.npy("b.npy", &self.bias).display().to_string();
-        let output = dir.path("y.npy");
-        let mut flags: Vec<&str> = self.flags.clone();
-        flags.extend(["--bias", &bias]);
-        flags.extend_from_slice(device_flags);
-        let out = atrous(&conv_args("conv-transpose2d", &input, &weight, &output, &flags));
+        let out = atrous(&conv_args(self.op, &input, &weight, &output, &flags));
         (output, out)
     }
 }
