@@ -1,8 +1,12 @@
 //! `atrous bench`: the figures (GFLOP, penalty), the refusal of unresolvable times, the outputs
 //! (table, JSON, CSV, PNG) end to end, and the refusal of bad flags with no file left behind.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::path::Path;
-use std::process::{Command, Output};
+
+use cli::{assert_ok, atrous, text};
 
 use atrous::bench::{
     self, check_positive_time, fill_penalties, gflop, summarize, BenchConfig, BenchError, BenchReport, Device, Op, Peak, Record, Runner,
@@ -11,19 +15,8 @@ use atrous::bench::{
 use atrous::gpu::shaders;
 use atrous::Hw;
 
-fn atrous(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atrous")).args(args).output().expect("run atrous")
-}
 
-fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
 
-fn assert_ok(out: &Output) -> String {
-    let (stdout, stderr) = text(out);
-    assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
-    stdout
-}
 
 fn config(ops: Vec<Op>, channels: usize, out_channels: usize, size: Hw, groups: usize, stride: usize) -> BenchConfig {
     BenchConfig { ops, channels, out_channels: Some(out_channels), size, groups, stride, batch: 2, dilations: vec![1, 2, 3], ..Default::default() }

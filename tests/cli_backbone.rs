@@ -1,24 +1,18 @@
 //! The backbone commands end to end: `rf`, `backbone` (table, JSON, image input, features file,
 //! comparison) and `demo`, and their refusals of bad input.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use cli::{assert_ok, atrous, text};
 
 use atrous::npy::read_npy;
 
-fn atrous(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atrous")).args(args).output().expect("run atrous")
-}
 
-fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
 
-fn assert_ok(out: &Output) -> String {
-    let (stdout, stderr) = text(out);
-    assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
-    stdout
-}
 
 fn assert_refused(out: &Output, words: &[&str]) {
     let (_, stderr) = text(out);
