@@ -10,7 +10,7 @@ pub trait Backend {
     /// A short description for tables and messages (the adapter's name for the GPU).
     fn describe(&self) -> String;
 
-    /// Runs `geometry`: a convolution (forward or transposed), or a max-pool (whose `weight` is
+    /// Runs `geometry`: a convolution (forward or transposed), or a pooling (whose `weight` is
     /// ignored). The slices match the geometry's shapes.
     fn convolve(&self, geometry: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error>;
 }
@@ -33,6 +33,7 @@ impl Backend for Cpu {
             ConvKind::Forward => cpu::conv2d(g, input, weight, bias),
             ConvKind::Transposed => cpu::conv_transpose2d(g, input, weight, bias),
             ConvKind::MaxPool => cpu::max_pool2d(g, input),
+            ConvKind::AvgPool => cpu::avg_pool2d(g, input),
         })
     }
 }
@@ -47,6 +48,7 @@ impl Backend for CpuReference {
             ConvKind::Forward => cpu::conv2d_reference(g, input, weight, bias),
             ConvKind::Transposed => cpu::conv_transpose2d_reference(g, input, weight, bias),
             ConvKind::MaxPool => cpu::max_pool2d(g, input),
+            ConvKind::AvgPool => cpu::avg_pool2d(g, input),
         })
     }
 }

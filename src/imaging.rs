@@ -1,5 +1,6 @@
 //! Pictures in and out of the network: PNG/JPEG loading, ImageNet normalisation into NCHW
-//! tensors, a built-in test picture, feature-map heatmaps over an image, and PNG output.
+//! tensors, a built-in test picture, feature-map heatmaps over an image, segmentation masks
+//! (class indices with the Pascal VOC palette) and their overlay, and PNG output.
 //!
 //! Writing is atomic, as for `.npy` files: the PNG goes to a temporary file beside the target,
 //! which is renamed over it only once complete, so a failed run never leaves a half-written
@@ -257,6 +258,98 @@ fn inferno(t: f32) -> [f32; 3] {
     let i = (pos.floor() as usize).min(STOPS.len() - 2);
     let f = pos - i as f32;
     std::array::from_fn(|k| STOPS[i][k] + (STOPS[i + 1][k] - STOPS[i][k]) * f)
+}
+
+/// The arg-max class of every pixel of `[N, classes, H, W]` logits, `[N, H, W]` flat; the first
+/// class wins a tie (as `torch.argmax`), and NaN never wins.
+pub fn argmax_classes(logits: &Tensor) -> Vec<usize> {
+    let [n, classes, h, w] = logits.shape().try_into().expect("logits are [N, classes, H, W]");
+    let plane = h * w;
+    let mut best = vec![0usize; n * plane];
+    for sample in 0..n {
+        let at = |c: usize, i: usize| logits.data()[(sample * classes + c) * plane + i];
+        for (i, winner) in best[sample * plane..][..plane].iter_mut().enumerate() {
+            for c in 1..classes {
+                if at(c, i) > at(*winner, i) || at(*winner, i).is_nan() && !at(c, i).is_nan() {
+                    *winner = c;
+                }
+            }
+        }
+    }
+    best
+}
+
+/// The Pascal VOC colour map: class `i`'s colour spreads the bits of `i` over the high bits of
+/// R, G and B (background black, 1 maroon, 2 green, …, 255 the "void" outline colour).
+pub fn voc_palette() -> [[u8; 3]; 256] {
+    std::array::from_fn(|class| {
+        let mut rgb = [0u8; 3];
+        let mut bits = class;
+        for shift in (0..8).rev() {
+            for (channel, value) in rgb.iter_mut().enumerate() {
+                *value |= (((bits >> channel) & 1) as u8) << shift;
+            }
+            bits >>= 3;
+        }
+        rgb
+    })
+}
+
+/// Writes a class-index mask (`classes[y·width + x]`, each below 256) as an 8-bit paletted PNG
+/// with the VOC palette, as VOC's own `SegmentationClass` files are: the pixel values are the
+/// class indices, the palette shows them in colour. Atomic (see the module documentation).
+pub fn save_mask_png(classes: &[usize], height: usize, width: usize, path: &Path) -> Result<(), ImageError> {
+    let write_err = |source| ImageError::Write { path: path.to_owned(), source };
+    assert_eq!(classes.len(), height * width, "one class per pixel");
+    if let Some(&too_many) = classes.iter().find(|&&c| c > 255) {
+        return Err(write_err(std::io::Error::other(format!("a paletted PNG holds classes 0–255; this mask has class {too_many}"))));
+    }
+    let (w, h) = (u32::try_from(width), u32::try_from(height));
+    let (Ok(w), Ok(h)) = (w, h) else { return Err(write_err(std::io::Error::other("the mask is too large for a PNG"))) };
+    let pixels: Vec<u8> = classes.iter().map(|&c| c as u8).collect();
+    let palette: Vec<u8> = voc_palette().into_iter().flatten().collect();
+    write_atomically(path, |file| {
+        let mut encoder = png::Encoder::new(file, w, h);
+        encoder.set_color(png::ColorType::Indexed);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_palette(palette);
+        let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
+        writer.write_image_data(&pixels).map_err(std::io::Error::other)?;
+        writer.finish().map_err(std::io::Error::other)
+    })
+    .map_err(write_err)
+}
+
+/// The mask's colours over `image` (same size): every pixel of a class other than 0 (the
+/// background) is blended half and half with its VOC colour; background pixels are left as
+/// they are.
+pub fn mask_overlay(image: &RgbImage, classes: &[usize]) -> RgbImage {
+    let palette = voc_palette();
+    let width = image.width() as usize;
+    assert_eq!(classes.len(), width * image.height() as usize, "one class per pixel of the image");
+    RgbImage::from_fn(image.width(), image.height(), |x, y| {
+        let under = image.get_pixel(x, y).0;
+        match classes[y as usize * width + x as usize] {
+            0 => image::Rgb(under),
+            class => {
+                let colour = palette[class % 256];
+                image::Rgb(std::array::from_fn(|k| ((under[k] as u16 + colour[k] as u16 + 1) / 2) as u8))
+            }
+        }
+    })
+}
+
+/// Undoes [`image_to_tensor`] on sample `sample` of an `[N, 3, H, W]` tensor: the picture a
+/// normalised input shows (values outside 0–255 clipped).
+pub fn tensor_to_image(tensor: &Tensor, sample: usize) -> RgbImage {
+    let [_, channels, h, w] = tensor.shape().try_into().expect("an [N, 3, H, W] tensor");
+    assert_eq!(channels, 3, "a picture has 3 channels");
+    let plane = h * w;
+    let data = &tensor.data()[sample * 3 * plane..][..3 * plane];
+    RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let i = y as usize * w + x as usize;
+        image::Rgb(std::array::from_fn(|c| ((data[c * plane + i] * IMAGENET_STD[c] + IMAGENET_MEAN[c]) * 255.0).round().clamp(0.0, 255.0) as u8))
+    })
 }
 
 /// Writes `image` as a PNG file, atomically (see the module documentation).

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use atrous::Hw;
-use commands::{backbone, bench, conv, demo, devices, AdapterArgs};
+use commands::{backbone, bench, conv, demo, devices, segment, AdapterArgs};
 
 #[derive(Parser)]
 #[command(name = "atrous", version, about = "Dilated and transposed convolutions on any GPU (wgpu), checked against a CPU reference")]
@@ -41,6 +41,8 @@ enum Command {
     },
     /// Run a ResNet backbone with a chosen output stride; per-layer table, optional GPU-vs-CPU comparison
     Backbone(backbone::BackboneArgs),
+    /// Semantic segmentation: DeepLabv3 or FCN on a dilated ResNet; logits, class mask and overlay PNGs, optional GPU-vs-CPU comparison
+    Segment(segment::SegmentArgs),
     /// Receptive-field arithmetic of a backbone, layer by layer (no computation)
     Rf(backbone::RfArgs),
     /// Throughput of a convolution as its dilation grows: GFLOP/s on the GPU and/or CPU, table, JSON, CSV, plot
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Conv2d { conv } => conv::conv2d(&conv),
         Command::ConvTranspose2d { conv, output_padding } => conv::conv_transpose2d(&conv, output_padding),
         Command::Backbone(args) => backbone::backbone(&args),
+        Command::Segment(args) => segment::segment(&args),
         Command::Rf(args) => backbone::rf(&args),
         Command::Bench(args) => bench::run(&args),
     };

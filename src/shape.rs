@@ -195,6 +195,8 @@ pub enum ConvKind {
     Forward,
     Transposed,
     MaxPool,
+    /// The mean of every window (only whole-image windows are built: global average pooling).
+    AvgPool,
 }
 
 /// Every size of one convolution, resolved and validated: what both backends execute.
@@ -245,13 +247,13 @@ impl ConvGeometry {
         match self.kind {
             ConvKind::Forward => Some([self.c_out, self.c_in_per_group(), self.kernel.h, self.kernel.w]),
             ConvKind::Transposed => Some([self.c_in, self.c_out_per_group(), self.kernel.h, self.kernel.w]),
-            ConvKind::MaxPool => None,
+            ConvKind::MaxPool | ConvKind::AvgPool => None,
         }
     }
 
     /// Useful floating-point operations, `2·N·OH·OW·C_out·(C_in/groups)·kH·kW` for a forward
     /// convolution; a transposed one counts over its *input* positions (no inserted zeros); a
-    /// max-pool does comparisons only and counts none.
+    /// pool counts none.
     pub fn flops(&self) -> u64 {
         let taps = (self.kernel.h * self.kernel.w) as u64;
         match self.kind {
@@ -261,7 +263,7 @@ impl ConvGeometry {
             ConvKind::Transposed => {
                 2 * (self.batch * self.input.h * self.input.w * self.c_in * self.c_out_per_group()) as u64 * taps
             }
-            ConvKind::MaxPool => 0,
+            ConvKind::MaxPool | ConvKind::AvgPool => 0,
         }
     }
 }
@@ -478,6 +480,26 @@ impl Pool2dParams {
             groups: channels,
         })
     }
+}
+
+/// Global average pooling (PyTorch's `AdaptiveAvgPool2d(1)`) as a window op: one window, the
+/// whole image, per channel; the output is `[N, C, 1, 1]`.
+pub fn global_average_pool(input: &[usize]) -> Result<ConvGeometry, ShapeError> {
+    let [batch, channels, in_h, in_w] = rank4("input", input, "N, C, H, W")?;
+    let size = Hw::new(in_h, in_w);
+    Ok(ConvGeometry {
+        kind: ConvKind::AvgPool,
+        batch,
+        c_in: channels,
+        c_out: channels,
+        input: size,
+        output: Hw::square(1),
+        kernel: size,
+        stride: size,
+        padding: Hw::square(0),
+        dilation: Hw::square(1),
+        groups: channels,
+    })
 }
 
 #[cfg(test)]

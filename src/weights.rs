@@ -46,11 +46,29 @@ pub trait WeightSource {
     fn tensor(&mut self, name: &str, shape: &[usize], role: Role) -> Result<Tensor, WeightError>;
 }
 
+/// Another source's tensors under a name prefix: `Prefixed::new(source, "backbone.")` serves
+/// `conv1.weight` as the source's `backbone.conv1.weight`.
+pub struct Prefixed<'a> {
+    source: &'a mut dyn WeightSource,
+    prefix: &'a str,
+}
+
+impl<'a> Prefixed<'a> {
+    pub fn new(source: &'a mut dyn WeightSource, prefix: &'a str) -> Self {
+        Prefixed { source, prefix }
+    }
+}
+
+impl WeightSource for Prefixed<'_> {
+    fn tensor(&mut self, name: &str, shape: &[usize], role: Role) -> Result<Tensor, WeightError> {
+        self.source.tensor(&format!("{}{name}", self.prefix), shape, role)
+    }
+}
+
 /// The tensors of a `.safetensors` state dict, converted to f32 on load.
 pub struct SafetensorsWeights {
     path: PathBuf,
     tensors: BTreeMap<String, Tensor>,
-    prefix: String,
     used: HashSet<String>,
 }
 
@@ -85,27 +103,22 @@ impl SafetensorsWeights {
             let tensor = Tensor::new(view.shape().to_vec(), data).map_err(|e| WeightError::Corrupt { path: path.clone(), reason: e.to_string() })?;
             tensors.insert(name.to_owned(), tensor);
         }
-        Ok(SafetensorsWeights { path, tensors, prefix: String::new(), used: HashSet::new() })
+        Ok(SafetensorsWeights { path, tensors, used: HashSet::new() })
     }
 
-    /// Reads names under `prefix` (e.g. `"backbone."` in a segmentation model's state dict).
-    pub fn with_prefix(mut self, prefix: &str) -> Self {
-        self.prefix = prefix.to_owned();
-        self
+    /// The shape of the tensor of this full name, if the file holds it.
+    pub fn shape_of(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(Tensor::shape)
     }
 
-    /// Whether the file holds a tensor of this full name.
-    pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-
-    /// Tensors under the prefix that nothing asked for, apart from those a backbone never uses
-    /// (`fc.*`). A long list usually means the file is for another architecture.
-    pub fn unused(&self) -> Vec<&str> {
+    /// Tensors whose names start with `under` that nothing asked for, apart from those starting
+    /// with one of `ignored` (such as a classifier the network does not include). A long list
+    /// usually means the file is for another architecture.
+    pub fn unused(&self, under: &str, ignored: &[&str]) -> Vec<&str> {
         self.tensors
             .keys()
-            .filter(|name| name.starts_with(&self.prefix) && !self.used.contains(*name))
-            .filter(|name| !name[self.prefix.len()..].starts_with("fc."))
+            .filter(|name| name.starts_with(under) && !self.used.contains(*name))
+            .filter(|name| !ignored.iter().any(|prefix| name.starts_with(prefix)))
             .map(String::as_str)
             .collect()
     }
@@ -113,19 +126,19 @@ impl SafetensorsWeights {
 
 impl WeightSource for SafetensorsWeights {
     fn tensor(&mut self, name: &str, shape: &[usize], _role: Role) -> Result<Tensor, WeightError> {
-        let full = format!("{}{name}", self.prefix);
-        let tensor = self.tensors.get(&full).ok_or_else(|| {
+        let tensor = self.tensors.get(name).ok_or_else(|| {
             let hint = match self.tensors.keys().find(|k| k.ends_with(&format!(".{name}"))) {
                 Some(other) => format!("; it has '{other}': pass the prefix before '{name}'"),
                 None => String::new(),
             };
-            WeightError::Missing { path: self.path.clone(), name: full.clone(), expected: shape.to_vec(), hint }
+            WeightError::Missing { path: self.path.clone(), name: name.to_owned(), expected: shape.to_vec(), hint }
         })?;
         if tensor.shape() != shape {
-            return Err(WeightError::WrongShape { path: self.path.clone(), name: full, expected: shape.to_vec(), found: tensor.shape().to_vec() });
+            return Err(WeightError::WrongShape { path: self.path.clone(), name: name.to_owned(), expected: shape.to_vec(), found: tensor.shape().to_vec() });
         }
-        self.used.insert(full);
-        Ok(tensor.clone())
+        let tensor = tensor.clone();
+        self.used.insert(name.to_owned());
+        Ok(tensor)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `atrous backbone` (run a ResNet, optionally compare GPU with CPU layer by layer) and
 //! `atrous rf` (the receptive-field arithmetic, no computation).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -12,11 +12,11 @@ use super::{mib, ms, AdapterArgs, Device};
 use atrous::backend::Cpu;
 use atrous::compare::{difference, Difference};
 use atrous::imaging::{image_to_tensor, load_image};
+use image::RgbImage;
 use atrous::models::resnet::{resnet, Arch, ResNetConfig};
-use atrous::net::{receptive_fields, Executor, FieldOfView, Forward, Keep, Network, Op};
+use atrous::net::{receptive_fields, Executor, FieldOfView, Forward, Keep, LayerGeometry, Network};
 use atrous::npy::{read_npy, write_npy};
-use atrous::shape::ConvGeometry;
-use atrous::weights::{SafetensorsWeights, SeededWeights, WeightSource};
+use atrous::weights::{Prefixed, SafetensorsWeights, SeededWeights};
 use atrous::{Hw, Tensor};
 
 /// Relative tolerance under which a layer's GPU and CPU outputs are said to agree; whole
@@ -50,6 +50,41 @@ impl std::str::FromStr for Rates {
     }
 }
 
+/// What a network runs on: a tensor file, a photo, or a seeded random tensor.
+#[derive(Args, Clone)]
+pub struct InputArgs {
+    /// Input tensor, NCHW float .npy with 3 channels (already normalised)
+    #[arg(long, value_name = "X.npy", group = "source")]
+    pub input: Option<PathBuf>,
+    /// A PNG or JPEG photo; ImageNet mean/std are applied (resized when --size is also given)
+    #[arg(long, value_name = "PHOTO", group = "source")]
+    pub image: Option<PathBuf>,
+    /// Input size HxW: with no --input/--image, a seeded random input of this size
+    #[arg(long, value_parser = parse_size, value_name = "HxW")]
+    pub size: Option<Hw>,
+    /// Batch size of the random input (with --size)
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+}
+
+impl InputArgs {
+    /// The input tensor, and the photo when one was given.
+    pub fn load(&self) -> Result<(Tensor, Option<RgbImage>)> {
+        if let Some(path) = &self.input {
+            return Ok((read_npy(path).context("reading --input")?, None));
+        }
+        if let Some(path) = &self.image {
+            let image = load_image(path, self.size)?;
+            return Ok((image_to_tensor(&image), Some(image)));
+        }
+        let Some(size) = self.size else { bail!("give an input: --input X.npy, --image PHOTO, or --size HxW for a random one") };
+        if self.batch == 0 {
+            bail!("--batch must be at least 1");
+        }
+        Ok((Tensor::random(vec![self.batch, 3, size.h, size.w], DEFAULT_SEED), None))
+    }
+}
+
 /// Which backbone, with which weights.
 #[derive(Args, Clone)]
 pub struct ModelArgs {
@@ -59,7 +94,7 @@ pub struct ModelArgs {
     /// Output stride: 32 (the plain ResNet), 16, 8 or 4 (later strides become dilations)
     #[arg(long, default_value_t = 16)]
     pub output_stride: usize,
-    /// DeepLabv3 multi-grid: multipliers of layer4's per-block dilations, e.g. 1,2,4
+    /// DeepLabv3 multi-grid: layer4's block i uses the layer's rate times Ri (1,2,4 at output stride 16 gives 2,4,8)
     #[arg(long, value_name = "R1,R2,R3")]
     pub multi_grid: Option<Rates>,
 }
@@ -67,9 +102,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     pub fn config(&self) -> ResNetConfig {
         let mut config = ResNetConfig::new(self.arch, self.output_stride);
-        if let Some(Rates(grid)) = &self.multi_grid {
-            config.multi_grid = grid.clone();
-        }
+        config.multi_grid = self.multi_grid.as_ref().map(|Rates(grid)| grid.clone());
         config
     }
 }
@@ -84,18 +117,8 @@ pub struct BackboneArgs {
     /// Prefix of the backbone's tensor names in --weights (e.g. "backbone." in a DeepLab state dict)
     #[arg(long, default_value = "", value_name = "PREFIX")]
     pub weights_prefix: String,
-    /// Input tensor, NCHW float .npy with 3 channels (already normalised)
-    #[arg(long, value_name = "X.npy", group = "source")]
-    pub input: Option<PathBuf>,
-    /// A PNG or JPEG photo; ImageNet mean/std are applied (resized when --size is also given)
-    #[arg(long, value_name = "PHOTO", group = "source")]
-    pub image: Option<PathBuf>,
-    /// Input size HxW: with no --input/--image, a seeded random input of this size
-    #[arg(long, value_parser = parse_size, value_name = "HxW")]
-    pub size: Option<Hw>,
-    /// Batch size of the random input (with --size)
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Write layer4's features (NCHW float32) here
     #[arg(long, value_name = "F.npy")]
     pub output: Option<PathBuf>,
@@ -119,60 +142,56 @@ pub fn build(model: &ModelArgs, weights: Option<&PathBuf>, prefix: &str) -> Resu
     match weights {
         None => Ok(resnet(&config, &mut SeededWeights::new(DEFAULT_SEED))?),
         Some(path) => {
-            let mut source = SafetensorsWeights::open(path)?.with_prefix(prefix);
-            let network = resnet(&config, &mut source as &mut dyn WeightSource)?;
-            let unused = source.unused();
-            if !unused.is_empty() {
-                eprintln!("note: {} tensor(s) in {} were not used, e.g. {}", unused.len(), path.display(), unused[..unused.len().min(3)].join(", "));
-            }
+            let mut file = SafetensorsWeights::open(path)?;
+            let network = resnet(&config, &mut Prefixed::new(&mut file, prefix))?;
+            note_unused(&file, path, prefix, &[&format!("{prefix}fc.")]);
             Ok(network)
         }
     }
 }
 
-fn input_tensor(args: &BackboneArgs) -> Result<Tensor> {
-    if let Some(path) = &args.input {
-        return read_npy(path).context("reading --input");
+/// Says which tensors of a weights file under `under` went unused (apart from `ignored` ones).
+pub fn note_unused(file: &SafetensorsWeights, path: &Path, under: &str, ignored: &[&str]) {
+    let unused = file.unused(under, ignored);
+    if !unused.is_empty() {
+        eprintln!("note: {} tensor(s) in {} were not used, e.g. {}", unused.len(), path.display(), unused[..unused.len().min(3)].join(", "));
     }
-    if let Some(path) = &args.image {
-        return Ok(image_to_tensor(&load_image(path, args.size)?));
-    }
-    let Some(size) = args.size else { bail!("give an input: --input X.npy, --image PHOTO, or --size HxW for a random one") };
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    Ok(Tensor::random(vec![args.batch, 3, size.h, size.w], DEFAULT_SEED))
 }
 
 /// One row of the per-layer table.
 pub struct Row<'a> {
     pub name: &'a str,
-    pub geometry: &'a ConvGeometry,
+    pub geometry: &'a LayerGeometry,
     pub field: FieldOfView,
     pub time: Option<std::time::Duration>,
     pub difference: Option<Difference>,
 }
 
-fn kernel_text(g: &ConvGeometry) -> String {
-    format!("{}x{}", g.kernel.h, g.kernel.w)
+/// The window's kernel, stride and dilation as table cells; "-" for ops without a window.
+fn window_cells(g: &LayerGeometry) -> [String; 3] {
+    match g.window() {
+        Some(w) => [format!("{}x{}", w.kernel.h, w.kernel.w), w.stride.h.to_string(), w.dilation.h.to_string()],
+        None => ["-".to_owned(), "-".to_owned(), "-".to_owned()],
+    }
 }
 
 pub fn print_table(rows: &[Row], time_label: &str) {
     let compare = rows.iter().any(|r| r.difference.is_some());
-    print!("{:<24} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}", "layer", "output (NCHW)", "kernel", "stride", "dil", "jump", "RF", time_label);
+    print!("{:<30} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}", "layer", "output (NCHW)", "kernel", "stride", "dil", "jump", "RF", time_label);
     if compare {
         print!(" {:>10} {:>10}  verdict", "max abs", "max rel");
     }
     println!();
     for r in rows {
         let shape = r.geometry.output_shape();
+        let [kernel, stride, dilation] = window_cells(r.geometry);
         print!(
-            "{:<24} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}",
+            "{:<30} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}",
             r.name,
             format!("{}x{}x{}x{}", shape[0], shape[1], shape[2], shape[3]),
-            kernel_text(r.geometry),
-            r.geometry.stride.h,
-            r.geometry.dilation.h,
+            kernel,
+            stride,
+            dilation,
             r.field.jump.h,
             format!("{}x{}", r.field.receptive_field.h, r.field.receptive_field.w),
             r.time.map_or("-".to_owned(), ms)
@@ -186,9 +205,11 @@ pub fn print_table(rows: &[Row], time_label: &str) {
 
 /// What running a backbone produced, shared by `backbone` and `demo`.
 pub struct Run {
-    pub geometries: Vec<ConvGeometry>,
+    pub geometries: Vec<LayerGeometry>,
     pub fields: Vec<FieldOfView>,
     pub primary: Forward,
+    /// The CPU's pass, every layer kept, when compared.
+    pub reference: Option<Forward>,
     pub differences: Option<Vec<Difference>>,
 }
 
@@ -199,6 +220,74 @@ impl Run {
 
     pub fn agree(&self) -> bool {
         self.differences.as_ref().is_none_or(|ds| ds.iter().all(|d| d.within(NETWORK_TOLERANCE)))
+    }
+
+    /// The human-readable report: the per-layer table, total time, GPU memory and the verdict.
+    pub fn print(&self, network: &Network, input: &Tensor, executor: &dyn Executor, on_gpu: bool) {
+        println!("{} on {:?}, {}", network.name, input.shape(), executor.describe());
+        let label = match (on_gpu, self.primary.layer_times.is_some()) {
+            (true, true) => "GPU ms",
+            (true, false) => "GPU ms (n/a)",
+            (false, _) => "CPU ms",
+        };
+        print_table(&self.rows(network), label);
+        println!("total wall time {} ms (uploads and read-back included)", ms(self.primary.total_time));
+        if let Some(m) = self.primary.memory {
+            println!(
+                "GPU memory: weights {} + activations {} = {} peak (largest activation {})",
+                mib(m.weights),
+                mib(m.activations),
+                mib(m.peak()),
+                mib(m.largest_activation)
+            );
+        }
+        if self.differences.is_some() {
+            let verdict = if self.agree() { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" };
+            println!("verdict: {verdict} (every layer within {NETWORK_TOLERANCE:e} relative: {})", self.agree());
+        }
+    }
+
+    /// The machine-readable report of `--json`: shapes, device, times, memory and every layer.
+    pub fn report(&self, network: &Network, input: &Tensor, executor: &dyn Executor) -> serde_json::Map<String, serde_json::Value> {
+        let layers: Vec<_> = self
+            .rows(network)
+            .iter()
+            .zip(&network.layers)
+            .map(|(r, layer)| {
+                let window = r.geometry.window();
+                json!({
+                    "name": r.name,
+                    "op": layer.kind(),
+                    "output_shape": r.geometry.output_shape(),
+                    "kernel": window.map(|w| [w.kernel.h, w.kernel.w]),
+                    "stride": window.map(|w| [w.stride.h, w.stride.w]),
+                    "dilation": window.map(|w| [w.dilation.h, w.dilation.w]),
+                    "padding": window.map(|w| [w.padding.h, w.padding.w]),
+                    "jump": [r.field.jump.h, r.field.jump.w],
+                    "receptive_field": [r.field.receptive_field.h, r.field.receptive_field.w],
+                    "time_ms": r.time.map(|t| t.as_secs_f64() * 1e3),
+                    "gflop": r.geometry.flops() as f64 / 1e9,
+                    "max_abs_error": r.difference.map(|d| d.max_abs),
+                    "max_rel_error": r.difference.map(|d| d.max_rel),
+                    "agree": r.difference.map(|d| d.within(NETWORK_TOLERANCE)),
+                })
+            })
+            .collect();
+        let report = json!({
+            "input_shape": input.shape(),
+            "output_shape": self.features().shape(),
+            "device": executor.describe(),
+            "total_ms": self.primary.total_time.as_secs_f64() * 1e3,
+            "peak_memory_bytes": self.primary.memory.map(|m| m.peak()),
+            "weight_bytes": self.primary.memory.map(|m| m.weights),
+            "activation_bytes": self.primary.memory.map(|m| m.activations),
+            "agree": self.differences.as_ref().map(|_| self.agree()),
+            "layers": layers,
+        });
+        match report {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("json! of braces is an object"),
+        }
     }
 
     pub fn rows<'a>(&'a self, network: &'a Network) -> Vec<Row<'a>> {
@@ -223,25 +312,21 @@ pub fn run_network(network: &Network, input: &Tensor, primary: &dyn Executor, co
     let fields = receptive_fields(network, &geometries);
     let keep = if compare { Keep::All } else { Keep::Last };
     let forward = primary.forward(network, input, keep)?;
-    let differences = if compare {
-        let reference = Cpu.forward(network, input, Keep::All)?;
-        Some(
-            forward
-                .outputs
-                .iter()
-                .zip(&reference.outputs)
-                .map(|(a, b)| difference(a.as_ref().expect("kept").data(), b.as_ref().expect("kept").data()))
-                .collect(),
-        )
-    } else {
-        None
-    };
-    Ok(Run { geometries, fields, primary: forward, differences })
+    let reference = if compare { Some(Cpu.forward(network, input, Keep::All)?) } else { None };
+    let differences = reference.as_ref().map(|reference| {
+        forward
+            .outputs
+            .iter()
+            .zip(&reference.outputs)
+            .map(|(a, b)| difference(a.as_ref().expect("kept").data(), b.as_ref().expect("kept").data()))
+            .collect()
+    });
+    Ok(Run { geometries, fields, primary: forward, reference, differences })
 }
 
 pub fn backbone(args: &BackboneArgs) -> Result<ExitCode> {
     let network = build(&args.model, args.weights.as_ref(), &args.weights_prefix)?;
-    let input = input_tensor(args)?;
+    let (input, _) = args.input.load()?;
     network.geometries(input.shape())?; // refuse bad shapes before opening a device
     let gpu = if args.device == Device::Gpu { Some(args.adapter.open()?) } else { None };
     let executor: &dyn Executor = match &gpu {
@@ -253,23 +338,7 @@ pub fn backbone(args: &BackboneArgs) -> Result<ExitCode> {
     if args.json {
         print_json(args, &network, &input, executor, &run);
     } else {
-        println!("{} on {:?}, {}", network.name, input.shape(), executor.describe());
-        let label = if gpu.is_some() && run.primary.layer_times.is_some() { "GPU ms" } else if gpu.is_some() { "GPU ms (n/a)" } else { "CPU ms" };
-        print_table(&run.rows(&network), label);
-        println!("total wall time {} ms (uploads and read-back included)", ms(run.primary.total_time));
-        if let Some(m) = run.primary.memory {
-            println!(
-                "GPU memory: weights {} + activations {} = {} peak (largest activation {})",
-                mib(m.weights),
-                mib(m.activations),
-                mib(m.peak()),
-                mib(m.largest_activation)
-            );
-        }
-        if run.differences.is_some() {
-            let verdict = if run.agree() { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" };
-            println!("verdict: {verdict} (every layer within {NETWORK_TOLERANCE:e} relative: {})", run.agree());
-        }
+        run.print(&network, &input, executor, gpu.is_some());
     }
     if let Some(path) = &args.output {
         write_npy(path, run.features())?;
@@ -279,42 +348,12 @@ pub fn backbone(args: &BackboneArgs) -> Result<ExitCode> {
 }
 
 fn print_json(args: &BackboneArgs, network: &Network, input: &Tensor, executor: &dyn Executor, run: &Run) {
-    let layers: Vec<_> = run
-        .rows(network)
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "op": match network.layers[network.find(r.name).unwrap()].op { Op::Conv { .. } => "conv", Op::MaxPool(_) => "max_pool" },
-                "output_shape": r.geometry.output_shape(),
-                "kernel": [r.geometry.kernel.h, r.geometry.kernel.w],
-                "stride": [r.geometry.stride.h, r.geometry.stride.w],
-                "dilation": [r.geometry.dilation.h, r.geometry.dilation.w],
-                "padding": [r.geometry.padding.h, r.geometry.padding.w],
-                "jump": [r.field.jump.h, r.field.jump.w],
-                "receptive_field": [r.field.receptive_field.h, r.field.receptive_field.w],
-                "time_ms": r.time.map(|t| t.as_secs_f64() * 1e3),
-                "gflop": r.geometry.flops() as f64 / 1e9,
-                "max_abs_error": r.difference.map(|d| d.max_abs),
-                "max_rel_error": r.difference.map(|d| d.max_rel),
-                "agree": r.difference.map(|d| d.within(NETWORK_TOLERANCE)),
-            })
-        })
-        .collect();
-    let report = json!({
+    let mut report = json!({
         "arch": args.model.arch.to_string(),
         "output_stride": args.model.output_stride,
         "multi_grid": args.model.config().multi_grid,
-        "input_shape": input.shape(),
-        "output_shape": run.features().shape(),
-        "device": executor.describe(),
-        "total_ms": run.primary.total_time.as_secs_f64() * 1e3,
-        "peak_memory_bytes": run.primary.memory.map(|m| m.peak()),
-        "weight_bytes": run.primary.memory.map(|m| m.weights),
-        "activation_bytes": run.primary.memory.map(|m| m.activations),
-        "agree": run.differences.as_ref().map(|_| run.agree()),
-        "layers": layers,
     });
+    report.as_object_mut().expect("an object").extend(run.report(network, input, executor));
     println!("{}", serde_json::to_string_pretty(&report).expect("JSON of plain values"));
 }
 
@@ -335,12 +374,13 @@ pub fn rf(args: &RfArgs) -> Result<ExitCode> {
     let fields = receptive_fields(&network, &geometries);
     println!("{} with a {}x{} input", network.name, args.size.h, args.size.w);
     println!("{:<24} {:>6} {:>9} {:>6} {:>8} {:>5} {:>9} {:>12}", "layer", "kernel", "effective", "stride", "dilation", "jump", "RF", "feature map");
-    for ((layer, g), f) in network.layers.iter().zip(&geometries).zip(&fields) {
+    for ((layer, geometry), f) in network.layers.iter().zip(&geometries).zip(&fields) {
+        let g = geometry.window().expect("a backbone has window ops only");
         let effective = atrous::shape::effective_kernel(g.kernel.h, g.dilation.h);
         println!(
             "{:<24} {:>6} {:>9} {:>6} {:>8} {:>5} {:>9} {:>12}",
             layer.name,
-            kernel_text(g),
+            format!("{}x{}", g.kernel.h, g.kernel.w),
             format!("{effective}x{}", atrous::shape::effective_kernel(g.kernel.w, g.dilation.w)),
             g.stride.h,
             g.dilation.h,

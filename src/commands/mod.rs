@@ -5,6 +5,7 @@ pub mod bench;
 pub mod conv;
 pub mod demo;
 pub mod devices;
+pub mod segment;
 
 use clap::{Args, ValueEnum};
 

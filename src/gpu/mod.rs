@@ -2,6 +2,7 @@
 
 mod context;
 mod network;
+mod resample;
 mod timing;
 mod window;
 pub mod shaders;

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::context::{Gpu, GpuError, PassTimestamps};
 use super::window::WindowBuffers;
-use crate::net::{Executor, Forward, Keep, MemoryUse, Network, Op, Source};
-use crate::shape::ConvGeometry;
+use crate::net::{Executor, Forward, Keep, LayerGeometry, MemoryUse, Network, Op, Source};
 use crate::{Error, Tensor};
 
 /// Where each tensor of a pass lives: value 0 is the network input, value `i + 1` layer `i`'s
@@ -26,7 +25,7 @@ impl BufferPlan {
             last_use[i + 1] = used;
         }
         for (index, layer) in network.layers.iter().enumerate() {
-            if layer.input == Source::Input || layer.residual == Some(Source::Input) {
+            if layer.reads().any(|source| source == Source::Input) {
                 last_use[0] = last_use[0].max(index);
             }
         }
@@ -84,7 +83,7 @@ impl Gpu {
     fn run_network_chunk(
         &self,
         network: &Network,
-        geometries: &[ConvGeometry],
+        geometries: &[LayerGeometry],
         input: &[f32],
         weights: &[Option<(wgpu::Buffer, Option<wgpu::Buffer>)>],
         keep: Keep,
@@ -104,18 +103,22 @@ impl Gpu {
             for (index, (layer, geometry)) in network.layers.iter().zip(geometries).enumerate() {
                 let timestamp_writes = timestamps.as_ref().map(|t| t.writes(index));
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&layer.name), timestamp_writes });
-                let (weight, bias, relu) = match (&layer.op, &weights[index]) {
-                    (Op::Conv { relu, .. }, Some((w, b))) => (Some(w), b.as_ref(), *relu),
-                    _ => (None, None, false),
-                };
-                let buffers = WindowBuffers {
-                    input: buffer_of(layer.input),
-                    weight,
-                    bias,
-                    residual: layer.residual.map(buffer_of),
-                    output: buffer_of(Source::Layer(index)),
-                };
-                self.record_window(&mut pass, geometry, &buffers, relu)?;
+                let output = buffer_of(Source::Layer(index));
+                match geometry {
+                    LayerGeometry::Window(g) => {
+                        let (weight, bias) = weights[index].as_ref().map_or((None, None), |(w, b)| (Some(w), b.as_ref()));
+                        let relu = matches!(layer.op, Op::Conv { relu: true, .. });
+                        let buffers = WindowBuffers { input: buffer_of(layer.input), weight, bias, residual: layer.residual.map(buffer_of), output };
+                        self.record_window(&mut pass, g, &buffers, relu)?;
+                    }
+                    LayerGeometry::Resize { batch, channels, input: from, output: to } => {
+                        self.record_resize(&mut pass, batch * channels, *from, *to, buffer_of(layer.input), output)?;
+                    }
+                    LayerGeometry::Concat { batch, channels, size } => {
+                        let parts: Vec<(&wgpu::Buffer, usize)> = layer.joined().map(buffer_of).zip(channels.iter().copied()).collect();
+                        self.record_concat(&mut pass, &parts, *batch, size.h * size.w, output)?;
+                    }
+                }
             }
 
             let kept: Vec<usize> = match keep {
@@ -168,13 +171,13 @@ impl Executor for Gpu {
             .layers
             .iter()
             .zip(&geometries)
-            .map(|(layer, geometry)| match &layer.op {
-                Op::Conv { weight, bias, .. } => {
-                    let w = self.weight_buffer(geometry, &format!("{} weight", layer.name), weight.data())?;
-                    let b = bias.as_ref().map(|b| self.storage_buffer(&format!("{} bias", layer.name), b.data())).transpose()?;
+            .map(|(layer, geometry)| match (layer.parameters(), geometry.window()) {
+                (Some((weight, bias)), Some(g)) => {
+                    let w = self.weight_buffer(g, &format!("{} weight", layer.name), weight.data())?;
+                    let b = bias.map(|b| self.storage_buffer(&format!("{} bias", layer.name), b.data())).transpose()?;
                     Ok(Some((w, b)))
                 }
-                Op::MaxPool(_) => Ok(None),
+                _ => Ok(None),
             })
             .collect::<Result<Vec<_>, GpuError>>()?;
 
@@ -184,7 +187,7 @@ impl Executor for Gpu {
         let mut activation_bytes = 0;
         for first in (0..batch).step_by(per_chunk) {
             let count = per_chunk.min(batch - first);
-            let chunk_geometries: Vec<ConvGeometry> = geometries.iter().map(|g| ConvGeometry { batch: count, ..*g }).collect();
+            let chunk_geometries: Vec<LayerGeometry> = geometries.iter().map(|g| g.with_batch(count)).collect();
             let chunk_input = &input.data()[first * sample_len..(first + count) * sample_len];
             let result = self.run_network_chunk(network, &chunk_geometries, chunk_input, &weights, keep)?;
             for (all, part) in outputs.iter_mut().zip(result.outputs) {

@@ -64,6 +64,16 @@ pub const MAX_POOL2D: Shader = Shader {
     source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/max_pool2d.wgsl")),
 };
 
+pub const AVG_POOL2D: Shader = Shader {
+    name: "avg_pool2d.wgsl",
+    entry_point: "avg_pool2d",
+    source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/avg_pool2d.wgsl")),
+};
+
+pub const BILINEAR: Shader = Shader { name: "bilinear.wgsl", entry_point: "bilinear", source: include_str!("../../shaders/bilinear.wgsl") };
+
+pub const CONCAT: Shader = Shader { name: "concat.wgsl", entry_point: "concat", source: include_str!("../../shaders/concat.wgsl") };
+
 /// The ALU-bound kernel that measures the device's attainable FP32 FMA rate (`atrous bench --peak`).
 pub const FMA_PEAK: Shader = Shader { name: "fma_peak.wgsl", entry_point: "fma_peak", source: include_str!("../../shaders/fma_peak.wgsl") };
 
@@ -74,4 +84,4 @@ pub const FMA_PEAK_CHAINS: u64 = 8;
 pub const FMA_PEAK_STEPS_PER_TRIP: u64 = 4;
 
 /// Every shader the library can run.
-pub const ALL: &[Shader] = &[CONV2D, CONV2D_TILED, CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_TILED, MAX_POOL2D, FMA_PEAK];
+pub const ALL: &[Shader] = &[CONV2D, CONV2D_TILED, CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_TILED, MAX_POOL2D, AVG_POOL2D, BILINEAR, CONCAT, FMA_PEAK];

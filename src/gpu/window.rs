@@ -8,8 +8,8 @@ use super::context::{Gpu, GpuError};
 use super::shaders::{self, Shader};
 use crate::shape::{ConvGeometry, ConvKind};
 
-/// Invocations per workgroup for the direct kernels.
-const WORKGROUP_SIZE: u32 = 64;
+/// Invocations per workgroup for the direct kernels (and the resize and concatenation).
+pub(crate) const WORKGROUP_SIZE: u32 = 64;
 
 /// What a convolution does to its sum before storing it (the fused epilogue).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,6 +102,7 @@ fn kernel_for(g: &ConvGeometry) -> Kernel {
         ConvKind::Transposed if wide => Kernel::Tiled(shaders::CONV_TRANSPOSE2D_TILED),
         ConvKind::Transposed => Kernel::Direct(shaders::CONV_TRANSPOSE2D),
         ConvKind::MaxPool => Kernel::Direct(shaders::MAX_POOL2D),
+        ConvKind::AvgPool => Kernel::Direct(shaders::AVG_POOL2D),
     }
 }
 
@@ -190,7 +191,7 @@ impl Gpu {
         });
         let placeholder = self.placeholder();
         let mut bound = vec![params.as_entire_binding(), buffers.input.as_entire_binding()];
-        if geometry.kind != ConvKind::MaxPool {
+        if geometry.weight_shape().is_some() {
             for optional in [buffers.weight, buffers.bias, buffers.residual] {
                 bound.push(optional.unwrap_or(placeholder).as_entire_binding());
             }
@@ -223,7 +224,7 @@ impl Gpu {
         self.check_size("one sample of the output", sample_out as u64 * 4)?;
         let per_chunk = (self.max_buffer_bytes() / (4 * sample_in.max(sample_out) as u64)).min(geometry.batch as u64) as usize;
 
-        let has_weight = geometry.kind != ConvKind::MaxPool;
+        let has_weight = geometry.weight_shape().is_some();
         let weight = has_weight.then(|| self.weight_buffer(geometry, "weight", weight)).transpose()?;
         let bias = bias.map(|b| self.storage_buffer("bias", b)).transpose()?;
         let mut output = Vec::with_capacity(geometry.batch * sample_out);
@@ -249,7 +250,7 @@ impl Gpu {
 
     /// Workgroups for one invocation per element, spread over x and y when x alone would pass
     /// the device's per-dimension limit.
-    fn workgroup_grid(&self, invocations: usize) -> Result<(u32, u32), GpuError> {
+    pub(crate) fn workgroup_grid(&self, invocations: usize) -> Result<(u32, u32), GpuError> {
         let groups = invocations.div_ceil(WORKGROUP_SIZE as usize) as u64;
         let max = self.limits().max_compute_workgroups_per_dimension as u64;
         let x = groups.min(max);

@@ -12,13 +12,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::builder::{Builder, ConvBn};
 use crate::net::{Layer, Network, Op, Source};
-use crate::shape::{Conv2dParams, Hw, Pool2dParams};
-use crate::weights::{fold_batch_norm, Role, WeightSource};
+use crate::shape::{Hw, Pool2dParams};
+use crate::weights::WeightSource;
 use crate::Error;
-
-/// Batch-norm epsilon of torchvision's ResNets.
-pub const BN_EPS: f32 = 1e-5;
 
 /// The output strides a ResNet can have: 32 natively, 16, 8 or 4 by dilating its last layers.
 pub const OUTPUT_STRIDES: [usize; 4] = [4, 8, 16, 32];
@@ -89,13 +87,15 @@ pub struct ResNetConfig {
     pub arch: Arch,
     /// 4, 8, 16 or 32.
     pub output_stride: usize,
-    /// DeepLabv3's multi-grid: multipliers of layer4's per-block dilation rates, one per block.
-    pub multi_grid: Vec<usize>,
+    /// DeepLabv3's multi-grid, one multiplier per block of layer4: block `i`'s 3×3 convs use
+    /// layer4's rate times `multi_grid[i]`, the first block included — the paper's rule (output
+    /// stride 16 with (1, 2, 4) gives rates (2, 4, 8)). `None` is torchvision's backbone exactly.
+    pub multi_grid: Option<Vec<usize>>,
 }
 
 impl ResNetConfig {
     pub fn new(arch: Arch, output_stride: usize) -> Self {
-        ResNetConfig { arch, output_stride, multi_grid: vec![1; arch.blocks()[3]] }
+        ResNetConfig { arch, output_stride, multi_grid: None }
     }
 
     /// Which of layers 2, 3, 4 trade their stride for dilation.
@@ -114,41 +114,7 @@ impl ResNetConfig {
     }
 }
 
-struct Builder<'a> {
-    network: Network,
-    weights: &'a mut dyn WeightSource,
-}
-
-/// One conv of a block, with the batch-norm that follows it.
-struct ConvBn<'n> {
-    conv: &'n str,
-    bn: &'n str,
-    c_in: usize,
-    c_out: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-}
-
 impl Builder<'_> {
-    /// Adds `conv` with its batch-norm folded in; `residual` is added before the ReLU.
-    fn conv_bn(&mut self, spec: ConvBn, input: Source, relu: bool, residual: Option<Source>) -> Result<Source, Error> {
-        let shape = [spec.c_out, spec.c_in, spec.kernel, spec.kernel];
-        let weight = self.weights.tensor(&format!("{}.weight", spec.conv), &shape, Role::ConvWeight)?;
-        let channels = [spec.c_out];
-        let mut bn = |field: &str, role| self.weights.tensor(&format!("{}.{field}", spec.bn), &channels, role);
-        let gamma = bn("weight", Role::BnScale { closes_residual_branch: residual.is_some() })?;
-        let beta = bn("bias", Role::BnShift)?;
-        let mean = bn("running_mean", Role::BnMean)?;
-        let var = bn("running_var", Role::BnVariance)?;
-        let (weight, bias) = fold_batch_norm(&weight, None, &gamma, &beta, &mean, &var, BN_EPS);
-        // A k×k conv pads by its dilation·(k−1)/2: "same" size at stride 1 (padding = dilation for 3×3).
-        let padding = spec.dilation * (spec.kernel - 1) / 2;
-        let params = Conv2dParams { stride: Hw::square(spec.stride), padding: Hw::square(padding), dilation: Hw::square(spec.dilation), groups: 1 };
-        self.network.layers.push(Layer { name: spec.conv.to_owned(), op: Op::Conv { params, weight, bias: Some(bias), relu }, input, residual });
-        Ok(Source::Layer(self.network.layers.len() - 1))
-    }
-
     /// One residual block: `stride` and `first_dilation` go to the 3×3 conv that carries the
     /// block's stride, `dilation` to a 3×3 conv after it (BasicBlock's conv2).
     #[allow(clippy::too_many_arguments)]
@@ -191,18 +157,15 @@ impl Builder<'_> {
 pub fn resnet(config: &ResNetConfig, weights: &mut dyn WeightSource) -> Result<Network, Error> {
     let dilate = config.replace_stride_with_dilation()?;
     let blocks = config.arch.blocks();
-    if config.multi_grid.len() != blocks[3] || config.multi_grid.contains(&0) {
-        return Err(Error::Config(format!(
-            "multi-grid needs {} positive rates, one per block of layer4 (e.g. 1,2,4), got {:?}",
-            blocks[3], config.multi_grid
-        )));
+    if let Some(grid) = &config.multi_grid {
+        if grid.len() != blocks[3] || grid.contains(&0) {
+            return Err(Error::Config(format!("multi-grid needs {} positive rates, one per block of layer4 (e.g. 1,2,4), got {grid:?}", blocks[3])));
+        }
     }
     let mut b = Builder { network: Network { name: format!("{} (output stride {})", config.arch, config.output_stride), layers: Vec::new() }, weights };
     let stem = b.conv_bn(ConvBn { conv: "conv1", bn: "bn1", c_in: 3, c_out: 64, kernel: 7, stride: 2, dilation: 1 }, Source::Input, true, None)?;
     let pool = Pool2dParams { kernel: Hw::square(3), stride: Hw::square(2), padding: Hw::square(1), dilation: Hw::square(1) };
-    b.network.layers.push(Layer { name: "maxpool".to_owned(), op: Op::MaxPool(pool), input: stem, residual: None });
-
-    let mut x = Source::Layer(b.network.layers.len() - 1);
+    let mut x = b.push(Layer::new("maxpool", Op::MaxPool(pool), stem));
     let mut c_in = 64;
     let mut dilation = 1;
     for (index, &count) in blocks.iter().enumerate() {
@@ -214,10 +177,14 @@ pub fn resnet(config: &ResNetConfig, weights: &mut dyn WeightSource) -> Result<N
             stride = 1;
         }
         for block in 0..count {
-            let grid = if index == 3 { config.multi_grid[block] } else { 1 };
-            let (block_stride, first) = if block == 0 { (stride, previous) } else { (1, dilation) };
+            let block_stride = if block == 0 { stride } else { 1 };
+            let (first, rest) = match &config.multi_grid {
+                Some(grid) if index == 3 => (dilation * grid[block], dilation * grid[block]),
+                _ if block == 0 => (previous, dilation),
+                _ => (dilation, dilation),
+            };
             let name = format!("layer{}.{block}", index + 1);
-            (x, c_in) = b.block(config.arch, &name, x, c_in, planes, block_stride, first * grid, dilation * grid)?;
+            (x, c_in) = b.block(config.arch, &name, x, c_in, planes, block_stride, first, rest)?;
         }
     }
     Ok(b.network)

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{Executor, Forward, Keep, Network, Op, Source};
+use super::{Executor, Forward, Keep, LayerGeometry, Network, Op, Source};
 use crate::backend::{Backend, Cpu};
 use crate::{cpu, Error, Tensor};
 
@@ -24,9 +24,16 @@ impl Executor for Cpu {
                 Source::Layer(i) => outputs[i].as_ref().expect("a layer's inputs are alive until their last use"),
             };
             let x = read(layer.input).data();
-            let mut values = match &layer.op {
-                Op::Conv { weight, bias, .. } => Backend::convolve(self, geometry, x, weight.data(), bias.as_ref().map(Tensor::data))?,
-                Op::MaxPool(_) => cpu::max_pool2d(geometry, x),
+            let mut values = match geometry {
+                LayerGeometry::Window(g) => {
+                    let (weight, bias) = layer.parameters().map_or((&[][..], None), |(w, b)| (w.data(), b.map(Tensor::data)));
+                    Backend::convolve(self, g, x, weight, bias)?
+                }
+                LayerGeometry::Resize { batch, channels, input, output } => cpu::resize_bilinear(x, batch * channels, *input, *output),
+                LayerGeometry::Concat { batch, channels, size } => {
+                    let parts: Vec<(&[f32], usize)> = layer.joined().zip(channels).map(|(source, &c)| (read(source).data(), c)).collect();
+                    cpu::concat_channels(&parts, *batch, size.h * size.w)
+                }
             };
             let relu = matches!(layer.op, Op::Conv { relu: true, .. });
             cpu::epilogue(&mut values, layer.residual.map(|r| read(r).data()), relu);
@@ -42,8 +49,7 @@ impl Executor for Cpu {
 
 /// Drops the outputs whose last reader was layer `index`.
 fn free_dead(network: &Network, last_uses: &[usize], index: usize, outputs: &mut [Option<Tensor>]) {
-    let layer = &network.layers[index];
-    for source in std::iter::once(layer.input).chain(layer.residual) {
+    for source in network.layers[index].reads() {
         if let Source::Layer(i) = source {
             if last_uses[i] == index {
                 outputs[i] = None;
@@ -51,4 +57,3 @@ fn free_dead(network: &Network, last_uses: &[usize], index: usize, outputs: &mut
         }
     }
 }
-

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 pub use receptive_field::{receptive_fields, FieldOfView};
 
-use crate::shape::{Conv2dParams, ConvGeometry, Pool2dParams, ShapeError};
+use crate::shape::{global_average_pool, Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError};
 use crate::{Error, Tensor};
 
 /// Which tensor a layer reads: the network's input, or the output of an earlier layer.
@@ -25,7 +25,18 @@ pub enum Op {
     /// A convolution with its epilogue fused: `relu(conv(x) + bias + residual)`. Batch-norm
     /// is folded into `weight` and `bias` when the network is built.
     Conv { params: Conv2dParams, weight: Tensor, bias: Option<Tensor>, relu: bool },
+    /// A transposed convolution (the FCN paper's learned upsampling). With `crop_to`, only the
+    /// top-left part of the output as large as that tensor's image is computed.
+    ConvTranspose { params: ConvTranspose2dParams, weight: Tensor, bias: Option<Tensor>, crop_to: Option<Source> },
     MaxPool(Pool2dParams),
+    /// The mean of each channel, `[N, C, 1, 1]` (`AdaptiveAvgPool2d(1)`).
+    GlobalAvgPool,
+    /// Bilinear interpolation to the image size of `size_of` (PyTorch's
+    /// `F.interpolate(mode="bilinear", align_corners=False)`); from a 1×1 map it is a broadcast.
+    /// Only the size of `size_of` is read, not its values.
+    Resize { size_of: Source },
+    /// The layer's input followed by `more`, concatenated along channels.
+    Concat { more: Vec<Source> },
 }
 
 /// One named layer.
@@ -37,6 +48,93 @@ pub struct Layer {
     pub input: Source,
     /// Added to the output before the ReLU (a ResNet block's shortcut); same shape as the output.
     pub residual: Option<Source>,
+}
+
+impl Layer {
+    /// A layer without a residual.
+    pub fn new(name: impl Into<String>, op: Op, input: Source) -> Layer {
+        Layer { name: name.into(), op, input, residual: None }
+    }
+
+    /// Every tensor whose values this layer reads: its input, its residual, what it concatenates.
+    pub fn reads(&self) -> impl Iterator<Item = Source> + '_ {
+        std::iter::once(self.input).chain(self.residual).chain(self.more().iter().copied())
+    }
+
+    /// What a concatenation joins, in order: its input, then `more` (just the input otherwise).
+    pub fn joined(&self) -> impl Iterator<Item = Source> + '_ {
+        std::iter::once(self.input).chain(self.more().iter().copied())
+    }
+
+    fn more(&self) -> &[Source] {
+        match &self.op {
+            Op::Concat { more } => more,
+            _ => &[],
+        }
+    }
+
+    /// The weight and bias of a (transposed) convolution.
+    pub fn parameters(&self) -> Option<(&Tensor, Option<&Tensor>)> {
+        match &self.op {
+            Op::Conv { weight, bias, .. } | Op::ConvTranspose { weight, bias, .. } => Some((weight, bias.as_ref())),
+            _ => None,
+        }
+    }
+
+    /// A short name of the op, for tables and JSON.
+    pub fn kind(&self) -> &'static str {
+        match self.op {
+            Op::Conv { .. } => "conv",
+            Op::ConvTranspose { .. } => "conv_transpose",
+            Op::MaxPool(_) => "max_pool",
+            Op::GlobalAvgPool => "global_avg_pool",
+            Op::Resize { .. } => "bilinear",
+            Op::Concat { .. } => "concat",
+        }
+    }
+}
+
+/// A layer resolved against the shapes of its inputs: every size its kernels need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerGeometry {
+    /// A convolution (forward or transposed) or a pooling window.
+    Window(ConvGeometry),
+    /// Bilinear interpolation of every channel from `input` to `output` size.
+    Resize { batch: usize, channels: usize, input: Hw, output: Hw },
+    /// Concatenation along channels of tensors of one image size; `channels` of each, in order.
+    Concat { batch: usize, channels: Vec<usize>, size: Hw },
+}
+
+impl LayerGeometry {
+    pub fn output_shape(&self) -> [usize; 4] {
+        match self {
+            LayerGeometry::Window(g) => g.output_shape(),
+            LayerGeometry::Resize { batch, channels, output, .. } => [*batch, *channels, output.h, output.w],
+            LayerGeometry::Concat { batch, channels, size } => [*batch, channels.iter().sum(), size.h, size.w],
+        }
+    }
+
+    /// The window op's geometry, if this is one.
+    pub fn window(&self) -> Option<&ConvGeometry> {
+        match self {
+            LayerGeometry::Window(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Useful floating-point operations (multiply-adds of convolutions; data movement counts none).
+    pub fn flops(&self) -> u64 {
+        self.window().map_or(0, ConvGeometry::flops)
+    }
+
+    /// The same layer for a batch of `batch`.
+    pub fn with_batch(&self, batch: usize) -> LayerGeometry {
+        match self.clone() {
+            LayerGeometry::Window(g) => LayerGeometry::Window(ConvGeometry { batch, ..g }),
+            LayerGeometry::Resize { channels, input, output, .. } => LayerGeometry::Resize { batch, channels, input, output },
+            LayerGeometry::Concat { channels, size, .. } => LayerGeometry::Concat { batch, channels, size },
+        }
+    }
 }
 
 /// A feed-forward network: layers in execution order; the last one is the output.
@@ -97,33 +195,72 @@ pub trait Executor {
 impl Network {
     /// Validates every layer against an input of `input_shape` and resolves its geometry; an
     /// error names the layer.
-    pub fn geometries(&self, input_shape: &[usize]) -> Result<Vec<ConvGeometry>, Error> {
+    pub fn geometries(&self, input_shape: &[usize]) -> Result<Vec<LayerGeometry>, Error> {
         let mut shapes: Vec<[usize; 4]> = Vec::with_capacity(self.layers.len());
         let mut geometries = Vec::with_capacity(self.layers.len());
-        let input_shape = input_shape.to_vec();
         for (index, layer) in self.layers.iter().enumerate() {
             let in_error = |source: ShapeError| Error::Layer { layer: layer.name.clone(), source };
+            let refuse = |what: String| Error::Network(format!("layer {}: {what}", layer.name));
             let shape_of = |source: Source| -> Result<Vec<usize>, Error> {
                 match source {
-                    Source::Input => Ok(input_shape.clone()),
+                    Source::Input => Ok(input_shape.to_vec()),
                     Source::Layer(i) if i < index => Ok(shapes[i].to_vec()),
-                    Source::Layer(i) => Err(Error::Network(format!("layer {} reads layer {i}, which does not run before it", layer.name))),
+                    Source::Layer(i) => Err(refuse(format!("reads layer {i}, which does not run before it"))),
+                }
+            };
+            let image_of = |source: Source| -> Result<Hw, Error> {
+                let shape = shape_of(source)?;
+                match shape[..] {
+                    [_, _, h, w] => Ok(Hw::new(h, w)),
+                    _ => Err(refuse(format!("needs an NCHW tensor, got shape {shape:?}"))),
                 }
             };
             let input = shape_of(layer.input)?;
             let geometry = match &layer.op {
-                Op::Conv { params, weight, bias, .. } => params.geometry(&input, weight.shape(), bias.as_ref().map(Tensor::shape)),
-                Op::MaxPool(params) => params.geometry(&input),
+                Op::Conv { params, weight, bias, .. } => {
+                    LayerGeometry::Window(params.geometry(&input, weight.shape(), bias.as_ref().map(Tensor::shape)).map_err(in_error)?)
+                }
+                Op::ConvTranspose { params, weight, bias, crop_to } => {
+                    let mut g = params.geometry(&input, weight.shape(), bias.as_ref().map(Tensor::shape)).map_err(in_error)?;
+                    if let Some(crop_to) = crop_to {
+                        let crop = image_of(*crop_to)?;
+                        if crop.h > g.output.h || crop.w > g.output.w {
+                            return Err(refuse(format!("cannot crop a {}x{} output to {}x{}", g.output.h, g.output.w, crop.h, crop.w)));
+                        }
+                        g.output = crop;
+                    }
+                    LayerGeometry::Window(g)
+                }
+                Op::MaxPool(params) => LayerGeometry::Window(params.geometry(&input).map_err(in_error)?),
+                Op::GlobalAvgPool => LayerGeometry::Window(global_average_pool(&input).map_err(in_error)?),
+                Op::Resize { size_of } => {
+                    let image = image_of(layer.input)?;
+                    LayerGeometry::Resize { batch: input[0], channels: input[1], input: image, output: image_of(*size_of)? }
+                }
+                Op::Concat { .. } => {
+                    let image = image_of(layer.input)?;
+                    let mut channels = vec![input[1]];
+                    for source in layer.joined().skip(1) {
+                        let shape = shape_of(source)?;
+                        if shape.len() != 4 || shape[0] != input[0] || shape[2..] != input[2..] {
+                            return Err(refuse(format!("cannot concatenate {shape:?} with {input:?}: batch and image size must agree")));
+                        }
+                        channels.push(shape[1]);
+                    }
+                    LayerGeometry::Concat { batch: input[0], channels, size: image }
+                }
+            };
+            let elements = geometry.output_shape().iter().map(|&d| d as u128).product::<u128>();
+            if elements > u32::MAX as u128 {
+                return Err(refuse(format!("its output would have {elements} elements; the GPU kernels index at most {}", u32::MAX)));
             }
-            .map_err(in_error)?;
             if let Some(residual) = layer.residual {
+                if !matches!(layer.op, Op::Conv { .. }) {
+                    return Err(refuse(format!("only convolutions take a residual, not a {}", layer.kind())));
+                }
                 let residual_shape = shape_of(residual)?;
                 if residual_shape != geometry.output_shape() {
-                    return Err(Error::Network(format!(
-                        "layer {}: residual shape {residual_shape:?} differs from the output shape {:?}",
-                        layer.name,
-                        geometry.output_shape()
-                    )));
+                    return Err(refuse(format!("residual shape {residual_shape:?} differs from the output shape {:?}", geometry.output_shape())));
                 }
             }
             shapes.push(geometry.output_shape());
@@ -137,7 +274,7 @@ impl Network {
     pub fn last_uses(&self) -> Vec<usize> {
         let mut last: Vec<usize> = (0..self.layers.len()).collect();
         for (index, layer) in self.layers.iter().enumerate() {
-            for source in std::iter::once(layer.input).chain(layer.residual) {
+            for source in layer.reads() {
                 if let Source::Layer(i) = source {
                     last[i] = last[i].max(index);
                 }
@@ -151,13 +288,7 @@ impl Network {
 
     /// Bytes of all weights and biases.
     pub fn weight_bytes(&self) -> u64 {
-        self.layers
-            .iter()
-            .map(|layer| match &layer.op {
-                Op::Conv { weight, bias, .. } => (weight.len() + bias.as_ref().map_or(0, Tensor::len)) as u64 * 4,
-                Op::MaxPool(_) => 0,
-            })
-            .sum()
+        self.layers.iter().filter_map(Layer::parameters).map(|(weight, bias)| (weight.len() + bias.map_or(0, Tensor::len)) as u64 * 4).sum()
     }
 
     /// Index of the layer with this name.

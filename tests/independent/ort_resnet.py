@@ -107,6 +107,7 @@ class Graph:
         self.state, self.prefix, self.path = state, prefix, path
         self.used = set()
         self.nodes, self.inputs, self.feeds = [], [], {}
+        self.initializers = []  # small constants (shapes, indices) other builders may add
         self.counter = 0
 
     def fresh(self, hint):
@@ -231,19 +232,25 @@ def run_job(job):
     if unused:
         raise ValueError(f"{job['weights']}: {len(unused)} tensor(s) a torchvision {job['arch']} has no use for, e.g. {unused[:5]}")
 
+    features = run_graph(g, x, y, f"{job['arch']}_os{job['output_stride']}")
+    np.save(job["output"], np.ascontiguousarray(features, dtype=np.float32))
+    return features.shape
+
+
+def run_graph(g, x, y, name):
+    """Runs g's nodes on ORT's CPU provider with graph input "x" = x and returns output y."""
     graph = helper.make_graph(
-        g.nodes, f"{job['arch']}_os{job['output_stride']}",
+        g.nodes, name,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))] + g.inputs,
-        [helper.make_tensor_value_info(y, TensorProto.FLOAT, [None] * 4)])
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, [None] * 4)], initializer=g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8  # opset 17's IR version: any ORT from 1.13 on loads it
     onnx.checker.check_model(model)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep BN unfolded
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    (features,) = session.run(None, {"x": x, **g.feeds})
-    np.save(job["output"], np.ascontiguousarray(features, dtype=np.float32))
-    return features.shape
+    (out,) = session.run(None, {"x": x, **g.feeds})
+    return out
 
 
 def main(argv):
