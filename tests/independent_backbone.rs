@@ -24,7 +24,7 @@ use std::time::Instant;
 use atrous::compare::difference;
 use atrous::models::resnet::{resnet, Arch, ResNetConfig};
 use atrous::npy::{read_npy, write_npy};
-use support::{json_string, onnx_runtime_available, python};
+use support::{add_num_batches_tracked, json_string, onnx_runtime_available, python};
 use atrous::weights::{write_safetensors, SeededWeights};
 use atrous::Tensor;
 
@@ -47,25 +47,6 @@ fn state_dict(arch: Arch, seed: u64) -> Vec<(String, Tensor)> {
     tensors.push(("fc.weight".into(), Tensor::random(vec![1000, arch.out_channels()], seed ^ 0xFC)));
     tensors.push(("fc.bias".into(), Tensor::random(vec![1000], seed ^ 0xFB)));
     tensors
-}
-
-/// Rewrites the `.safetensors` file at `path` with an int64 scalar `num_batches_tracked` next to
-/// every batch-norm's `running_var`, as in a state dict saved from PyTorch.
-fn add_num_batches_tracked(path: &Path) {
-    use safetensors::{tensor::TensorView, Dtype, SafeTensors};
-    let bytes = std::fs::read(path).unwrap();
-    let file = SafeTensors::deserialize(&bytes).unwrap();
-    let mut entries: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
-        file.iter().map(|(name, view)| (name.to_owned(), view.dtype(), view.shape().to_vec(), view.data().to_vec())).collect();
-    let counters: Vec<String> =
-        entries.iter().filter_map(|(name, ..)| name.strip_suffix(".running_var")).map(|bn| format!("{bn}.num_batches_tracked")).collect();
-    assert!(!counters.is_empty());
-    for (i, name) in counters.into_iter().enumerate() {
-        entries.push((name, Dtype::I64, vec![], (1000 + i as i64).to_le_bytes().to_vec()));
-    }
-    let views: Vec<(&str, TensorView)> =
-        entries.iter().map(|(name, dtype, shape, data)| (name.as_str(), TensorView::new(*dtype, shape.clone(), data).unwrap())).collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
 /// Layer4's output shape, from torchvision's arithmetic: the stem conv, the max-pool and every

@@ -1,4 +1,5 @@
 //! Shared by the tests that check atrous against ONNX Runtime (`tests/independent*.rs`).
+#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::Write as _;
 use std::path::Path;
@@ -30,4 +31,23 @@ pub fn onnx_runtime_available(test: &str) -> bool {
 /// A path as a JSON string literal.
 pub fn json_string(path: &Path) -> String {
     serde_json::to_string(path.to_str().expect("temporary paths are UTF-8")).expect("a string is JSON")
+}
+
+/// Rewrites the `.safetensors` file at `path` with an int64 scalar `num_batches_tracked` next to
+/// every batch-norm's `running_var`, as in a state dict saved from PyTorch.
+pub fn add_num_batches_tracked(path: &Path) {
+    use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+    let bytes = std::fs::read(path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut entries: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        file.iter().map(|(name, view)| (name.to_owned(), view.dtype(), view.shape().to_vec(), view.data().to_vec())).collect();
+    let counters: Vec<String> =
+        entries.iter().filter_map(|(name, ..)| name.strip_suffix(".running_var")).map(|bn| format!("{bn}.num_batches_tracked")).collect();
+    assert!(!counters.is_empty());
+    for (i, name) in counters.into_iter().enumerate() {
+        entries.push((name, Dtype::I64, vec![], (1000 + i as i64).to_le_bytes().to_vec()));
+    }
+    let views: Vec<(&str, TensorView)> =
+        entries.iter().map(|(name, dtype, shape, data)| (name.as_str(), TensorView::new(*dtype, shape.clone(), data).unwrap())).collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
