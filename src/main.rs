@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job on built-in data: ResNet-50 at output stride 16 and 8 on the GPU, compared with the CPU, with heatmaps
+    /// The main job on built-in data: ResNet-50 at output stride 16 and 8 and DeepLabv3 on the GPU, compared with the CPU, with heatmaps and a class mask
     Demo(demo::DemoArgs),
     /// List every GPU adapter wgpu can see, with its backend, driver and key limits
     Devices {
@@ -49,8 +49,26 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// The error and its causes on one line, each cause once: many errors already quote their
+/// cause in their own message.
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    message
+}
+
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    // Exit status 2 means "GPU and CPU disagree"; a usage error exits 1 like every other error.
+    let cli = Cli::try_parse().unwrap_or_else(|error| {
+        let _ = error.print();
+        std::process::exit(if error.use_stderr() { 1 } else { 0 })
+    });
+    let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Devices { adapter } => devices::run(&adapter.options()),
         Command::Conv2d { conv } => conv::conv2d(&conv),
@@ -61,7 +79,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
     };
     result.unwrap_or_else(|error| {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", describe(&error));
         ExitCode::FAILURE
     })
 }

@@ -1,6 +1,7 @@
 //! `atrous demo`: the README's main job, on built-in data only. ResNet-50 at output stride 16
 //! and 8 on the GPU, every layer compared with the CPU, and a heatmap of the features over the
-//! picture written to an output folder.
+//! picture; then DeepLabv3-ResNet50 at output stride 8, compared the same way, with its class
+//! mask and overlay. Everything is written to an output folder.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,10 +10,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::backbone::{build, print_table, run_network, ModelArgs, NETWORK_TOLERANCE};
+use super::backbone::{build, print_table, run_network, ModelArgs, Run, NETWORK_TOLERANCE};
+use super::segment::{argmax_disagreement, write_pictures, SegmentationModelArgs, UpsampleChoice};
 use super::{ms, AdapterArgs};
 use atrous::imaging::{heatmap_overlay, image_to_tensor, save_png, synthetic_image};
 use atrous::models::resnet::Arch;
+use atrous::models::segmentation::{Head, Model};
 use atrous::npy::write_npy;
 
 #[derive(Args)]
@@ -30,9 +33,14 @@ pub struct DemoArgs {
 /// The output strides the demo compares.
 const OUTPUT_STRIDES: [usize; 2] = [16, 8];
 
+/// The largest per-layer max relative error of a compared run.
+fn worst_error(run: &Run) -> f64 {
+    run.differences.as_ref().map_or(0.0, |d| d.iter().fold(0.0f64, |m, d| m.max(d.max_rel)))
+}
+
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
-    let steps = 1 + 3 * OUTPUT_STRIDES.len() as u64;
+    let steps = 1 + 3 * OUTPUT_STRIDES.len() as u64 + 3;
     let progress = ProgressBar::new(steps).with_style(ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
     progress.set_message("opening the GPU");
     let gpu = args.adapter.open()?;
@@ -59,6 +67,26 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         all_agree &= run.agree();
         summaries.push((os, network, run, heatmap));
     }
+    progress.set_message("building DeepLabv3-ResNet50 at output stride 8");
+    let segmentation_model = SegmentationModelArgs {
+        model: Model { head: Head::DeepLabV3, arch: Arch::ResNet50 },
+        output_stride: 8,
+        rates: None,
+        classes: None,
+        upsample: UpsampleChoice::Bilinear,
+    };
+    let segmenter = segmentation_model.build(None)?;
+    progress.inc(1);
+    progress.set_message("DeepLabv3: GPU forward pass, then the CPU reference");
+    let segmented = run_network(&segmenter, &input, &gpu, true)?;
+    progress.inc(1);
+    progress.set_message("DeepLabv3: writing the mask and overlay");
+    let (mask, overlay) = (args.out_dir.join("mask.png"), args.out_dir.join("overlay.png"));
+    write_pictures(segmented.features(), &image, Some(&mask), Some(&overlay))?;
+    write_npy(args.out_dir.join("logits.npy"), segmented.features())?;
+    let cpu_logits = segmented.reference.as_ref().and_then(|r| r.outputs.last().cloned().flatten()).expect("compared, every layer kept");
+    let class_disagreement = argmax_disagreement(segmented.features(), &cpu_logits);
+    all_agree &= segmented.agree();
     progress.finish_and_clear();
 
     println!("atrous demo: ResNet-50 (seeded weights) on a built-in {0}x{0} picture, GPU: {1}", args.size, gpu.summary());
@@ -75,16 +103,26 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             .map(|(_, row)| row)
             .collect();
         print_table(&stage_ends, "GPU ms");
-        let worst = run.differences.as_ref().map_or(0.0, |d| d.iter().fold(0.0f64, |m, d| m.max(d.max_rel)));
         println!(
-            "GPU total {} ms; worst layer's max relative error vs CPU {worst:.2e}: {}",
+            "GPU total {} ms; worst layer's max relative error vs CPU {:.2e}: {}",
             ms(run.primary.total_time),
+            worst_error(run),
             if run.agree() { "agree" } else { "DISAGREE" }
         );
         println!("heatmap of the features: {}", heatmap.display());
     }
+    println!("\n{}: (seeded weights, so the classes are arbitrary; `atrous segment --weights` runs torchvision's)", segmenter.name);
+    print_table(&segmented.rows(&segmenter)[segmenter.find("classifier.0.convs.0.0").expect("a DeepLabv3 head")..], "GPU ms");
     println!(
-        "\nverdict: {} (every layer of both networks within {NETWORK_TOLERANCE:e} relative)",
+        "GPU total {} ms; worst layer's max relative error vs CPU {:.2e}: {}; arg-max class differs at {:.3}% of pixels",
+        ms(segmented.primary.total_time),
+        worst_error(&segmented),
+        if segmented.agree() { "agree" } else { "DISAGREE" },
+        class_disagreement * 100.0
+    );
+    println!("class mask: {}, overlay: {}", mask.display(), overlay.display());
+    println!(
+        "\nverdict: {} (every layer of all three networks within {NETWORK_TOLERANCE:e} relative)",
         if all_agree { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" }
     );
     Ok(if all_agree { ExitCode::SUCCESS } else { ExitCode::from(2) })

@@ -148,10 +148,14 @@ pub fn write_pictures(logits: &Tensor, picture: &RgbImage, mask: Option<&Path>, 
 pub fn segment(args: &SegmentArgs) -> Result<ExitCode> {
     let network = args.model.build(args.weights.as_deref())?;
     let (input, photo) = args.input.load()?;
-    network.geometries(input.shape())?; // refuse bad shapes before opening a device
+    // Everything that can be refused is refused before anything runs.
     let pictures = args.mask.is_some() || args.overlay.is_some();
     if pictures && input.shape()[0] != 1 {
         bail!("--mask and --overlay draw one picture: give a batch of 1 (the input's batch is {})", input.shape()[0]);
+    }
+    let classes = network.geometries(input.shape())?.last().expect("a model has layers").output_shape()[1];
+    if args.mask.is_some() && classes > 256 {
+        bail!("--mask writes class indices into an 8-bit paletted PNG, which holds at most 256 classes; this model has {classes}");
     }
     let gpu = if args.device == Device::Gpu { Some(args.adapter.open()?) } else { None };
     let executor: &dyn Executor = match &gpu {
