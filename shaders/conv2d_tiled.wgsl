@@ -1,70 +1,44 @@
 // 2-D convolution as an implicit GEMM with a register tile: each invocation computes four
-// neighbouring output pixels of one row for CO_TILE output channels of one group, so every
-// weight vec4 it loads serves four pixels and every input value sixteen channels. Dilation only
-// changes the address of a tap: its cost is that of any other tap.
-// The register tile's weight layout and store live in conv_tile.wgsl.
+// neighbouring output pixels of one row for CO_TILE output channels of one group (the tile, its
+// weight layout and its store live in conv_tile.wgsl). Dilation only changes the address of a
+// tap: its cost is that of any other tap.
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn conv2d_tiled(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) workgroups: vec3<u32>,
-) {
-    // x (and z, when x alone would pass the device limit) spread the quads; y the channel tiles.
-    let quads_per_row = (p.out_w + 3u) / 4u;
-    let quad = wid.z * workgroups.x * WORKGROUP_SIZE + gid.x;
-    if (quad >= p.batch * p.out_h * quads_per_row) {
-        return;
-    }
-    let ox0 = (quad % quads_per_row) * 4u;
+fn conv2d_tiled(invocation: Invocation) {
+    // x (and z, when x alone would pass the device limit) spread the quads of pixels; y the
+    // channel tiles. Invocations past the last quad compute quad 0 and store nothing.
+    let quads_per_row = (p.out_w + PIXEL_TILE - 1u) / PIXEL_TILE;
+    let index = invocation.wid.z * invocation.workgroups.x * WORKGROUP_SIZE + invocation.gid.x;
+    let live = index < p.batch * p.out_h * quads_per_row;
+    let quad = select(0u, index, live);
+    let ox = vec4<u32>((quad % quads_per_row) * PIXEL_TILE) + vec4<u32>(0u, 1u, 2u, 3u);
     let oy = (quad / quads_per_row) % p.out_h;
     let n = quad / (quads_per_row * p.out_h);
     let cig = p.c_in / p.groups;
     let cog = p.c_out / p.groups;
     let tiles = (cog + CO_TILE - 1u) / CO_TILE;
-    let group = wid.y / tiles;
-    let co_first = (wid.y % tiles) * CO_TILE;
+    let group = invocation.wid.y / tiles;
+    let co_first = (invocation.wid.y % tiles) * CO_TILE;
     let row = tiles * CO_TILE / 4u; // vec4s per (tap, input channel)
     let plane = p.in_h * p.in_w;
     let in_group = (n * p.c_in + group * cig) * plane;
 
-    var a0: array<vec4<f32>, 4>;
-    var a1: array<vec4<f32>, 4>;
-    var a2: array<vec4<f32>, 4>;
-    var a3: array<vec4<f32>, 4>;
+    var tile: Tile;
     for (var ky = 0u; ky < p.k_h; ky++) {
         let iy = i32(oy * p.stride_h + ky * p.dil_h) - i32(p.pad_h);
-        if (iy < 0 || iy >= i32(p.in_h)) {
-            continue;
-        }
-        let in_row = in_group + u32(iy) * p.in_w;
+        let row_inside = iy >= 0 && iy < i32(p.in_h);
+        let in_row = in_group + select(0u, u32(iy), row_inside) * p.in_w;
         for (var kx = 0u; kx < p.k_w; kx++) {
-            // The four pixels' columns; one outside the input (or past the row's end) reads
-            // column 0 and is scaled to zero.
-            let ix = vec4<i32>(vec4<u32>(ox0, ox0 + 1u, ox0 + 2u, ox0 + 3u) * p.stride_w + kx * p.dil_w) - i32(p.pad_w);
-            let inside = ix >= vec4<i32>(0) & ix < vec4<i32>(i32(p.in_w)) & vec4<u32>(ox0, ox0 + 1u, ox0 + 2u, ox0 + 3u) < vec4<u32>(p.out_w);
-            let scale = select(vec4<f32>(0.0), vec4<f32>(1.0), inside);
+            // A pixel outside the input (or past the row's end) reads column 0, scaled to zero.
+            let ix = vec4<i32>(ox * p.stride_w + kx * p.dil_w) - i32(p.pad_w);
+            let inside = ix >= vec4<i32>(0) & ix < vec4<i32>(i32(p.in_w)) & ox < vec4<u32>(p.out_w) & vec4<bool>(row_inside);
             let at = vec4<u32>(in_row) + select(vec4<u32>(0u), vec4<u32>(ix), inside);
-            var w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_first / 4u;
-            var offset = 0u;
-            for (var ci = 0u; ci < cig; ci++) {
-                let x = vec4<f32>(input[at.x + offset], input[at.y + offset], input[at.z + offset], input[at.w + offset]) * scale;
-                let w0 = weight[w_at];
-                let w1 = weight[w_at + 1u];
-                let w2 = weight[w_at + 2u];
-                let w3 = weight[w_at + 3u];
-                a0[0] += x.x * w0; a0[1] += x.x * w1; a0[2] += x.x * w2; a0[3] += x.x * w3;
-                a1[0] += x.y * w0; a1[1] += x.y * w1; a1[2] += x.y * w2; a1[3] += x.y * w3;
-                a2[0] += x.z * w0; a2[1] += x.z * w1; a2[2] += x.z * w2; a2[3] += x.z * w3;
-                a3[0] += x.w * w0; a3[1] += x.w * w1; a3[2] += x.w * w2; a3[3] += x.w * w3;
-                offset += plane;
-                w_at += row;
-            }
+            let w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_first / 4u;
+            let scale = select(vec4<f32>(0.0), vec4<f32>(1.0), inside);
+            accumulate_tap(&tile, at, scale, w_at, cig, plane, row, invocation.lane);
         }
     }
-    let first_pixel = oy * p.out_w + ox0;
-    store_tile(a0, n, group, co_first, first_pixel);
-    if (ox0 + 1u < p.out_w) { store_tile(a1, n, group, co_first, first_pixel + 1u); }
-    if (ox0 + 2u < p.out_w) { store_tile(a2, n, group, co_first, first_pixel + 2u); }
-    if (ox0 + 3u < p.out_w) { store_tile(a3, n, group, co_first, first_pixel + 3u); }
+    let stored = vec4<bool>(live) & ox < vec4<u32>(p.out_w);
+    let step = 1u;
+    store_tile(tile, n, group, co_first, oy * p.out_w + ox.x, step, stored);
 }

@@ -164,7 +164,7 @@ fn the_plot_draws_without_system_fonts() {
     fill_penalties(&mut records);
     let runner = Runner { device: Device::Gpu, name: "test adapter".into(), description: "test adapter".into(), backend: "vulkan".into(), timing: TimingSource::Timestamp };
     let peak = Peak { device: Device::Gpu, gflops: 20.0, timing: TimingSource::Timestamp, method: "test".into() };
-    let report = BenchReport { config: BenchConfig::default(), records, runners: vec![runner], peaks: vec![peak], checks: vec![] };
+    let report = BenchReport { config: BenchConfig::default(), kernels: vec![], records, runners: vec![runner], peaks: vec![peak], checks: vec![] };
     let image = bench::plot_png(&report).unwrap();
     assert!(image.width() >= 800 && image.height() >= 500);
     let coloured = image.pixels().filter(|p| p.0[2] > 150 && p.0[0] < 80).count();
@@ -252,6 +252,32 @@ fn bench_peak_adds_the_fraction_of_peak() {
         let (gflops, peak, fraction) = (r["gflops"].as_f64().unwrap(), r["peak_gflops"].as_f64().unwrap(), r["fraction_of_peak"].as_f64().unwrap());
         assert!(peak > 0.0 && (fraction - gflops / peak).abs() < 1e-12);
     }
+}
+
+#[test]
+fn bench_can_force_the_gpu_kernel() {
+    // Four output channels: auto picks the direct kernel; the tiled one can still be forced, and
+    // both agree with the CPU (the bench checks the first dilation).
+    let run = |kernel: &str| {
+        assert_ok(&atrous(&[
+            "bench", "--op", "both", "--channels", "4", "--size", "11", "--stride", "2", "--dilations", "1,2", "--repeats", "1", "--warmup", "0",
+            "--gpu-kernel", kernel,
+        ]))
+    };
+    for (kernel, forward, transposed) in [
+        ("auto", "conv2d.wgsl", "conv_transpose2d.wgsl"),
+        ("direct", "conv2d.wgsl", "conv_transpose2d.wgsl"),
+        ("tiled", "conv2d_tiled.wgsl", "conv_transpose2d_tiled.wgsl"),
+    ] {
+        let stdout = run(kernel);
+        for (op, shader) in [("conv2d", forward), ("conv-transpose2d", transposed)] {
+            let line = format!("GPU kernel for {op} (--gpu-kernel {kernel}): {shader}");
+            assert!(stdout.lines().any(|l| l.starts_with(&line)), "lacks '{line}':\n{stdout}");
+        }
+        assert!(stdout.contains("check: GPU vs CPU, conv-transpose2d at dilation 1"), "{stdout}");
+    }
+    let out = atrous(&["bench", "--gpu-kernel", "fast"]);
+    assert!(!out.status.success() && text(&out).1.contains("direct"), "{:?}", text(&out));
 }
 
 fn assert_refused(args: &[&str], words: &[&str], dir: &Path) {

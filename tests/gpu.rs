@@ -87,16 +87,29 @@ fn large_outputs_use_a_two_dimensional_dispatch() {
 
 #[test]
 fn the_tiled_kernels_fold_pixels_into_a_third_dimension() {
-    // A stride-1 transposed 1×1 conv onto 2048² = 4,194,304 pixels needs 65,536 workgroups of
-    // 64: one more than a dimension allows. Eight output channels (the tiled kernels' minimum)
-    // fill exactly 128 MiB. (The forward tiled kernel computes four pixels per invocation and
-    // would need a 512 MiB output for the same; it shares the folding code.)
-    let x = Tensor::random(vec![1, 1, 2048, 2048], 28);
-    let w = Tensor::random(vec![1, 8, 1, 1], 29);
-    assert!(gpu().max_buffer_bytes() >= 8 * 2048 * 2048 * 4, "the adapter must hold the output");
-    let workgroups = (2048 * 2048usize).div_ceil(64);
+    // The transposed tiled kernel pads every phase's quads to whole workgroups of 64. Stride 256
+    // on a 1×1 input with output_padding 255 makes a 256×256 output of 65,536 phases, each one
+    // pixel: 65,536 workgroups, one more than a dimension allows. Eight output channels (the
+    // tiled kernels' minimum) keep the output at 2 MiB; every phase but the first has no tap
+    // and stores the bias.
+    let x = Tensor::random(vec![1, 3, 1, 1], 28);
+    let w = Tensor::random(vec![3, 8, 1, 1], 29);
+    let p = ConvTranspose2dParams { stride: Hw::square(256), output_padding: Hw::square(255), ..Default::default() };
+    let workgroups = 256 * 256usize;
     assert!(workgroups > gpu().limits().max_compute_workgroups_per_dimension as usize, "the case must need a third dimension");
-    assert_transposed_matches(&x, &w, Some(&Tensor::random(vec![8], 30)), &ConvTranspose2dParams::default());
+    assert_transposed_matches(&x, &w, Some(&Tensor::random(vec![8], 30)), &p);
+}
+
+#[test]
+fn the_tiled_kernels_handle_partial_quads_and_tiles() {
+    let r = |shape: &[usize], seed| Tensor::random(shape.to_vec(), seed);
+    // Phase grids 5 and 3 wide (quads of 4 cut short), output channels 20 per group (a 32-channel
+    // tile cut short), two groups, dilation 2, a padding that makes some taps miss the input.
+    let p = ConvTranspose2dParams { stride: Hw::new(3, 2), padding: Hw::new(1, 2), output_padding: Hw::new(1, 1), dilation: Hw::square(2), groups: 2 };
+    assert_transposed_matches(&r(&[2, 6, 4, 5], 36), &r(&[6, 20, 3, 3], 37), Some(&r(&[40], 38)), &p);
+    // Forward: 7 columns (a quad of 3 at the end), 40 channels per group, stride 2.
+    let p = Conv2dParams { stride: Hw::square(2), padding: Hw::square(1), dilation: Hw::new(1, 2), groups: 2 };
+    assert_conv_matches(&r(&[1, 4, 9, 15], 39), &r(&[80, 2, 3, 3], 40), Some(&r(&[80], 41)), &p);
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Every WGSL shader, exactly as the device receives it, parses and validates with naga.
-//! No GPU needed.
+//! Every WGSL shader, exactly as the device receives it, parses and validates with naga (with
+//! subgroup operations only where the shader says it needs them), and its SPIR-V is written
+//! with the override constants applied, as wgpu does on Vulkan. No GPU needed.
 
 use atrous::gpu::shaders::ALL;
 
@@ -9,9 +10,22 @@ fn every_shader_parses_and_validates() {
     for shader in ALL {
         let module = naga::front::wgsl::parse_str(shader.source)
             .unwrap_or_else(|e| panic!("{} does not parse:\n{}", shader.name, e.emit_to_string(shader.source)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+        let capabilities = if shader.subgroups { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::default() };
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
             .validate(&module)
             .unwrap_or_else(|e| panic!("{} does not validate:\n{}", shader.name, e.emit_to_string(shader.source)));
+        // naga 30 has panicked here on valid WGSL (a pointer to part of a variable passed to a
+        // function), so the SPIR-V is written as the device would get it.
+        let mut constants = naga::back::PipelineConstants::default();
+        if module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some("WORKGROUP_SIZE")) {
+            constants.insert("WORKGROUP_SIZE".to_owned(), 64.0);
+        }
+        let stage = Some((naga::ShaderStage::Compute, shader.entry_point));
+        let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, stage, &constants)
+            .unwrap_or_else(|e| panic!("{}: override constants: {e}", shader.name));
+        let pipeline = naga::back::spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: shader.entry_point.to_owned() };
+        naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), Some(&pipeline))
+            .unwrap_or_else(|e| panic!("{}: writing SPIR-V: {e}", shader.name));
         assert!(
             module.entry_points.iter().any(|e| e.name == shader.entry_point),
             "{} has no entry point '{}'",
@@ -34,6 +48,20 @@ fn every_shader_file_is_used() {
 
 #[test]
 fn host_and_shader_agree_on_the_tile_size() {
-    let declared = format!("const CO_TILE: u32 = {}u;", atrous::gpu::shaders::CONV2D_TILED_CHANNELS);
-    assert!(atrous::gpu::shaders::CONV2D_TILED.source.contains(&declared), "conv2d_tiled.wgsl must declare `{declared}`");
+    use atrous::gpu::shaders::{self, CONV2D_TILED_CHANNELS, CONV2D_TILED_PIXELS};
+    let declared = [format!("const CO_TILE: u32 = {CONV2D_TILED_CHANNELS}u;"), format!("const PIXEL_TILE: u32 = {CONV2D_TILED_PIXELS}u;")];
+    for shader in [shaders::CONV2D_TILED, shaders::CONV2D_TILED_SUBGROUP, shaders::CONV_TRANSPOSE2D_TILED, shaders::CONV_TRANSPOSE2D_TILED_SUBGROUP] {
+        for line in &declared {
+            assert!(shader.source.contains(line.as_str()), "{} must declare `{line}`", shader.name);
+        }
+    }
+}
+
+#[test]
+fn only_the_subgroup_variants_use_subgroups() {
+    // A shader not marked `subgroups` must run on devices without them (the fallback).
+    for shader in ALL {
+        let uses = ["subgroupBroadcast", "subgroup_invocation_id"].iter().any(|s| shader.source.contains(s));
+        assert_eq!(uses, shader.subgroups, "{}", shader.name);
+    }
 }

@@ -15,7 +15,8 @@
 //! from the wall clock around the fast CPU convolution ([`crate::backend::Cpu`]). A time that is
 //! zero or negative is an error ([`check_positive_time`]): a clock that cannot resolve the work
 //! must not turn into an infinite GFLOP/s. The GPU's result of the first configuration of each
-//! op is checked against the CPU (relative 1e-3).
+//! op is checked against the CPU (relative 1e-3). [`BenchConfig::gpu_kernel`] can force the GPU's
+//! direct or tiled kernel, to compare the two on one shape.
 
 mod peak;
 mod plot;
@@ -35,7 +36,7 @@ use thiserror::Error;
 
 use crate::backend::Cpu;
 use crate::compare::{difference, Difference};
-use crate::gpu::{shaders, Gpu, GpuError};
+use crate::gpu::{shaders, Gpu, GpuError, KernelChoice};
 use crate::shape::{Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, ShapeError};
 use crate::{Backend, Tensor};
 
@@ -131,6 +132,8 @@ pub struct BenchConfig {
     /// Measure each device's attainable FP32 FMA rate and report every row's fraction of it.
     pub peak: bool,
     pub gpu_timing: GpuTiming,
+    /// Which GPU kernel runs the convolutions: the one the library picks, or one forced.
+    pub gpu_kernel: KernelChoice,
 }
 
 impl Default for BenchConfig {
@@ -150,6 +153,7 @@ impl Default for BenchConfig {
             devices: vec![Device::Gpu],
             peak: false,
             gpu_timing: GpuTiming::Auto,
+            gpu_kernel: KernelChoice::Auto,
         }
     }
 }
@@ -451,10 +455,19 @@ pub struct Runner {
     pub timing: TimingSource,
 }
 
+/// The GPU shader that ran an op, for the table's header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuKernel {
+    pub op: Op,
+    pub shader: &'static str,
+}
+
 /// Everything one benchmark measured.
 #[derive(Clone, Debug)]
 pub struct BenchReport {
     pub config: BenchConfig,
+    /// The GPU shader of each op (empty without the GPU).
+    pub kernels: Vec<GpuKernel>,
     pub records: Vec<Record>,
     pub runners: Vec<Runner>,
     pub peaks: Vec<Peak>,
@@ -536,12 +549,16 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
 
     let mut records = Vec::new();
     let mut checks = Vec::new();
+    let mut kernels = Vec::new();
     if let (Some(gpu), Some(runner)) = (gpu, &gpu_runner) {
         for case in &cases {
+            if !kernels.iter().any(|k: &GpuKernel| k.op == case.op) {
+                kernels.push(GpuKernel { op: case.op, shader: gpu.kernel_name(&case.geometry, config.gpu_kernel)? });
+            }
             progress(&format!("GPU: {} at dilation {}", case.op, case.dilation));
             let (input, weight) = data_of(case.op);
             let what = format!("GPU {} at dilation {}", case.op, case.dilation);
-            let timed = gpu.time_convolution(&case.geometry, input.data(), weight.data(), config.warmup, config.repeats, runner.timing)?;
+            let timed = gpu.time_convolution(&case.geometry, input.data(), weight.data(), config.warmup, config.repeats, runner.timing, config.gpu_kernel)?;
             let stats = summarize(&what, timed.source, &timed.seconds)?;
             if !checks.iter().any(|c: &Check| c.op == case.op) {
                 let reference = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(|e| BenchError::Config(e.to_string()))?;
@@ -581,5 +598,5 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
     fill_penalties(&mut records);
     apply_peaks(&mut records, &peaks);
     let runners = gpu_runner.into_iter().chain(cpu_runner).collect();
-    Ok(BenchReport { config: config.clone(), records, runners, peaks, checks })
+    Ok(BenchReport { config: config.clone(), kernels, records, runners, peaks, checks })
 }

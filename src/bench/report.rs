@@ -109,6 +109,9 @@ pub fn format_table(report: &BenchReport) -> String {
         };
         out.push_str(&format!("{}: {} — timing: {} ({timing})\n", runner.device.name().to_uppercase(), runner.description, runner.timing));
     }
+    for kernel in &report.kernels {
+        out.push_str(&format!("GPU kernel for {} (--gpu-kernel {}): {}\n", kernel.op, c.gpu_kernel.name(), kernel.shader));
+    }
     for peak in &report.peaks {
         out.push_str(&format!("{} peak FP32 FMA: {:.1} GFLOP/s ({}; {} timing)\n", peak.device.name().to_uppercase(), peak.gflops, peak.method, peak.timing));
     }

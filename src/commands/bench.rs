@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::backbone::{parse_size, Rates};
 use super::AdapterArgs;
 use atrous::bench::{self, BenchConfig, Device, GpuTiming, Op};
+use atrous::gpu::KernelChoice;
 use atrous::Hw;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,6 +35,16 @@ pub enum TimingChoice {
     Auto,
     /// The wall clock around submit + wait
     Wall,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KernelArg {
+    /// The tiled kernel where a group has at least 8 output channels, else the direct one
+    Auto,
+    /// One output element per invocation (the first kernel; slow, for comparison)
+    Direct,
+    /// Four pixels × 32 output channels per invocation (channels padded to 32)
+    Tiled,
 }
 
 #[derive(Args)]
@@ -87,6 +98,9 @@ pub struct BenchArgs {
     /// How GPU runs are timed
     #[arg(long, value_enum, default_value = "auto")]
     timing: TimingChoice,
+    /// Which GPU kernel runs the convolutions; forcing one compares it with the other
+    #[arg(long, value_enum, default_value = "auto", value_name = "KERNEL")]
+    gpu_kernel: KernelArg,
     #[command(flatten)]
     adapter: AdapterArgs,
 }
@@ -118,6 +132,11 @@ impl BenchArgs {
             gpu_timing: match self.timing {
                 TimingChoice::Auto => GpuTiming::Auto,
                 TimingChoice::Wall => GpuTiming::Wall,
+            },
+            gpu_kernel: match self.gpu_kernel {
+                KernelArg::Auto => KernelChoice::Auto,
+                KernelArg::Direct => KernelChoice::Direct,
+                KernelArg::Tiled => KernelChoice::Tiled,
             },
         }
     }

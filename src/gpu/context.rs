@@ -33,6 +33,8 @@ pub enum GpuError {
     IndexOverflow { what: &'static str, value: u64 },
     #[error("reading results back from the GPU failed: {0}")]
     ReadBack(String),
+    #[error("there is no {kernel} kernel for {op}")]
+    NoSuchKernel { kernel: &'static str, op: &'static str },
 }
 
 /// How to choose the adapter. Unset fields fall back to the wgpu environment variables
@@ -220,7 +222,8 @@ impl Gpu {
         .expect("adapters() returns a non-empty list");
         let summary = AdapterSummary::of(&adapter);
         let limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Subgroups let the tiled kernels share weight loads (src/gpu/window.rs).
+        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("atrous"),
             required_features: features,

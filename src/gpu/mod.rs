@@ -9,3 +9,4 @@ pub mod shaders;
 
 pub use context::{AdapterSummary, Gpu, GpuError, GpuOptions};
 pub use timing::{FmaPeakRuns, TimedConvolution, TimingSource};
+pub use window::{KernelChoice, TILED_MIN_CHANNELS};

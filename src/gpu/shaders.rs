@@ -10,6 +10,8 @@ pub struct Shader {
     pub entry_point: &'static str,
     /// Complete source: shared prelude plus the kernel file.
     pub source: &'static str,
+    /// Whether it uses subgroup operations (the device must have `wgpu::Features::SUBGROUP`).
+    pub subgroups: bool,
 }
 
 pub const CONV2D: Shader = Shader {
@@ -20,32 +22,62 @@ pub const CONV2D: Shader = Shader {
         include_str!("../../shaders/conv_io.wgsl"),
         include_str!("../../shaders/conv2d.wgsl")
     ),
+    subgroups: false,
 };
 
+/// The files of a tiled kernel: the shared prelude, the register tile, one way of fetching its
+/// weights (`conv_weights_load.wgsl` or `conv_weights_subgroup.wgsl`) and the kernel.
+macro_rules! tiled_source {
+    ($weights:literal, $kernel:literal) => {
+        concat!(
+            include_str!("../../shaders/common.wgsl"),
+            include_str!("../../shaders/conv_io.wgsl"),
+            include_str!("../../shaders/conv_tile.wgsl"),
+            include_str!(concat!("../../shaders/", $weights)),
+            include_str!(concat!("../../shaders/", $kernel))
+        )
+    };
+}
+
+/// The tiled forward kernel for any device: each invocation loads its weights itself.
 pub const CONV2D_TILED: Shader = Shader {
     name: "conv2d_tiled.wgsl",
     entry_point: "conv2d_tiled",
-    source: concat!(
-        include_str!("../../shaders/common.wgsl"),
-        include_str!("../../shaders/conv_io.wgsl"),
-        include_str!("../../shaders/conv_tile.wgsl"),
-        include_str!("../../shaders/conv2d_tiled.wgsl")
-    ),
+    source: tiled_source!("conv_weights_load.wgsl", "conv2d_tiled.wgsl"),
+    subgroups: false,
 };
 
-/// Output channels per invocation of [`CONV2D_TILED`] and [`CONV_TRANSPOSE2D_TILED`] (`CO_TILE`
-/// in both shaders).
-pub const CONV2D_TILED_CHANNELS: usize = 16;
+/// [`CONV2D_TILED`] for devices with subgroups of at least [`SUBGROUP_LANES_NEEDED`]
+/// invocations: the weights reach the invocations of a subgroup by broadcast.
+pub const CONV2D_TILED_SUBGROUP: Shader = Shader {
+    name: "conv2d_tiled.wgsl (subgroup weights)",
+    entry_point: "conv2d_tiled",
+    source: tiled_source!("conv_weights_subgroup.wgsl", "conv2d_tiled.wgsl"),
+    subgroups: true,
+};
+
+/// Output channels per invocation of the tiled kernels (`CO_TILE` in conv_tile.wgsl).
+pub const CONV2D_TILED_CHANNELS: usize = 32;
+
+/// Neighbouring pixels per invocation of the tiled kernels (`PIXEL_TILE` in conv_tile.wgsl).
+pub const CONV2D_TILED_PIXELS: usize = 4;
+
+/// The smallest subgroup the `_SUBGROUP` kernels work with: eight lanes each load one of the
+/// eight vec4s of a tap's weights (conv_weights_subgroup.wgsl).
+pub const SUBGROUP_LANES_NEEDED: u32 = 8;
 
 pub const CONV_TRANSPOSE2D_TILED: Shader = Shader {
     name: "conv_transpose2d_tiled.wgsl",
     entry_point: "conv_transpose2d_tiled",
-    source: concat!(
-        include_str!("../../shaders/common.wgsl"),
-        include_str!("../../shaders/conv_io.wgsl"),
-        include_str!("../../shaders/conv_tile.wgsl"),
-        include_str!("../../shaders/conv_transpose2d_tiled.wgsl")
-    ),
+    source: tiled_source!("conv_weights_load.wgsl", "conv_transpose2d_tiled.wgsl"),
+    subgroups: false,
+};
+
+pub const CONV_TRANSPOSE2D_TILED_SUBGROUP: Shader = Shader {
+    name: "conv_transpose2d_tiled.wgsl (subgroup weights)",
+    entry_point: "conv_transpose2d_tiled",
+    source: tiled_source!("conv_weights_subgroup.wgsl", "conv_transpose2d_tiled.wgsl"),
+    subgroups: true,
 };
 
 pub const CONV_TRANSPOSE2D: Shader = Shader {
@@ -56,26 +88,29 @@ pub const CONV_TRANSPOSE2D: Shader = Shader {
         include_str!("../../shaders/conv_io.wgsl"),
         include_str!("../../shaders/conv_transpose2d.wgsl")
     ),
+    subgroups: false,
 };
 
 pub const MAX_POOL2D: Shader = Shader {
     name: "max_pool2d.wgsl",
     entry_point: "max_pool2d",
     source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/max_pool2d.wgsl")),
+    subgroups: false,
 };
 
 pub const AVG_POOL2D: Shader = Shader {
     name: "avg_pool2d.wgsl",
     entry_point: "avg_pool2d",
     source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/avg_pool2d.wgsl")),
+    subgroups: false,
 };
 
-pub const BILINEAR: Shader = Shader { name: "bilinear.wgsl", entry_point: "bilinear", source: include_str!("../../shaders/bilinear.wgsl") };
+pub const BILINEAR: Shader = Shader { name: "bilinear.wgsl", entry_point: "bilinear", source: include_str!("../../shaders/bilinear.wgsl"), subgroups: false };
 
-pub const CONCAT: Shader = Shader { name: "concat.wgsl", entry_point: "concat", source: include_str!("../../shaders/concat.wgsl") };
+pub const CONCAT: Shader = Shader { name: "concat.wgsl", entry_point: "concat", source: include_str!("../../shaders/concat.wgsl"), subgroups: false };
 
 /// The ALU-bound kernel that measures the device's attainable FP32 FMA rate (`atrous bench --peak`).
-pub const FMA_PEAK: Shader = Shader { name: "fma_peak.wgsl", entry_point: "fma_peak", source: include_str!("../../shaders/fma_peak.wgsl") };
+pub const FMA_PEAK: Shader = Shader { name: "fma_peak.wgsl", entry_point: "fma_peak", source: include_str!("../../shaders/fma_peak.wgsl"), subgroups: false };
 
 /// Independent vec4 FMA chains per invocation of [`FMA_PEAK`] (`a0` … `a7` in the shader).
 pub const FMA_PEAK_CHAINS: u64 = 8;
@@ -84,4 +119,16 @@ pub const FMA_PEAK_CHAINS: u64 = 8;
 pub const FMA_PEAK_STEPS_PER_TRIP: u64 = 4;
 
 /// Every shader the library can run.
-pub const ALL: &[Shader] = &[CONV2D, CONV2D_TILED, CONV_TRANSPOSE2D, CONV_TRANSPOSE2D_TILED, MAX_POOL2D, AVG_POOL2D, BILINEAR, CONCAT, FMA_PEAK];
+pub const ALL: &[Shader] = &[
+    CONV2D,
+    CONV2D_TILED,
+    CONV2D_TILED_SUBGROUP,
+    CONV_TRANSPOSE2D,
+    CONV_TRANSPOSE2D_TILED,
+    CONV_TRANSPOSE2D_TILED_SUBGROUP,
+    MAX_POOL2D,
+    AVG_POOL2D,
+    BILINEAR,
+    CONCAT,
+    FMA_PEAK,
+];

@@ -18,8 +18,8 @@ use wgpu::util::DeviceExt;
 
 use super::context::{Gpu, GpuError, PassTimestamps, MAX_TIMED_PASSES};
 use super::shaders;
-use super::window::WindowBuffers;
-use crate::shape::{ConvGeometry, ConvKind};
+use super::window::{KernelChoice, WindowBuffers};
+use crate::shape::ConvGeometry;
 
 /// How a GPU time was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -100,8 +100,8 @@ impl Gpu {
         }
     }
 
-    /// Times `repeats` runs of one convolution (forward or transposed, no bias) after `warmup`
-    /// untimed ones, with `source` (timestamps are used only when the device has them: asking
+    /// Times `repeats` runs of one convolution (forward or transposed, no bias) on the kernel
+    /// `kernel` picks, after `warmup` untimed ones, with `source` (timestamps are used only when the device has them: asking
     /// for them elsewhere gives wall-clock times, and the result says which). Input and weight
     /// are uploaded once; the output is read back once, after the timed runs.
     pub fn time_convolution(
@@ -112,16 +112,17 @@ impl Gpu {
         warmup: usize,
         repeats: usize,
         source: TimingSource,
+        kernel: KernelChoice,
     ) -> Result<TimedConvolution, GpuError> {
-        assert!(geometry.kind != ConvKind::MaxPool, "time_convolution times convolutions");
+        assert!(geometry.weight_shape().is_some(), "time_convolution times convolutions");
         let source = if self.has_timestamps() { source } else { TimingSource::Wall };
         let out_len = geometry.output_shape().iter().product::<usize>();
         self.scoped("timing a convolution", || -> Result<TimedConvolution, GpuError> {
             let input = self.storage_buffer("input", input)?;
-            let weight = self.weight_buffer(geometry, "weight", weight)?;
+            let weight = self.weight_buffer_for(geometry, "weight", weight, kernel)?;
             let output = self.output_buffer("output", out_len)?;
             let buffers = WindowBuffers { input: &input, weight: Some(&weight), bias: None, residual: None, output: &output };
-            let record = |pass: &mut wgpu::ComputePass<'_>| self.record_window(pass, geometry, &buffers, false);
+            let record = |pass: &mut wgpu::ComputePass<'_>| self.record_window_for(pass, geometry, &buffers, false, kernel);
             let seconds = self.time_passes(warmup, repeats, source, &record)?;
             let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
             let staged = self.stage(&mut encoder, &output, (out_len * 4) as u64);

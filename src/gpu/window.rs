@@ -1,4 +1,4 @@
-//! Dispatch of the sliding-window kernels: convolution (forward and transposed) and max-pool.
+//! Dispatch of the sliding-window kernels: convolution (forward and transposed) and pooling.
 //! They share the host side — one uniform, one dispatch shape, one splitting rule — and differ
 //! only in the shader and its buffers.
 
@@ -8,7 +8,7 @@ use super::context::{Gpu, GpuError};
 use super::shaders::{self, Shader};
 use crate::shape::{ConvGeometry, ConvKind};
 
-/// Invocations per workgroup for the direct kernels (and the resize and concatenation).
+/// Invocations per workgroup of every window kernel (and of the resize and concatenation).
 pub(crate) const WORKGROUP_SIZE: u32 = 64;
 
 /// What a convolution does to its sum before storing it (the fused epilogue).
@@ -83,27 +83,65 @@ impl WindowUniform {
     }
 }
 
+/// Which kernel computes a convolution: the one [`KernelChoice::Auto`] picks for the shape, or
+/// one forced (`atrous bench --gpu-kernel`, to measure one against the other).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The tiled kernel where a group has at least [`TILED_MIN_CHANNELS`] output channels,
+    /// else the direct one.
+    #[default]
+    Auto,
+    /// One output element per invocation.
+    Direct,
+    /// The register tile (output channels padded to the tile).
+    Tiled,
+}
+
+impl KernelChoice {
+    /// `auto`, `direct` or `tiled`, as `atrous bench --gpu-kernel` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelChoice::Auto => "auto",
+            KernelChoice::Direct => "direct",
+            KernelChoice::Tiled => "tiled",
+        }
+    }
+}
+
+/// Output channels per group from which [`KernelChoice::Auto`] takes the tiled kernel: below
+/// that, most of its 32-channel tile would be padding.
+pub const TILED_MIN_CHANNELS: usize = 8;
+
 /// How a window op is computed on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernel {
     /// One output element per invocation, weights as PyTorch lays them out.
     Direct(Shader),
-    /// A register tile of output channels per invocation, on weights repacked to
-    /// `[groups, kH, kW, C_in/groups, C_out/groups padded]`; chosen when a group has enough
-    /// output channels to fill the tile. The transposed one runs phase by phase.
+    /// A register tile of pixels × output channels per invocation, on weights repacked to
+    /// `[groups, kH, kW, C_in/groups, C_out/groups padded]`. The transposed one runs phase by
+    /// phase.
     Tiled(Shader),
 }
 
-fn kernel_for(g: &ConvGeometry) -> Kernel {
-    let wide = g.c_out_per_group() >= shaders::CONV2D_TILED_CHANNELS / 2;
-    match g.kind {
-        ConvKind::Forward if wide => Kernel::Tiled(shaders::CONV2D_TILED),
-        ConvKind::Forward => Kernel::Direct(shaders::CONV2D),
-        ConvKind::Transposed if wide => Kernel::Tiled(shaders::CONV_TRANSPOSE2D_TILED),
-        ConvKind::Transposed => Kernel::Direct(shaders::CONV_TRANSPOSE2D),
-        ConvKind::MaxPool => Kernel::Direct(shaders::MAX_POOL2D),
-        ConvKind::AvgPool => Kernel::Direct(shaders::AVG_POOL2D),
-    }
+/// The one place that decides which kernel runs `g`: `choice`, on a device whose subgroups have
+/// at least [`shaders::SUBGROUP_LANES_NEEDED`] lanes when `subgroups` (the tiled kernels then
+/// share their weight loads across a subgroup).
+fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result<Kernel, GpuError> {
+    let tiled = match choice {
+        KernelChoice::Auto => g.c_out_per_group() >= TILED_MIN_CHANNELS,
+        KernelChoice::Direct => false,
+        KernelChoice::Tiled => true,
+    };
+    let pick = |plain, with_subgroups| if subgroups { with_subgroups } else { plain };
+    Ok(match (g.kind, tiled) {
+        (ConvKind::Forward, true) => Kernel::Tiled(pick(shaders::CONV2D_TILED, shaders::CONV2D_TILED_SUBGROUP)),
+        (ConvKind::Forward, false) => Kernel::Direct(shaders::CONV2D),
+        (ConvKind::Transposed, true) => Kernel::Tiled(pick(shaders::CONV_TRANSPOSE2D_TILED, shaders::CONV_TRANSPOSE2D_TILED_SUBGROUP)),
+        (ConvKind::Transposed, false) => Kernel::Direct(shaders::CONV_TRANSPOSE2D),
+        (ConvKind::MaxPool, false) => Kernel::Direct(shaders::MAX_POOL2D),
+        (ConvKind::AvgPool, false) => Kernel::Direct(shaders::AVG_POOL2D),
+        (ConvKind::MaxPool | ConvKind::AvgPool, true) => return Err(GpuError::NoSuchKernel { kernel: "tiled", op: "pooling" }),
+    })
 }
 
 /// Output-channel tiles per group of the tiled kernel.
@@ -147,9 +185,26 @@ pub(crate) struct WindowBuffers<'a> {
 }
 
 impl Gpu {
+    /// Whether the tiled kernels can share their weight loads across a subgroup here.
+    fn subgroup_weights(&self) -> bool {
+        self.device().features().contains(wgpu::Features::SUBGROUP) && self.device().adapter_info().subgroup_min_size >= shaders::SUBGROUP_LANES_NEEDED
+    }
+
+    /// The shader that runs `geometry` with the kernel `choice` picks on this device (for reports).
+    pub fn kernel_name(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<&'static str, GpuError> {
+        Ok(match kernel_for(geometry, choice, self.subgroup_weights())? {
+            Kernel::Direct(shader) | Kernel::Tiled(shader) => shader.name,
+        })
+    }
+
     /// Uploads a conv weight in the layout its kernel reads.
     pub(crate) fn weight_buffer(&self, geometry: &ConvGeometry, what: &str, weight: &[f32]) -> Result<wgpu::Buffer, GpuError> {
-        match kernel_for(geometry) {
+        self.weight_buffer_for(geometry, what, weight, KernelChoice::Auto)
+    }
+
+    /// [`Gpu::weight_buffer`] for the kernel `choice` picks.
+    pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
+        match kernel_for(geometry, choice, self.subgroup_weights())? {
             Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight)),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
         }
@@ -157,23 +212,38 @@ impl Gpu {
 
     /// Records one window op into `pass`: `geometry` over `buffers`, with `relu` fused.
     pub(crate) fn record_window(&self, pass: &mut wgpu::ComputePass, geometry: &ConvGeometry, buffers: &WindowBuffers, relu: bool) -> Result<(), GpuError> {
-        let kernel = kernel_for(geometry);
+        self.record_window_for(pass, geometry, buffers, relu, KernelChoice::Auto)
+    }
+
+    /// [`Gpu::record_window`] with the kernel `choice` picks; the weight must come from
+    /// [`Gpu::weight_buffer_for`] with the same choice.
+    pub(crate) fn record_window_for(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        geometry: &ConvGeometry,
+        buffers: &WindowBuffers,
+        relu: bool,
+        choice: KernelChoice,
+    ) -> Result<(), GpuError> {
+        let kernel = kernel_for(geometry, choice, self.subgroup_weights())?;
         let (shader, workgroups) = match kernel {
             Kernel::Direct(shader) => {
                 let (x, y) = self.workgroup_grid(geometry.output_shape().iter().product())?;
                 (shader, (x, y, 1))
             }
             Kernel::Tiled(shader) => {
-                // The transposed kernel walks every phase's grid, each padded to the largest.
-                let pixels = match geometry.kind {
+                // One invocation per quad of neighbouring pixels in a row. The transposed kernel
+                // walks every phase's grid, each padded to the largest and to whole workgroups.
+                let quad = shaders::CONV2D_TILED_PIXELS;
+                let invocations = match geometry.kind {
                     ConvKind::Transposed => {
                         let (s, o) = (geometry.stride, geometry.output);
-                        s.h * s.w * geometry.batch * o.h.div_ceil(s.h) * o.w.div_ceil(s.w)
+                        let quads = geometry.batch * o.h.div_ceil(s.h) * o.w.div_ceil(s.w).div_ceil(quad);
+                        s.h * s.w * quads.next_multiple_of(WORKGROUP_SIZE as usize)
                     }
-                    // The forward kernel computes four neighbouring pixels of a row.
-                    _ => geometry.batch * geometry.output.h * geometry.output.w.div_ceil(4),
+                    _ => geometry.batch * geometry.output.h * geometry.output.w.div_ceil(quad),
                 };
-                let (x, z) = self.workgroup_grid(pixels)?;
+                let (x, z) = self.workgroup_grid(invocations)?;
                 let y = geometry.groups * channel_tiles(geometry);
                 if y > self.limits().max_compute_workgroups_per_dimension as usize {
                     return Err(GpuError::IndexOverflow { what: "channel tiles (max_compute_workgroups_per_dimension)", value: y as u64 });
