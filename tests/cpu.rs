@@ -19,6 +19,11 @@ fn fast_path_reproduces_hand_computed_cases() {
     check_hand_computed_cases(&Cpu);
 }
 
+/// The fast path sums in f32 (SGEMM), the reference in f64: a sum of K products can be off by
+/// about K·2⁻²⁴ of the sum of their magnitudes, and an output that cancels to 1% of the tensor's
+/// scale magnifies that by up to 100 in relative terms. 1e-5 failed, rarely, at 1.02e-5.
+const TOLERANCE: f64 = 1e-4;
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -27,7 +32,7 @@ proptest! {
         let fast = conv2d(&Cpu, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
         let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
         let d = difference(fast.data(), exact.data());
-        prop_assert!(d.within(1e-5), "{d} for {:?}", case.params);
+        prop_assert!(d.within(TOLERANCE), "{d} for {:?}", case.params);
     }
 
     #[test]
@@ -35,6 +40,6 @@ proptest! {
         let fast = conv_transpose2d(&Cpu, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
         let exact = conv_transpose2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
         let d = difference(fast.data(), exact.data());
-        prop_assert!(d.within(1e-5), "{d} for {:?}", case.params);
+        prop_assert!(d.within(TOLERANCE), "{d} for {:?}", case.params);
     }
 }
