@@ -6,9 +6,11 @@ mod common;
 
 use atrous::backend::CpuReference;
 use atrous::compare::{difference, Difference};
-use atrous::gpu::{Gpu, GpuError, GpuOptions};
+use std::io::Write as _;
+
+use atrous::gpu::{Gpu, GpuError, GpuOptions, KernelChoice};
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Error, Hw, Tensor};
-use common::{check_hand_computed_cases, conv_case, gpu, transposed_case, wide_conv_case, wide_transposed_case};
+use common::{check_hand_computed_cases, conv_case, gpu, gpu_without_subgroups, transposed_case, wide_conv_case, wide_transposed_case};
 use proptest::prelude::*;
 
 /// GPU sums run in a different order than the f64 reference: compare relatively.
@@ -16,14 +18,22 @@ const TOLERANCE: f64 = 1e-4;
 
 /// How far the GPU's conv2d is from the f64 reference.
 fn conv_gap(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &Conv2dParams) -> Difference {
-    let on_gpu = conv2d(gpu(), x, w, b, p).unwrap();
+    conv_gap_on(gpu(), x, w, b, p)
+}
+
+fn conv_gap_on(gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &Conv2dParams) -> Difference {
+    let on_gpu = conv2d(gpu, x, w, b, p).unwrap();
     let exact = conv2d(&CpuReference, x, w, b, p).unwrap();
     difference(on_gpu.data(), exact.data())
 }
 
 /// How far the GPU's conv_transpose2d is from the f64 reference.
 fn transposed_gap(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &ConvTranspose2dParams) -> Difference {
-    let on_gpu = conv_transpose2d(gpu(), x, w, b, p).unwrap();
+    transposed_gap_on(gpu(), x, w, b, p)
+}
+
+fn transposed_gap_on(gpu: &Gpu, x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &ConvTranspose2dParams) -> Difference {
+    let on_gpu = conv_transpose2d(gpu, x, w, b, p).unwrap();
     let exact = conv_transpose2d(&CpuReference, x, w, b, p).unwrap();
     difference(on_gpu.data(), exact.data())
 }
@@ -170,5 +180,29 @@ proptest! {
     fn gpu_tiled_conv_transpose2d_matches_reference(case in wide_transposed_case()) {
         let d = transposed_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+    }
+}
+
+/// The context without subgroups really runs the plain tiled kernels (and, where the adapter has
+/// subgroups, the default one the subgroup ones), so the property tests below cover both.
+#[test]
+fn without_subgroups_the_plain_tiled_kernels_run() {
+    let geometry = Conv2dParams::default().geometry(&[1, 16, 9, 9], &[16, 16, 3, 3], None).unwrap();
+    let plain = gpu_without_subgroups().kernel_name(&geometry, KernelChoice::Auto).unwrap();
+    assert_eq!(plain, "conv2d_tiled.wgsl");
+    let default = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
+    let _ = writeln!(std::io::stderr(), "tiled kernel with subgroups allowed: {default}; without: {plain}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn gpu_tiled_kernels_without_subgroups_match_reference(case in wide_conv_case(), transposed in wide_transposed_case()) {
+        let d = conv_gap_on(gpu_without_subgroups(), &case.input, &case.weight, case.bias.as_ref(), &case.params);
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+        let t = &transposed;
+        let d = transposed_gap_on(gpu_without_subgroups(), &t.input, &t.weight, t.bias.as_ref(), &t.params);
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", t.input.shape(), t.weight.shape(), t.params);
     }
 }

@@ -48,6 +48,9 @@ pub struct GpuOptions {
     /// Cap on the storage-buffer size used for one tensor (never above the adapter's own limit);
     /// lets tests exercise the splitting of large tensors on any device.
     pub max_buffer_bytes: Option<u64>,
+    /// Leave subgroup operations off even where the adapter has them: the tiled kernels then
+    /// load their weights as on a device without subgroups (lets tests exercise that path).
+    pub without_subgroups: bool,
 }
 
 impl GpuOptions {
@@ -223,7 +226,11 @@ impl Gpu {
         let summary = AdapterSummary::of(&adapter);
         let limits = adapter.limits();
         // Subgroups let the tiled kernels share weight loads (src/gpu/window.rs).
-        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        if options.without_subgroups {
+            wanted.remove(wgpu::Features::SUBGROUP);
+        }
+        let features = adapter.features() & wanted;
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("atrous"),
             required_features: features,

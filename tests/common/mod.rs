@@ -21,6 +21,13 @@ pub fn gpu() -> &'static Gpu {
     })
 }
 
+/// A second context on the same adapter with subgroup operations left off: the tiled kernels as
+/// a device without subgroups runs them.
+pub fn gpu_without_subgroups() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new(&GpuOptions { without_subgroups: true, ..Default::default() }).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+}
+
 fn tensor(shape: &[usize], values: &[f32]) -> Tensor {
     Tensor::new(shape.to_vec(), values.to_vec()).unwrap()
 }
