@@ -1,21 +1,39 @@
 // Direct 2-D transposed convolution, as a gather: one output element per invocation.
 // Input pixel (iy, ix) reaches output (iy·s + ky·d − p, ...), so output (oy, ox) gathers from the
-// taps where (oy + p − ky·d) is a non-negative multiple of s; no product with an inserted zero.
+// taps where (oy + p − ky·d) is a non-negative multiple of s, and visits only those: no product
+// with an inserted zero, no test of a tap of another phase.
 // weight is [C_in, C_out/groups, kH, kW].
 
 @group(0) @binding(2) var<storage, read> weight: array<f32>; // [C_in, C_out/groups, kH, kW]
 
-// The input row (or column) that tap k reaches output position o from, if any.
+// The taps of one axis that reach output position o: tap k does when o + pad − k·dil is a
+// non-negative multiple of the stride, i.e. when k·dil ≡ o + pad (mod stride). That repeats with
+// period stride / gcd(stride, dil), so the taps are first, first + period, … (none when no k in
+// the first period qualifies: then first = k_size). Visiting only those skips the taps of other
+// phases instead of testing each one: a kernel of 2f taps at stride f visits 2 per axis.
+struct Taps { first: u32, period: u32 }
+
+fn phase_taps(o: u32, stride: u32, pad: u32, dil: u32, k_size: u32) -> Taps {
+    var period = 1u;
+    while ((period * dil) % stride != 0u) {
+        period++;
+    }
+    let phase = (o + pad) % stride;
+    var first = 0u;
+    while (first < period && (first * dil) % stride != phase) {
+        first++;
+    }
+    return Taps(select(k_size, first, first < period), period);
+}
+
+// The input row (or column) that tap k (of the right phase) reaches output position o from, or
+// −1 outside the input.
 fn source_index(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
     let t = i32(o + pad) - i32(k * dil);
-    if (t < 0 || (u32(t) % stride) != 0u) {
+    if (t < 0 || u32(t) / stride >= size) {
         return -1;
     }
-    let i = u32(t) / stride;
-    if (i >= size) {
-        return -1;
-    }
-    return i32(i);
+    return t / i32(stride);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -28,13 +46,15 @@ fn conv_transpose2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let cog = p.c_out / p.groups;
     let group = o.c / cog;
     let co_local = o.c % cog;
+    let rows = phase_taps(o.y, p.stride_h, p.pad_h, p.dil_h, p.k_h);
+    let columns = phase_taps(o.x, p.stride_w, p.pad_w, p.dil_w, p.k_w);
     var acc = initial_value(o.c);
-    for (var ky = 0u; ky < p.k_h; ky++) {
+    for (var ky = rows.first; ky < p.k_h; ky += rows.period) {
         let iy = source_index(o.y, ky, p.stride_h, p.pad_h, p.dil_h, p.in_h);
         if (iy < 0) {
             continue;
         }
-        for (var kx = 0u; kx < p.k_w; kx++) {
+        for (var kx = columns.first; kx < p.k_w; kx += columns.period) {
             let ix = source_index(o.x, kx, p.stride_w, p.pad_w, p.dil_w, p.in_w);
             if (ix < 0) {
                 continue;
