@@ -218,6 +218,11 @@ impl Run {
         self.primary.outputs.last().and_then(Option::as_ref).expect("the last layer is always kept")
     }
 
+    /// The CPU's output of the last layer, when compared.
+    pub fn reference_features(&self) -> Option<&Tensor> {
+        self.reference.as_ref().map(|r| r.outputs.last().and_then(Option::as_ref).expect("a compared run keeps every layer"))
+    }
+
     pub fn agree(&self) -> bool {
         self.differences.as_ref().is_none_or(|ds| ds.iter().all(|d| d.within(NETWORK_TOLERANCE)))
     }

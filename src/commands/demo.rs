@@ -84,8 +84,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     let (mask, overlay) = (args.out_dir.join("mask.png"), args.out_dir.join("overlay.png"));
     write_pictures(segmented.features(), &image, Some(&mask), Some(&overlay))?;
     write_npy(args.out_dir.join("logits.npy"), segmented.features())?;
-    let cpu_logits = segmented.reference.as_ref().and_then(|r| r.outputs.last().cloned().flatten()).expect("compared, every layer kept");
-    let class_disagreement = argmax_disagreement(segmented.features(), &cpu_logits);
+    let class_disagreement = argmax_disagreement(segmented.features(), segmented.reference_features().expect("compared"));
     all_agree &= segmented.agree();
     progress.finish_and_clear();
 

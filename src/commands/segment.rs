@@ -149,11 +149,11 @@ pub fn segment(args: &SegmentArgs) -> Result<ExitCode> {
     let network = args.model.build(args.weights.as_deref())?;
     let (input, photo) = args.input.load()?;
     // Everything that can be refused is refused before anything runs.
+    let [batch, classes, ..] = network.geometries(input.shape())?.last().expect("a model has layers").output_shape();
     let pictures = args.mask.is_some() || args.overlay.is_some();
-    if pictures && input.shape()[0] != 1 {
-        bail!("--mask and --overlay draw one picture: give a batch of 1 (the input's batch is {})", input.shape()[0]);
+    if pictures && batch != 1 {
+        bail!("--mask and --overlay draw one picture: give a batch of 1 (the input's batch is {batch})");
     }
-    let classes = network.geometries(input.shape())?.last().expect("a model has layers").output_shape()[1];
     if args.mask.is_some() && classes > 256 {
         bail!("--mask writes class indices into an 8-bit paletted PNG, which holds at most 256 classes; this model has {classes}");
     }
@@ -164,7 +164,7 @@ pub fn segment(args: &SegmentArgs) -> Result<ExitCode> {
     };
     let run = run_network(&network, &input, executor, args.compare)?;
     let logits = run.features();
-    let disagreement = run.reference.as_ref().map(|r| argmax_disagreement(logits, r.outputs.last().and_then(Option::as_ref).expect("kept")));
+    let disagreement = run.reference_features().map(|reference| argmax_disagreement(logits, reference));
 
     if args.json {
         print_json(args, &network, &input, executor, &run, disagreement);
