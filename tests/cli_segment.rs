@@ -209,6 +209,28 @@ fn segment_refuses_state_dicts_that_do_not_fit() {
     assert!(stderr.contains("not used") && stderr.contains("classifier.9.weight"), "{stderr}");
 }
 
+/// `--aux` runs torchvision's auxiliary head from the file and writes its logits; a file
+/// without it is refused naming the first tensor it lacks.
+#[test]
+fn segment_runs_the_auxiliary_head_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SegmentationConfig { classes: 5, aux: true, ..SegmentationConfig::new("deeplabv3_resnet18".parse().unwrap(), 8) };
+    let mut seeded = SeededWeights::new(11);
+    segmentation(&config, &mut seeded).unwrap();
+    let with_aux = write(dir.path(), "aux.safetensors", seeded.generated());
+    let aux_path = dir.path().join("A.npy");
+    let out = atrous(&["segment", "--model", "deeplabv3_resnet18", "--weights", path_str(&with_aux), "--size", "41x57", "--aux", path_str(&aux_path)]);
+    assert_ok(&out);
+    assert!(!text(&out).1.contains("not used"), "the auxiliary head uses aux_classifier.*: {}", text(&out).1);
+    assert_eq!(read_npy(&aux_path).unwrap().shape(), [1, 5, 41, 57]);
+
+    let without = write(dir.path(), "plain.safetensors", &state_dict(5));
+    let aux_path = dir.path().join("B.npy");
+    let out = atrous(&["segment", "--model", "deeplabv3_resnet18", "--weights", path_str(&without), "--size", "41x57", "--aux", path_str(&aux_path)]);
+    assert_refused(&out, &["aux_classifier.0.weight"]);
+    assert!(!aux_path.exists());
+}
+
 #[test]
 fn segment_refuses_bad_arguments_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -238,7 +238,7 @@ fn head_case() -> impl Strategy<Value = HeadCase> {
             };
             layers.push(Layer::new("upsample.transposed", transposed, Source::Layer(7))); // 9
             layers.push(Layer::new("join", Op::Concat { more: vec![Source::Layer(9), Source::Input] }, Source::Layer(8))); // 10
-            HeadCase { network: Network { name: "random head".into(), layers }, input: random(vec![batch, c_in, h, w], 7) }
+            HeadCase { network: Network { name: "random head".into(), layers, ..Default::default() }, input: random(vec![batch, c_in, h, w], 7) }
         })
 }
 
@@ -434,4 +434,33 @@ fn model_names_parse_and_display_like_torchvision() {
         let err = bad.parse::<Model>().unwrap_err();
         assert!(err.contains(bad) && err.contains("deeplabv3_resnetNN") && err.contains("fcn_resnetNN") && err.contains("18, 34, 50, 101, 152"), "{bad}: {err}");
     }
+}
+
+/// With `aux`, torchvision's auxiliary FCN head reads layer3 (256 channels in resnet18, a quarter
+/// of them inside the head) and its upsampled logits are an extra output: a pass that keeps only
+/// the outputs returns it beside the main logits, and GPU and CPU agree on both.
+#[test]
+fn the_auxiliary_head_is_an_extra_output() {
+    let with_aux = SegmentationConfig { aux: true, ..config("fcn_resnet18", 8, Upsample::Bilinear) };
+    let (net, state_dict) = build_seeded(&with_aux, 5);
+    assert!(state_dict.iter().any(|(name, t)| name == "aux_classifier.0.weight" && t.shape() == [64, 256, 3, 3]));
+    let (aux, _) = layer(&net, "aux_upsample");
+    assert_eq!(net.extra_outputs, [aux]);
+    let (layer3, _) = layer(&net, "layer3.1.conv2");
+    assert_eq!(layer(&net, "aux_classifier.0").1.input, Source::Layer(layer3), "the head reads layer3's output");
+    let input = Tensor::random(vec![1, 3, 41, 57], 3);
+    let on_gpu = gpu().forward(&net, &input, Keep::Last).unwrap();
+    let on_cpu = Cpu.forward(&net, &input, Keep::Last).unwrap();
+    let last = net.layers.len() - 1;
+    for (i, (g, c)) in on_gpu.outputs.iter().zip(&on_cpu.outputs).enumerate() {
+        assert_eq!(g.is_some(), i == aux || i == last, "layer {} kept", net.layers[i].name);
+        assert_eq!(c.is_some(), i == aux || i == last, "layer {} kept on the CPU", net.layers[i].name);
+        if let (Some(g), Some(c)) = (g, c) {
+            assert_eq!(g.shape(), [1, 21, 41, 57]);
+            let d = difference(g.data(), c.data());
+            assert!(d.within(1e-3), "{}: {d}", net.layers[i].name);
+        }
+    }
+    let (plain, plain_dict) = build_seeded(&config("fcn_resnet18", 8, Upsample::Bilinear), 5);
+    assert!(plain.extra_outputs.is_empty() && !plain_dict.iter().any(|(name, _)| name.starts_with("aux_classifier.")));
 }

@@ -75,7 +75,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         classes: None,
         upsample: UpsampleChoice::Bilinear,
     };
-    let segmenter = segmentation_model.build(None)?;
+    let segmenter = segmentation_model.build(None, false)?;
     progress.inc(1);
     progress.set_message("DeepLabv3: GPU forward pass, then the CPU reference");
     let segmented = run_network(&segmenter, &input, &gpu, true)?;

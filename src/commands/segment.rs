@@ -70,6 +70,9 @@ pub struct SegmentArgs {
     /// Write the logits (N, classes, H, W; float32) here
     #[arg(long, value_name = "LOGITS.npy")]
     pub output: Option<PathBuf>,
+    /// Also run torchvision's auxiliary head (aux_classifier.*: an FCN head on layer3) and write its logits here
+    #[arg(long, value_name = "AUX.npy")]
+    pub aux: Option<PathBuf>,
     /// Write each pixel's arg-max class as a paletted PNG (Pascal VOC colours; batch of 1)
     #[arg(long, value_name = "MASK.png")]
     pub mask: Option<PathBuf>,
@@ -91,7 +94,7 @@ pub struct SegmentArgs {
 }
 
 impl SegmentationModelArgs {
-    fn config(&self, classes: usize) -> Result<SegmentationConfig> {
+    fn config(&self, classes: usize, aux: bool) -> Result<SegmentationConfig> {
         if self.rates.is_some() && self.model.head != Head::DeepLabV3 {
             bail!("--rates sets DeepLabv3's ASPP rates; {} has no ASPP", self.model);
         }
@@ -99,14 +102,15 @@ impl SegmentationModelArgs {
         config.classes = classes;
         config.rates = self.rates.as_ref().map(|Rates(r)| r.clone());
         config.upsample = self.upsample.into();
+        config.aux = aux;
         Ok(config)
     }
 
-    /// Builds the model with seeded weights, or from a state dict whose classifier gives the
-    /// number of classes.
-    pub fn build(&self, weights: Option<&Path>) -> Result<Network> {
+    /// Builds the model (with the auxiliary head when `aux`) with seeded weights, or from a
+    /// state dict whose classifier gives the number of classes.
+    pub fn build(&self, weights: Option<&Path>, aux: bool) -> Result<Network> {
         let Some(path) = weights else {
-            return Ok(segmentation(&self.config(self.classes.unwrap_or(VOC_CLASSES))?, &mut SeededWeights::new(DEFAULT_SEED))?);
+            return Ok(segmentation(&self.config(self.classes.unwrap_or(VOC_CLASSES), aux)?, &mut SeededWeights::new(DEFAULT_SEED))?);
         };
         let mut file = SafetensorsWeights::open(path)?;
         let in_file = file.shape_of("classifier.4.weight").map(|shape| shape[0]);
@@ -118,8 +122,8 @@ impl SegmentationModelArgs {
             // Without classifier.4.weight the build below is refused, naming the tensor.
             (asked, None) => asked.unwrap_or(VOC_CLASSES),
         };
-        let network = segmentation(&self.config(classes)?, &mut file)?;
-        note_unused(&file, path, "", &["aux_classifier."]);
+        let network = segmentation(&self.config(classes, aux)?, &mut file)?;
+        note_unused(&file, path, "", if aux { &[] } else { &["aux_classifier."] });
         Ok(network)
     }
 }
@@ -146,7 +150,7 @@ pub fn write_pictures(logits: &Tensor, picture: &RgbImage, mask: Option<&Path>, 
 }
 
 pub fn segment(args: &SegmentArgs) -> Result<ExitCode> {
-    let network = args.model.build(args.weights.as_deref())?;
+    let network = args.model.build(args.weights.as_deref(), args.aux.is_some())?;
     let (input, photo) = args.input.load()?;
     // Everything that can be refused is refused before anything runs.
     let [batch, classes, ..] = network.geometries(input.shape())?.last().expect("a model has layers").output_shape();
@@ -177,6 +181,11 @@ pub fn segment(args: &SegmentArgs) -> Result<ExitCode> {
     if let Some(path) = &args.output {
         write_npy(path, logits)?;
         eprintln!("wrote logits {:?} to {}", logits.shape(), path.display());
+    }
+    if let Some(path) = &args.aux {
+        let aux = network.extra_outputs.first().and_then(|&i| run.primary.outputs[i].as_ref()).expect("the auxiliary head is an output");
+        write_npy(path, aux)?;
+        eprintln!("wrote the auxiliary head's logits {:?} to {}", aux.shape(), path.display());
     }
     if pictures {
         let picture = photo.unwrap_or_else(|| tensor_to_image(&input, 0));

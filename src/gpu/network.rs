@@ -123,7 +123,7 @@ impl Gpu {
 
             let kept: Vec<usize> = match keep {
                 Keep::All => (0..layers).collect(),
-                Keep::Last => vec![layers - 1],
+                Keep::Last => network.extra_outputs.iter().copied().chain([layers - 1]).collect(),
             };
             let mut staged: Vec<wgpu::Buffer> =
                 kept.iter().map(|&i| self.stage(&mut encoder, buffer_of(Source::Layer(i)), value_bytes[i + 1])).collect();

@@ -162,7 +162,7 @@ pub fn resnet(config: &ResNetConfig, weights: &mut dyn WeightSource) -> Result<N
             return Err(Error::Config(format!("multi-grid needs {} positive rates, one per block of layer4 (e.g. 1,2,4), got {grid:?}", blocks[3])));
         }
     }
-    let mut b = Builder { network: Network { name: format!("{} (output stride {})", config.arch, config.output_stride), layers: Vec::new() }, weights };
+    let mut b = Builder { network: Network { name: format!("{} (output stride {})", config.arch, config.output_stride), ..Default::default() }, weights };
     let stem = b.conv_bn(ConvBn { conv: "conv1", bn: "bn1", c_in: 3, c_out: 64, kernel: 7, stride: 2, dilation: 1 }, Source::Input, true, None)?;
     let pool = Pool2dParams { kernel: Hw::square(3), stride: Hw::square(2), padding: Hw::square(1), dilation: Hw::square(1) };
     let mut x = b.push(Layer::new("maxpool", Op::MaxPool(pool), stem));

@@ -11,7 +11,7 @@
 //!   stride f, padding f/2 (f = the output stride) and bilinear weights — cut to the input's size.
 //!
 //! Batch-norms are folded as in the backbone; dropout does nothing at inference and is left out;
-//! `aux_classifier.*` is not built.
+//! `aux_classifier.*` (an FCN head on layer3) is built only when asked for.
 
 use std::fmt;
 use std::str::FromStr;
@@ -98,11 +98,14 @@ pub struct SegmentationConfig {
     /// at 16 — in general 96/OS, 192/OS, 288/OS, so that they cover the same image extent.
     pub rates: Option<Vec<usize>>,
     pub upsample: Upsample,
+    /// Also build torchvision's auxiliary head (`aux_classifier.*`, an FCN head on layer3's
+    /// output), upsampled like the main one: an extra output of the network.
+    pub aux: bool,
 }
 
 impl SegmentationConfig {
     pub fn new(model: Model, output_stride: usize) -> Self {
-        SegmentationConfig { model, output_stride, classes: VOC_CLASSES, rates: None, upsample: Upsample::Bilinear }
+        SegmentationConfig { model, output_stride, classes: VOC_CLASSES, rates: None, upsample: Upsample::Bilinear, aux: false }
     }
 
     /// The ASPP rates this configuration uses.
@@ -113,6 +116,7 @@ impl SegmentationConfig {
 
 /// Builds the backbone (parameters under `backbone.`), the head (`classifier.`) and the
 /// upsampling; the last layer is the logits, `[N, classes, H, W]` for an `[N, 3, H, W]` input.
+/// With `aux`, the auxiliary head's upsampled logits are the network's extra output.
 pub fn segmentation(config: &SegmentationConfig, weights: &mut dyn WeightSource) -> Result<Network, Error> {
     if config.classes == 0 {
         return Err(Error::Config("a segmentation model needs at least 1 class".to_owned()));
@@ -123,20 +127,32 @@ pub fn segmentation(config: &SegmentationConfig, weights: &mut dyn WeightSource)
     let mut b = Builder { network: backbone, weights };
     b.network.name = format!("{} (output stride {}, {} upsampling)", config.model, config.output_stride, config.upsample);
     let c_in = config.model.arch.out_channels();
+    if config.aux {
+        // torchvision's aux_classifier reads layer3's output (half layer4's channels).
+        let layer3 = b.network.layers.iter().rposition(|l| l.name.starts_with("layer3.")).expect("a ResNet has a layer3");
+        let aux = fcn_head(&mut b, "aux_classifier", Source::Layer(layer3), c_in / 2, config.classes)?;
+        let Source::Layer(aux) = upsample(&mut b, "aux_upsample", aux, config) else { unreachable!("a layer's output") };
+        b.network.extra_outputs.push(aux);
+    }
     let logits = match config.model.head {
         Head::DeepLabV3 => deeplabv3_head(&mut b, features, c_in, &config.aspp_rates(), config.classes)?,
-        Head::Fcn => fcn_head(&mut b, features, c_in, config.classes)?,
+        Head::Fcn => fcn_head(&mut b, "classifier", features, c_in, config.classes)?,
     };
+    upsample(&mut b, "upsample", logits, config);
+    Ok(b.network)
+}
+
+/// Brings `logits` back to the input's size as `config.upsample` says, as layer `name`.
+fn upsample(b: &mut Builder, name: &str, logits: Source, config: &SegmentationConfig) -> Source {
     match config.upsample {
-        Upsample::Bilinear => b.push(Layer::new("upsample", Op::Resize { size_of: Source::Input }, logits)),
+        Upsample::Bilinear => b.push(Layer::new(name, Op::Resize { size_of: Source::Input }, logits)),
         Upsample::Transposed => {
             let f = config.output_stride;
             let params = ConvTranspose2dParams { stride: Hw::square(f), padding: Hw::square(f / 2), groups: config.classes, ..Default::default() };
             let weight = bilinear_kernel(config.classes, f);
-            b.push(Layer::new("upsample", Op::ConvTranspose { params, weight, bias: None, crop_to: Some(Source::Input) }, logits))
+            b.push(Layer::new(name, Op::ConvTranspose { params, weight, bias: None, crop_to: Some(Source::Input) }, logits))
         }
-    };
-    Ok(b.network)
+    }
 }
 
 /// torchvision's `DeepLabHead`: ASPP (`classifier.0`), 3×3 conv (`classifier.1`) with its
@@ -176,12 +192,14 @@ fn deeplabv3_head(b: &mut Builder, features: Source, c_in: usize, rates: &[usize
     b.conv_with_bias("classifier.4", ASPP_CHANNELS, classes, 1, x)
 }
 
-/// torchvision's `FCNHead`: 3×3 conv to a quarter of the channels (`classifier.0`) with its
-/// batch-norm (`classifier.1`) and ReLU, 1×1 conv to the classes (`classifier.4`).
-fn fcn_head(b: &mut Builder, features: Source, c_in: usize, classes: usize) -> Result<Source, Error> {
+/// torchvision's `FCNHead` under `name` (`classifier`, or `aux_classifier` on layer3): 3×3 conv
+/// to a quarter of the channels (`.0`) with its batch-norm (`.1`) and ReLU, 1×1 conv to the
+/// classes (`.4`).
+fn fcn_head(b: &mut Builder, name: &str, features: Source, c_in: usize, classes: usize) -> Result<Source, Error> {
     let inter = c_in / 4;
-    let x = b.conv_bn(ConvBn { conv: "classifier.0", bn: "classifier.1", c_in, c_out: inter, kernel: 3, stride: 1, dilation: 1 }, features, true, None)?;
-    b.conv_with_bias("classifier.4", inter, classes, 1, x)
+    let (conv, bn) = (format!("{name}.0"), format!("{name}.1"));
+    let x = b.conv_bn(ConvBn { conv: &conv, bn: &bn, c_in, c_out: inter, kernel: 3, stride: 1, dilation: 1 }, features, true, None)?;
+    b.conv_with_bias(&format!("{name}.4"), inter, classes, 1, x)
 }
 
 /// The FCN paper's bilinear upsampling weight for a grouped transposed convolution, one group

@@ -142,12 +142,15 @@ impl LayerGeometry {
 pub struct Network {
     pub name: String,
     pub layers: Vec<Layer>,
+    /// Layers whose outputs a pass also returns, besides the last one's (an auxiliary head).
+    pub extra_outputs: Vec<usize>,
 }
 
 /// Which layer outputs a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keep {
-    /// Only the last layer's: intermediate memory is reused as soon as it is dead.
+    /// The network's outputs only (the last layer's and the extra ones): intermediate memory
+    /// is reused as soon as it is dead.
     Last,
     /// Every layer's, for a layer-by-layer comparison.
     All,
@@ -270,7 +273,7 @@ impl Network {
     }
 
     /// For each layer, the index of the last layer that reads its output (itself if none; the
-    /// last layer's output lives to the end).
+    /// outputs — the last layer's and the extra ones — live to the end, `usize::MAX`).
     pub fn last_uses(&self) -> Vec<usize> {
         let mut last: Vec<usize> = (0..self.layers.len()).collect();
         for (index, layer) in self.layers.iter().enumerate() {
@@ -280,8 +283,8 @@ impl Network {
                 }
             }
         }
-        if let Some(final_layer) = last.last_mut() {
-            *final_layer = usize::MAX;
+        for output in self.extra_outputs.iter().copied().chain(self.layers.len().checked_sub(1)) {
+            last[output] = usize::MAX;
         }
         last
     }

@@ -10,9 +10,10 @@ For deeplabv3_resnet50/101 and fcn_resnet50 at output strides 8 and 16, it build
 model (torchvision.models.segmentation: DeepLabV3 / FCN on IntermediateLayerGetter(resnet), with
 aux_classifier) with random parameters and random batch-norm statistics, saves its state_dict
 as .safetensors exactly as the README tells users to, runs `atrous segment --weights` on a random
-non-square input, and compares atrous's logits with torchvision's `model(x)["out"]` (float32,
-eval mode): max relative error |a − b| / max(|b|, 1% of max|b|), as atrous's --compare, and the
-share of pixels whose arg-max class differs. Fails (exit 1) beyond 1e-3.
+non-square input, and compares atrous's logits with torchvision's `model(x)["out"]`, and its
+`--aux` logits with `model(x)["aux"]` (float32, eval mode): max relative error
+|a − b| / max(|b|, 1% of max|b|), as atrous's --compare, and the share of pixels whose arg-max
+class differs. Fails (exit 1) beyond 1e-3.
 """
 import argparse
 import os
@@ -72,24 +73,25 @@ def main():
                 weights = os.path.join(tmp, "w.safetensors")
                 save_file({k: v.contiguous() for k, v in net.state_dict().items()}, weights)
                 with torch.no_grad():
-                    expected = net(x)["out"].numpy()
-                out = os.path.join(tmp, "logits.npy")
+                    expected = {key: value.numpy() for key, value in net(x).items()}
+                paths = {"out": os.path.join(tmp, "logits.npy"), "aux": os.path.join(tmp, "aux.npy")}
                 run = subprocess.run(
                     [args.atrous, "segment", "--model", model, "--output-stride", str(output_stride), "--weights", weights,
-                     "--input", os.path.join(tmp, "x.npy"), "--output", out, "--device", args.device],
+                     "--input", os.path.join(tmp, "x.npy"), "--output", paths["out"], "--aux", paths["aux"], "--device", args.device],
                     capture_output=True, text=True)
                 if run.returncode != 0 or "not used" in run.stderr:
                     print(f"{model} OS {output_stride}: atrous failed ({run.returncode}):\n{run.stderr}")
                     failures += 1
                     continue
-                got = np.load(out)
-                scale = np.abs(expected).max()
-                rel = (np.abs(got - expected) / np.maximum(np.abs(expected), 0.01 * scale)).max()
-                classes = (got.argmax(1) != expected.argmax(1)).mean()
-                ok = got.shape == expected.shape and rel <= TOLERANCE
-                failures += not ok
-                print(f"{model:<20} OS {output_stride:>2} {args.device}: logits {list(got.shape)}, max rel {rel:.2e} "
-                      f"(scale {scale:.2f}), arg-max differs at {100 * classes:.3f}% of pixels: {'ok' if ok else 'FAIL'}")
+                for key, path in paths.items():
+                    got, want = np.load(path), expected[key]
+                    scale = np.abs(want).max()
+                    rel = (np.abs(got - want) / np.maximum(np.abs(want), 0.01 * scale)).max()
+                    classes = (got.argmax(1) != want.argmax(1)).mean()
+                    ok = got.shape == want.shape and rel <= TOLERANCE
+                    failures += not ok
+                    print(f"{model:<20} OS {output_stride:>2} {key:<3} {args.device}: logits {list(got.shape)}, max rel {rel:.2e} "
+                          f"(scale {scale:.2f}), arg-max differs at {100 * classes:.3f}% of pixels: {'ok' if ok else 'FAIL'}")
     sys.exit(1 if failures else 0)
 
 
