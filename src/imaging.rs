@@ -333,7 +333,7 @@ pub fn mask_overlay(image: &RgbImage, classes: &[usize]) -> RgbImage {
             0 => image::Rgb(under),
             class => {
                 let colour = palette[class % 256];
-                image::Rgb(std::array::from_fn(|k| ((under[k] as u16 + colour[k] as u16 + 1) / 2) as u8))
+                image::Rgb(std::array::from_fn(|k| (under[k] as u16 + colour[k] as u16).div_ceil(2) as u8))
             }
         }
     })

@@ -101,9 +101,11 @@ impl Gpu {
     }
 
     /// Times `repeats` runs of one convolution (forward or transposed, no bias) on the kernel
-    /// `kernel` picks, after `warmup` untimed ones, with `source` (timestamps are used only when the device has them: asking
-    /// for them elsewhere gives wall-clock times, and the result says which). Input and weight
-    /// are uploaded once; the output is read back once, after the timed runs.
+    /// `kernel` picks, after `warmup` untimed ones, with `source` (timestamps are used only when
+    /// the device has them: asking for them elsewhere gives wall-clock times, and the result
+    /// says which). Input and weight are uploaded once; the output is read back once, after the
+    /// timed runs.
+    #[allow(clippy::too_many_arguments)] // each is one knob of `atrous bench`
     pub fn time_convolution(
         &self,
         geometry: &ConvGeometry,
