@@ -45,6 +45,8 @@ pub enum KernelArg {
     Direct,
     /// Four pixels × 32 output channels per invocation (channels padded to 32)
     Tiled,
+    /// Forward only, needs subgroups: one output channel per lane, 16 pixels per workgroup
+    Lanes,
 }
 
 #[derive(Args)]
@@ -137,6 +139,7 @@ impl BenchArgs {
                 KernelArg::Auto => KernelChoice::Auto,
                 KernelArg::Direct => KernelChoice::Direct,
                 KernelArg::Tiled => KernelChoice::Tiled,
+                KernelArg::Lanes => KernelChoice::Lanes,
             },
         }
     }

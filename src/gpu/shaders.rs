@@ -66,6 +66,23 @@ pub const CONV2D_TILED_PIXELS: usize = 4;
 /// eight vec4s of a tap's weights (conv_weights_subgroup.wgsl).
 pub const SUBGROUP_LANES_NEEDED: u32 = 8;
 
+/// The forward kernel with output channels across lanes (one per invocation, 64 per workgroup)
+/// and a strip of [`CONV2D_LANES_PIXELS`]
+/// output pixels per workgroup, whose inputs reach the lanes by subgroup broadcast.
+pub const CONV2D_LANES: Shader = Shader {
+    name: "conv2d_lanes.wgsl",
+    entry_point: "conv2d_lanes",
+    source: concat!(
+        include_str!("../../shaders/common.wgsl"),
+        include_str!("../../shaders/conv_io.wgsl"),
+        include_str!("../../shaders/conv2d_lanes.wgsl")
+    ),
+    subgroups: true,
+};
+
+/// Consecutive output pixels per workgroup of [`CONV2D_LANES`] (`STRIP` in conv2d_lanes.wgsl).
+pub const CONV2D_LANES_PIXELS: usize = 16;
+
 pub const CONV_TRANSPOSE2D_TILED: Shader = Shader {
     name: "conv_transpose2d_tiled.wgsl",
     entry_point: "conv_transpose2d_tiled",
@@ -123,6 +140,7 @@ pub const ALL: &[Shader] = &[
     CONV2D,
     CONV2D_TILED,
     CONV2D_TILED_SUBGROUP,
+    CONV2D_LANES,
     CONV_TRANSPOSE2D,
     CONV_TRANSPOSE2D_TILED,
     CONV_TRANSPOSE2D_TILED_SUBGROUP,

@@ -95,6 +95,9 @@ pub enum KernelChoice {
     Direct,
     /// The register tile (output channels padded to the tile).
     Tiled,
+    /// Forward only, on devices with subgroups: one output channel per lane, a strip of pixels
+    /// per workgroup (output channels padded to the workgroup).
+    Lanes,
 }
 
 impl KernelChoice {
@@ -104,6 +107,7 @@ impl KernelChoice {
             KernelChoice::Auto => "auto",
             KernelChoice::Direct => "direct",
             KernelChoice::Tiled => "tiled",
+            KernelChoice::Lanes => "lanes",
         }
     }
 }
@@ -121,6 +125,9 @@ enum Kernel {
     /// `[groups, kH, kW, C_in/groups, C_out/groups padded]`. The transposed one runs phase by
     /// phase.
     Tiled(Shader),
+    /// One output channel per invocation, a strip of pixels per workgroup (conv2d_lanes.wgsl),
+    /// on weights repacked like the tiled kernels' but padded to a workgroup's channels.
+    Lanes(Shader),
 }
 
 /// The one place that decides which kernel runs `g`: `choice`, on a device whose subgroups have
@@ -131,6 +138,13 @@ fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result
         KernelChoice::Auto => g.c_out_per_group() >= TILED_MIN_CHANNELS,
         KernelChoice::Direct => false,
         KernelChoice::Tiled => true,
+        KernelChoice::Lanes => {
+            return match (g.kind, subgroups) {
+                (ConvKind::Forward, true) => Ok(Kernel::Lanes(shaders::CONV2D_LANES)),
+                (ConvKind::Forward, false) => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "a device without subgroups of 8 lanes" }),
+                _ => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "anything but the forward convolution" }),
+            };
+        }
     };
     let pick = |plain, with_subgroups| if subgroups { with_subgroups } else { plain };
     Ok(match (g.kind, tiled) {
@@ -144,17 +158,17 @@ fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result
     })
 }
 
-/// Output-channel tiles per group of the tiled kernel.
-fn channel_tiles(g: &ConvGeometry) -> usize {
-    g.c_out_per_group().div_ceil(shaders::CONV2D_TILED_CHANNELS)
+/// Output-channel tiles (or blocks) of `tile` channels per group.
+fn channel_tiles(g: &ConvGeometry, tile: usize) -> usize {
+    g.c_out_per_group().div_ceil(tile)
 }
 
 /// Repacks a conv weight — forward `[C_out, C_in/g, kH, kW]` or transposed
 /// `[C_in, C_out/g, kH, kW]` — to the tiled kernels' `[g, kH, kW, C_in/g, C_out/g rounded up to
-/// the tile]`, zero-filled.
-fn pack_for_tiles(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
+/// `tile`]`, zero-filled.
+fn pack_for_tiles(g: &ConvGeometry, weight: &[f32], tile: usize) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let row = channel_tiles(g) * shaders::CONV2D_TILED_CHANNELS;
+    let row = channel_tiles(g, tile) * tile;
     let taps = g.kernel.h * g.kernel.w;
     let mut packed = vec![0.0; g.groups * taps * cig * row];
     for group in 0..g.groups {
@@ -193,7 +207,7 @@ impl Gpu {
     /// The shader that runs `geometry` with the kernel `choice` picks on this device (for reports).
     pub fn kernel_name(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<&'static str, GpuError> {
         Ok(match kernel_for(geometry, choice, self.subgroup_weights())? {
-            Kernel::Direct(shader) | Kernel::Tiled(shader) => shader.name,
+            Kernel::Direct(shader) | Kernel::Tiled(shader) | Kernel::Lanes(shader) => shader.name,
         })
     }
 
@@ -205,7 +219,8 @@ impl Gpu {
     /// [`Gpu::weight_buffer`] for the kernel `choice` picks.
     pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
         match kernel_for(geometry, choice, self.subgroup_weights())? {
-            Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight)),
+            Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, shaders::CONV2D_TILED_CHANNELS)),
+            Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, WORKGROUP_SIZE as usize)),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
         }
     }
@@ -244,11 +259,15 @@ impl Gpu {
                     _ => geometry.batch * geometry.output.h * geometry.output.w.div_ceil(quad),
                 };
                 let (x, z) = self.workgroup_grid(invocations)?;
-                let y = geometry.groups * channel_tiles(geometry);
-                if y > self.limits().max_compute_workgroups_per_dimension as usize {
-                    return Err(GpuError::IndexOverflow { what: "channel tiles (max_compute_workgroups_per_dimension)", value: y as u64 });
-                }
-                (shader, (x, y as u32, z))
+                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, shaders::CONV2D_TILED_CHANNELS))?;
+                (shader, (x, y, z))
+            }
+            Kernel::Lanes(shader) => {
+                // One workgroup (of WORKGROUP_SIZE channels) per strip of pixels.
+                let strips = geometry.batch * geometry.output.h * geometry.output.w;
+                let (x, z) = self.workgroup_grid(strips.div_ceil(shaders::CONV2D_LANES_PIXELS) * WORKGROUP_SIZE as usize)?;
+                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, WORKGROUP_SIZE as usize))?;
+                (shader, (x, y, z))
             }
         };
         let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)])?;
@@ -316,6 +335,14 @@ impl Gpu {
             output.extend(self.read_back(&out_buffer, out_len)?);
         }
         Ok(output)
+    }
+
+    /// The y extent of a grid whose y spreads the channel tiles of all groups.
+    fn channel_grid(&self, tiles: usize) -> Result<u32, GpuError> {
+        if tiles > self.limits().max_compute_workgroups_per_dimension as usize {
+            return Err(GpuError::IndexOverflow { what: "channel tiles (max_compute_workgroups_per_dimension)", value: tiles as u64 });
+        }
+        Ok(tiles as u32)
     }
 
     /// Workgroups for one invocation per element, spread over x and y when x alone would pass
