@@ -15,8 +15,12 @@
 
 const STRIP: u32 = 16u;
 
-// [groups, kH, kW, C_in/groups, C_out/groups padded to WORKGROUP_SIZE], one f32 per channel.
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
+// Output channels per invocation: its four weights per (tap, input channel) are one vec4 load.
+const LANE_CHANNELS: u32 = 4u;
+
+// [groups, kH, kW, C_in/groups, C_out/groups padded to LANE_CHANNELS · WORKGROUP_SIZE], read
+// LANE_CHANNELS channels at a time.
+@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
 
 struct Invocation {
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -44,11 +48,15 @@ fn tap_source(f: u32, ky: u32, kx: u32, group: u32) -> TapSource {
     return TapSource(at, select(0.0, 1.0, inside));
 }
 
-// Stores channel `co`'s sum for output pixel `f`, if that pixel exists.
-fn store_sum(f: u32, co: u32, sum: f32) {
+// Stores the sums of output pixel `f` (if it exists) for the channels co_local… of `group` that exist.
+fn store_pixel(f: u32, group: u32, co_local: u32, cog: u32, sums: vec4<f32>) {
     let out_plane = p.out_h * p.out_w;
-    if (f < p.batch * out_plane) {
-        store(((f / out_plane) * p.c_out + co) * out_plane + f % out_plane, sum + initial_value(co));
+    if (f >= p.batch * out_plane) {
+        return;
+    }
+    for (var c = 0u; c < LANE_CHANNELS && co_local + c < cog; c++) {
+        let co = group * cog + co_local + c;
+        store(((f / out_plane) * p.c_out + co) * out_plane + f % out_plane, sums[c] + initial_value(co));
     }
 }
 
@@ -58,39 +66,48 @@ fn conv2d_lanes(invocation: Invocation) {
     let first = (invocation.wid.z * invocation.workgroups.x + invocation.wid.x) * STRIP;
     let cig = p.c_in / p.groups;
     let cog = p.c_out / p.groups;
-    let blocks = (cog + WORKGROUP_SIZE - 1u) / WORKGROUP_SIZE;
+    let block = LANE_CHANNELS * WORKGROUP_SIZE;
+    let blocks = (cog + block - 1u) / block;
     let group = invocation.wid.y / blocks;
-    let co_local = (invocation.wid.y % blocks) * WORKGROUP_SIZE + invocation.local;
-    let row = blocks * WORKGROUP_SIZE; // weights per (tap, input channel)
+    let co_local = (invocation.wid.y % blocks) * block + LANE_CHANNELS * invocation.local;
+    let row = blocks * WORKGROUP_SIZE; // vec4s per (tap, input channel)
     let plane = p.in_h * p.in_w;
     let k = invocation.lane % 8u; // this lane loads the inputs of pixels k and k + 8
 
-    // s0 … s7: the sums of pixels (0, 8), (1, 9), … (7, 15) of the strip.
-    var s0 = vec2<f32>(); var s1 = vec2<f32>(); var s2 = vec2<f32>(); var s3 = vec2<f32>();
-    var s4 = vec2<f32>(); var s5 = vec2<f32>(); var s6 = vec2<f32>(); var s7 = vec2<f32>();
+    // a0 … a7: the sums of pixels 0 … 7 of the strip, b0 … b7 those of pixels 8 … 15, each for
+    // the invocation's four channels.
+    var a0 = vec4<f32>(); var a1 = vec4<f32>(); var a2 = vec4<f32>(); var a3 = vec4<f32>();
+    var a4 = vec4<f32>(); var a5 = vec4<f32>(); var a6 = vec4<f32>(); var a7 = vec4<f32>();
+    var b0 = vec4<f32>(); var b1 = vec4<f32>(); var b2 = vec4<f32>(); var b3 = vec4<f32>();
+    var b4 = vec4<f32>(); var b5 = vec4<f32>(); var b6 = vec4<f32>(); var b7 = vec4<f32>();
     for (var ky = 0u; ky < p.k_h; ky++) {
         for (var kx = 0u; kx < p.k_w; kx++) {
             let a = tap_source(first + k, ky, kx, group);
             let b = tap_source(first + k + 8u, ky, kx, group);
-            var w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_local;
+            var w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_local / LANE_CHANNELS;
             var offset = 0u;
             for (var ci = 0u; ci < cig; ci++) {
                 let x = vec2<f32>(input[a.at + offset] * a.scale, input[b.at + offset] * b.scale);
                 let w = weight[w_at];
-                s0 += subgroupBroadcast(x, 0u) * w; s1 += subgroupBroadcast(x, 1u) * w;
-                s2 += subgroupBroadcast(x, 2u) * w; s3 += subgroupBroadcast(x, 3u) * w;
-                s4 += subgroupBroadcast(x, 4u) * w; s5 += subgroupBroadcast(x, 5u) * w;
-                s6 += subgroupBroadcast(x, 6u) * w; s7 += subgroupBroadcast(x, 7u) * w;
+                var xk = subgroupBroadcast(x, 0u); a0 += xk.x * w; b0 += xk.y * w;
+                xk = subgroupBroadcast(x, 1u); a1 += xk.x * w; b1 += xk.y * w;
+                xk = subgroupBroadcast(x, 2u); a2 += xk.x * w; b2 += xk.y * w;
+                xk = subgroupBroadcast(x, 3u); a3 += xk.x * w; b3 += xk.y * w;
+                xk = subgroupBroadcast(x, 4u); a4 += xk.x * w; b4 += xk.y * w;
+                xk = subgroupBroadcast(x, 5u); a5 += xk.x * w; b5 += xk.y * w;
+                xk = subgroupBroadcast(x, 6u); a6 += xk.x * w; b6 += xk.y * w;
+                xk = subgroupBroadcast(x, 7u); a7 += xk.x * w; b7 += xk.y * w;
                 offset += plane;
                 w_at += row;
             }
         }
     }
-    if (co_local < cog) {
-        let co = group * cog + co_local;
-        store_sum(first, co, s0.x); store_sum(first + 1u, co, s1.x); store_sum(first + 2u, co, s2.x); store_sum(first + 3u, co, s3.x);
-        store_sum(first + 4u, co, s4.x); store_sum(first + 5u, co, s5.x); store_sum(first + 6u, co, s6.x); store_sum(first + 7u, co, s7.x);
-        store_sum(first + 8u, co, s0.y); store_sum(first + 9u, co, s1.y); store_sum(first + 10u, co, s2.y); store_sum(first + 11u, co, s3.y);
-        store_sum(first + 12u, co, s4.y); store_sum(first + 13u, co, s5.y); store_sum(first + 14u, co, s6.y); store_sum(first + 15u, co, s7.y);
-    }
+    store_pixel(first, group, co_local, cog, a0); store_pixel(first + 1u, group, co_local, cog, a1);
+    store_pixel(first + 2u, group, co_local, cog, a2); store_pixel(first + 3u, group, co_local, cog, a3);
+    store_pixel(first + 4u, group, co_local, cog, a4); store_pixel(first + 5u, group, co_local, cog, a5);
+    store_pixel(first + 6u, group, co_local, cog, a6); store_pixel(first + 7u, group, co_local, cog, a7);
+    store_pixel(first + 8u, group, co_local, cog, b0); store_pixel(first + 9u, group, co_local, cog, b1);
+    store_pixel(first + 10u, group, co_local, cog, b2); store_pixel(first + 11u, group, co_local, cog, b3);
+    store_pixel(first + 12u, group, co_local, cog, b4); store_pixel(first + 13u, group, co_local, cog, b5);
+    store_pixel(first + 14u, group, co_local, cog, b6); store_pixel(first + 15u, group, co_local, cog, b7);
 }

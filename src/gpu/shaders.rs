@@ -83,6 +83,9 @@ pub const CONV2D_LANES: Shader = Shader {
 /// Consecutive output pixels per workgroup of [`CONV2D_LANES`] (`STRIP` in conv2d_lanes.wgsl).
 pub const CONV2D_LANES_PIXELS: usize = 16;
 
+/// Output channels per invocation of [`CONV2D_LANES`] (`LANE_CHANNELS` in conv2d_lanes.wgsl).
+pub const CONV2D_LANES_CHANNELS: usize = 4;
+
 pub const CONV_TRANSPOSE2D_TILED: Shader = Shader {
     name: "conv_transpose2d_tiled.wgsl",
     entry_point: "conv_transpose2d_tiled",

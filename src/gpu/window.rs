@@ -158,6 +158,11 @@ fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result
     })
 }
 
+/// Output channels per workgroup of the lanes kernel.
+fn lanes_block() -> usize {
+    shaders::CONV2D_LANES_CHANNELS * WORKGROUP_SIZE as usize
+}
+
 /// Output-channel tiles (or blocks) of `tile` channels per group.
 fn channel_tiles(g: &ConvGeometry, tile: usize) -> usize {
     g.c_out_per_group().div_ceil(tile)
@@ -220,7 +225,7 @@ impl Gpu {
     pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
         match kernel_for(geometry, choice, self.subgroup_weights())? {
             Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, shaders::CONV2D_TILED_CHANNELS)),
-            Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, WORKGROUP_SIZE as usize)),
+            Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, lanes_block())),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
         }
     }
@@ -266,7 +271,7 @@ impl Gpu {
                 // One workgroup (of WORKGROUP_SIZE channels) per strip of pixels.
                 let strips = geometry.batch * geometry.output.h * geometry.output.w;
                 let (x, z) = self.workgroup_grid(strips.div_ceil(shaders::CONV2D_LANES_PIXELS) * WORKGROUP_SIZE as usize)?;
-                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, WORKGROUP_SIZE as usize))?;
+                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, lanes_block()))?;
                 (shader, (x, y, z))
             }
         };
