@@ -13,7 +13,7 @@
 // the input, or past the last output pixel, reads a valid address and is scaled by zero; lanes
 // whose channel is past C_out/groups read the zero padding of the weights and store nothing.
 
-const STRIP: u32 = 16u;
+const STRIP: u32 = 32u;
 
 // Output channels per invocation: its four weights per (tap, input channel) are one vec4 load.
 const LANE_CHANNELS: u32 = 4u;
@@ -80,23 +80,29 @@ fn conv2d_lanes(invocation: Invocation) {
     var a4 = vec4<f32>(); var a5 = vec4<f32>(); var a6 = vec4<f32>(); var a7 = vec4<f32>();
     var b0 = vec4<f32>(); var b1 = vec4<f32>(); var b2 = vec4<f32>(); var b3 = vec4<f32>();
     var b4 = vec4<f32>(); var b5 = vec4<f32>(); var b6 = vec4<f32>(); var b7 = vec4<f32>();
+    var c0 = vec4<f32>(); var c1 = vec4<f32>(); var c2 = vec4<f32>(); var c3 = vec4<f32>();
+    var c4 = vec4<f32>(); var c5 = vec4<f32>(); var c6 = vec4<f32>(); var c7 = vec4<f32>();
+    var d0 = vec4<f32>(); var d1 = vec4<f32>(); var d2 = vec4<f32>(); var d3 = vec4<f32>();
+    var d4 = vec4<f32>(); var d5 = vec4<f32>(); var d6 = vec4<f32>(); var d7 = vec4<f32>();
     for (var ky = 0u; ky < p.k_h; ky++) {
         for (var kx = 0u; kx < p.k_w; kx++) {
             let a = tap_source(first + k, ky, kx, group);
             let b = tap_source(first + k + 8u, ky, kx, group);
+            let c = tap_source(first + k + 16u, ky, kx, group);
+            let d = tap_source(first + k + 24u, ky, kx, group);
             var w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_local / LANE_CHANNELS;
             var offset = 0u;
             for (var ci = 0u; ci < cig; ci++) {
-                let x = vec2<f32>(input[a.at + offset] * a.scale, input[b.at + offset] * b.scale);
+                let x = vec4<f32>(input[a.at + offset], input[b.at + offset], input[c.at + offset], input[d.at + offset]) * vec4<f32>(a.scale, b.scale, c.scale, d.scale);
                 let w = weight[w_at];
-                var xk = subgroupBroadcast(x, 0u); a0 += xk.x * w; b0 += xk.y * w;
-                xk = subgroupBroadcast(x, 1u); a1 += xk.x * w; b1 += xk.y * w;
-                xk = subgroupBroadcast(x, 2u); a2 += xk.x * w; b2 += xk.y * w;
-                xk = subgroupBroadcast(x, 3u); a3 += xk.x * w; b3 += xk.y * w;
-                xk = subgroupBroadcast(x, 4u); a4 += xk.x * w; b4 += xk.y * w;
-                xk = subgroupBroadcast(x, 5u); a5 += xk.x * w; b5 += xk.y * w;
-                xk = subgroupBroadcast(x, 6u); a6 += xk.x * w; b6 += xk.y * w;
-                xk = subgroupBroadcast(x, 7u); a7 += xk.x * w; b7 += xk.y * w;
+                var xk = subgroupBroadcast(x, 0u); a0 += xk.x * w; b0 += xk.y * w; c0 += xk.z * w; d0 += xk.w * w;
+                xk = subgroupBroadcast(x, 1u); a1 += xk.x * w; b1 += xk.y * w; c1 += xk.z * w; d1 += xk.w * w;
+                xk = subgroupBroadcast(x, 2u); a2 += xk.x * w; b2 += xk.y * w; c2 += xk.z * w; d2 += xk.w * w;
+                xk = subgroupBroadcast(x, 3u); a3 += xk.x * w; b3 += xk.y * w; c3 += xk.z * w; d3 += xk.w * w;
+                xk = subgroupBroadcast(x, 4u); a4 += xk.x * w; b4 += xk.y * w; c4 += xk.z * w; d4 += xk.w * w;
+                xk = subgroupBroadcast(x, 5u); a5 += xk.x * w; b5 += xk.y * w; c5 += xk.z * w; d5 += xk.w * w;
+                xk = subgroupBroadcast(x, 6u); a6 += xk.x * w; b6 += xk.y * w; c6 += xk.z * w; d6 += xk.w * w;
+                xk = subgroupBroadcast(x, 7u); a7 += xk.x * w; b7 += xk.y * w; c7 += xk.z * w; d7 += xk.w * w;
                 offset += plane;
                 w_at += row;
             }
@@ -110,4 +116,12 @@ fn conv2d_lanes(invocation: Invocation) {
     store_pixel(first + 10u, group, co_local, cog, b2); store_pixel(first + 11u, group, co_local, cog, b3);
     store_pixel(first + 12u, group, co_local, cog, b4); store_pixel(first + 13u, group, co_local, cog, b5);
     store_pixel(first + 14u, group, co_local, cog, b6); store_pixel(first + 15u, group, co_local, cog, b7);
+    store_pixel(first + 16u, group, co_local, cog, c0); store_pixel(first + 17u, group, co_local, cog, c1);
+    store_pixel(first + 18u, group, co_local, cog, c2); store_pixel(first + 19u, group, co_local, cog, c3);
+    store_pixel(first + 20u, group, co_local, cog, c4); store_pixel(first + 21u, group, co_local, cog, c5);
+    store_pixel(first + 22u, group, co_local, cog, c6); store_pixel(first + 23u, group, co_local, cog, c7);
+    store_pixel(first + 24u, group, co_local, cog, d0); store_pixel(first + 25u, group, co_local, cog, d1);
+    store_pixel(first + 26u, group, co_local, cog, d2); store_pixel(first + 27u, group, co_local, cog, d3);
+    store_pixel(first + 28u, group, co_local, cog, d4); store_pixel(first + 29u, group, co_local, cog, d5);
+    store_pixel(first + 30u, group, co_local, cog, d6); store_pixel(first + 31u, group, co_local, cog, d7);
 }

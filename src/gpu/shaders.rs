@@ -81,7 +81,7 @@ pub const CONV2D_LANES: Shader = Shader {
 };
 
 /// Consecutive output pixels per workgroup of [`CONV2D_LANES`] (`STRIP` in conv2d_lanes.wgsl).
-pub const CONV2D_LANES_PIXELS: usize = 16;
+pub const CONV2D_LANES_PIXELS: usize = 32;
 
 /// Output channels per invocation of [`CONV2D_LANES`] (`LANE_CHANNELS` in conv2d_lanes.wgsl).
 pub const CONV2D_LANES_CHANNELS: usize = 4;
