@@ -1,19 +1,23 @@
 // 2-D convolution with output channels across lanes (devices with subgroups of at least 8): each
-// invocation of a workgroup owns one output channel (invocation i of the workgroup: channel
-// co_block + i), and the whole workgroup computes one strip of STRIP consecutive output pixels
-// (in flat n, oy, ox order, so a strip may run on into the next row). Each invocation keeps its
-// STRIP sums in registers (eight vec2s, constant indices).
+// invocation of a workgroup owns LANE_CHANNELS consecutive output channels (invocation i:
+// channels 4i … 4i + 3 of the workgroup's block), and the whole workgroup computes one strip of
+// STRIP consecutive output pixels (in flat n, oy, ox order, so a strip may run on into the next
+// row). Each invocation keeps its 4 channels × 32 pixels of sums in registers: 32 vec4s with
+// constant names (a matrix-typed version, `m += outer(w, x)`, ran 12% slower on lavapipe).
 //
-// Per (tap, input channel) every lane loads one weight of its own (consecutive lanes read
-// consecutive addresses) and two input values, those of pixels k and k + 8 for lane k of its
-// subgroup; `subgroupBroadcast` hands every lane all sixteen inputs. All lanes of a subgroup
-// share the strip, so each input value is loaded once per subgroup instead of once per lane.
+// Per (tap, input channel) every lane loads one vec4 of weights of its own (consecutive lanes
+// read consecutive addresses) and four input values, those of pixels k, k + 8, k + 16 and k + 24
+// for lane k of its subgroup; `subgroupBroadcast` hands every lane all 32 inputs. All lanes of a
+// subgroup share the strip, so each input value is loaded once per subgroup instead of once per
+// lane. lavapipe loads storage buffers lane by lane, so what counts is sums per value loaded:
+// per lane, 1 channel × 16 pixels took 2048 ms on the benchmark, 2 × 16 1081, 4 × 16 811,
+// 4 × 24 668, 4 × 32 560–680 (BENCHMARKS.md).
 //
 // Every invocation runs every loop trip (the broadcasts need the whole subgroup): a pixel outside
 // the input, or past the last output pixel, reads a valid address and is scaled by zero; lanes
-// whose channel is past C_out/groups read the zero padding of the weights and store nothing.
+// whose channels are past C_out/groups read the zero padding of the weights and store nothing.
 
-const STRIP: u32 = 32u;
+const STRIP: u32 = 32u; // 4 pixels per lane × 8 lanes
 
 // Output channels per invocation: its four weights per (tap, input channel) are one vec4 load.
 const LANE_CHANNELS: u32 = 4u;
@@ -72,10 +76,10 @@ fn conv2d_lanes(invocation: Invocation) {
     let co_local = (invocation.wid.y % blocks) * block + LANE_CHANNELS * invocation.local;
     let row = blocks * WORKGROUP_SIZE; // vec4s per (tap, input channel)
     let plane = p.in_h * p.in_w;
-    let k = invocation.lane % 8u; // this lane loads the inputs of pixels k and k + 8
+    let k = invocation.lane % 8u; // this lane loads the inputs of pixels k, k + 8, k + 16, k + 24
 
-    // a0 … a7: the sums of pixels 0 … 7 of the strip, b0 … b7 those of pixels 8 … 15, each for
-    // the invocation's four channels.
+    // a0 … a7: the sums of pixels 0 … 7 of the strip, b0 … b7 those of pixels 8 … 15, c… of
+    // 16 … 23, d… of 24 … 31, each for the invocation's four channels.
     var a0 = vec4<f32>(); var a1 = vec4<f32>(); var a2 = vec4<f32>(); var a3 = vec4<f32>();
     var a4 = vec4<f32>(); var a5 = vec4<f32>(); var a6 = vec4<f32>(); var a7 = vec4<f32>();
     var b0 = vec4<f32>(); var b1 = vec4<f32>(); var b2 = vec4<f32>(); var b3 = vec4<f32>();
