@@ -120,6 +120,12 @@ fn the_tiled_kernels_handle_partial_quads_and_tiles() {
     // Forward: 7 columns (a quad of 3 at the end), 40 channels per group, stride 2.
     let p = Conv2dParams { stride: Hw::square(2), padding: Hw::square(1), dilation: Hw::new(1, 2), groups: 2 };
     assert_conv_matches(&r(&[1, 4, 9, 15], 39), &r(&[80, 2, 3, 3], 40), Some(&r(&[80], 41)), &p);
+    // The lanes kernel's larger workgroups: 128 output channels per group (workgroups of 32), and
+    // 256 (of 64); strips of 32 pixels that run across rows and into the next sample.
+    let p = Conv2dParams { stride: Hw::new(1, 2), padding: Hw::square(3), dilation: Hw::square(3), groups: 2 };
+    assert_conv_matches(&r(&[2, 6, 7, 11], 42), &r(&[256, 3, 3, 3], 43), Some(&r(&[256], 44)), &p);
+    let p = Conv2dParams { padding: Hw::square(1), ..Default::default() };
+    assert_conv_matches(&r(&[2, 5, 6, 9], 45), &r(&[256, 5, 3, 3], 46), None, &p);
 }
 
 #[test]
@@ -166,6 +172,10 @@ proptest! {
 
     #[test]
     fn gpu_tiled_conv2d_matches_reference(case in wide_conv_case()) {
+        // These cases are the lanes kernel's where the adapter has subgroups (lavapipe has).
+        let geometry = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
+        let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
+        prop_assert_eq!(kernel, if gpu().subgroups() { "conv2d_lanes.wgsl" } else { "conv2d_tiled.wgsl" });
         let d = conv_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
     }

@@ -39,7 +39,8 @@ pub enum TimingChoice {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KernelArg {
-    /// The tiled kernel where a group has at least 8 output channels, else the direct one
+    /// Where a group has at least 8 output channels, `lanes` for the forward convolution on a
+    /// device with subgroups and `tiled` otherwise; else `direct`
     Auto,
     /// One output element per invocation (the first kernel; slow, for comparison)
     Direct,

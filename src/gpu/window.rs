@@ -87,8 +87,9 @@ impl WindowUniform {
 /// one forced (`atrous bench --gpu-kernel`, to measure one against the other).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// The tiled kernel where a group has at least [`TILED_MIN_CHANNELS`] output channels,
-    /// else the direct one.
+    /// Where a group has at least [`TILED_MIN_CHANNELS`] output channels, the lanes kernel for
+    /// the forward convolution on a device with subgroups and the tiled one otherwise; else the
+    /// direct one.
     #[default]
     Auto,
     /// One output element per invocation.
@@ -135,6 +136,11 @@ enum Kernel {
 /// share their weight loads across a subgroup).
 fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result<Kernel, GpuError> {
     let tiled = match choice {
+        // On lavapipe the lanes kernel beat the tiled one at 40, 64 and 256 output channels
+        // (BENCHMARKS.md).
+        KernelChoice::Auto if g.kind == ConvKind::Forward && subgroups && g.c_out_per_group() >= TILED_MIN_CHANNELS => {
+            return Ok(Kernel::Lanes(shaders::CONV2D_LANES));
+        }
         KernelChoice::Auto => g.c_out_per_group() >= TILED_MIN_CHANNELS,
         KernelChoice::Direct => false,
         KernelChoice::Tiled => true,
@@ -158,9 +164,17 @@ fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result
     })
 }
 
-/// Output channels per workgroup of the lanes kernel.
-fn lanes_block() -> usize {
-    shaders::CONV2D_LANES_CHANNELS * WORKGROUP_SIZE as usize
+/// Invocations per workgroup of the lanes kernel for `g`: each owns
+/// [`shaders::CONV2D_LANES_CHANNELS`] output channels, so a workgroup of 64 covers 256; a
+/// smaller one (at least 8, one subgroup's broadcast sources) where that pads the channels less.
+fn lanes_workgroup(g: &ConvGeometry) -> u32 {
+    let padded = |size: u32| channel_tiles(g, shaders::CONV2D_LANES_CHANNELS * size as usize) * shaders::CONV2D_LANES_CHANNELS * size as usize;
+    [32, 16, 8].into_iter().fold(WORKGROUP_SIZE, |best, size| if padded(size) < padded(best) { size } else { best })
+}
+
+/// Output channels per workgroup of the lanes kernel for `g`.
+fn lanes_block(g: &ConvGeometry) -> usize {
+    shaders::CONV2D_LANES_CHANNELS * lanes_workgroup(g) as usize
 }
 
 /// Output-channel tiles (or blocks) of `tile` channels per group.
@@ -204,14 +218,15 @@ pub(crate) struct WindowBuffers<'a> {
 }
 
 impl Gpu {
-    /// Whether the tiled kernels can share their weight loads across a subgroup here.
-    fn subgroup_weights(&self) -> bool {
+    /// Whether the kernels that use subgroups (of at least [`shaders::SUBGROUP_LANES_NEEDED`]
+    /// lanes) can run here: the lanes kernel, and the tiled ones' shared weight loads.
+    pub fn subgroups(&self) -> bool {
         self.device().features().contains(wgpu::Features::SUBGROUP) && self.device().adapter_info().subgroup_min_size >= shaders::SUBGROUP_LANES_NEEDED
     }
 
     /// The shader that runs `geometry` with the kernel `choice` picks on this device (for reports).
     pub fn kernel_name(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<&'static str, GpuError> {
-        Ok(match kernel_for(geometry, choice, self.subgroup_weights())? {
+        Ok(match kernel_for(geometry, choice, self.subgroups())? {
             Kernel::Direct(shader) | Kernel::Tiled(shader) | Kernel::Lanes(shader) => shader.name,
         })
     }
@@ -223,9 +238,9 @@ impl Gpu {
 
     /// [`Gpu::weight_buffer`] for the kernel `choice` picks.
     pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
-        match kernel_for(geometry, choice, self.subgroup_weights())? {
+        match kernel_for(geometry, choice, self.subgroups())? {
             Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, shaders::CONV2D_TILED_CHANNELS)),
-            Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, lanes_block())),
+            Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, lanes_block(geometry))),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
         }
     }
@@ -245,11 +260,11 @@ impl Gpu {
         relu: bool,
         choice: KernelChoice,
     ) -> Result<(), GpuError> {
-        let kernel = kernel_for(geometry, choice, self.subgroup_weights())?;
-        let (shader, workgroups) = match kernel {
+        let kernel = kernel_for(geometry, choice, self.subgroups())?;
+        let (shader, workgroups, workgroup_size) = match kernel {
             Kernel::Direct(shader) => {
                 let (x, y) = self.workgroup_grid(geometry.output_shape().iter().product())?;
-                (shader, (x, y, 1))
+                (shader, (x, y, 1), WORKGROUP_SIZE)
             }
             Kernel::Tiled(shader) => {
                 // One invocation per quad of neighbouring pixels in a row. The transposed kernel
@@ -265,17 +280,17 @@ impl Gpu {
                 };
                 let (x, z) = self.workgroup_grid(invocations)?;
                 let y = self.channel_grid(geometry.groups * channel_tiles(geometry, shaders::CONV2D_TILED_CHANNELS))?;
-                (shader, (x, y, z))
+                (shader, (x, y, z), WORKGROUP_SIZE)
             }
             Kernel::Lanes(shader) => {
-                // One workgroup (of WORKGROUP_SIZE channels) per strip of pixels.
-                let strips = geometry.batch * geometry.output.h * geometry.output.w;
-                let (x, z) = self.workgroup_grid(strips.div_ceil(shaders::CONV2D_LANES_PIXELS) * WORKGROUP_SIZE as usize)?;
-                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, lanes_block()))?;
-                (shader, (x, y, z))
+                // One workgroup per strip of pixels and block of channels.
+                let strips = (geometry.batch * geometry.output.h * geometry.output.w).div_ceil(shaders::CONV2D_LANES_PIXELS);
+                let (x, z) = self.spread(strips as u64)?;
+                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, lanes_block(geometry)))?;
+                (shader, (x, y, z), lanes_workgroup(geometry))
             }
         };
-        let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)])?;
+        let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", workgroup_size as f64)])?;
         let epilogue = Epilogue { bias: buffers.bias.is_some(), residual: buffers.residual.is_some(), relu };
         let uniform = WindowUniform::new(geometry, epilogue)?;
         let params = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -353,7 +368,11 @@ impl Gpu {
     /// Workgroups for one invocation per element, spread over x and y when x alone would pass
     /// the device's per-dimension limit.
     pub(crate) fn workgroup_grid(&self, invocations: usize) -> Result<(u32, u32), GpuError> {
-        let groups = invocations.div_ceil(WORKGROUP_SIZE as usize) as u64;
+        self.spread(invocations.div_ceil(WORKGROUP_SIZE as usize) as u64)
+    }
+
+    /// `groups` workgroups as an x × y grid, y > 1 only when x alone would pass the device's limit.
+    fn spread(&self, groups: u64) -> Result<(u32, u32), GpuError> {
         let max = self.limits().max_compute_workgroups_per_dimension as u64;
         let x = groups.min(max);
         let y = groups.div_ceil(x);
