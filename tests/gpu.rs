@@ -126,6 +126,8 @@ fn the_tiled_kernels_handle_partial_quads_and_tiles() {
     assert_conv_matches(&r(&[2, 6, 7, 11], 42), &r(&[256, 3, 3, 3], 43), Some(&r(&[256], 44)), &p);
     let p = Conv2dParams { padding: Hw::square(1), ..Default::default() };
     assert_conv_matches(&r(&[2, 5, 6, 9], 45), &r(&[256, 5, 3, 3], 46), None, &p);
+    let p = ConvTranspose2dParams { stride: Hw::new(2, 3), padding: Hw::square(1), output_padding: Hw::new(1, 0), dilation: Hw::new(2, 1), groups: 2 };
+    assert_transposed_matches(&r(&[2, 4, 5, 6], 47), &r(&[4, 128, 3, 4], 48), Some(&r(&[256], 49)), &p);
 }
 
 #[test]
@@ -188,6 +190,9 @@ proptest! {
 
     #[test]
     fn gpu_tiled_conv_transpose2d_matches_reference(case in wide_transposed_case()) {
+        let geometry = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
+        let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
+        prop_assert_eq!(kernel, if gpu().subgroups() { "conv_transpose2d_lanes.wgsl" } else { "conv_transpose2d_tiled.wgsl" });
         let d = transposed_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
     }

@@ -39,14 +39,15 @@ pub enum TimingChoice {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KernelArg {
-    /// Where a group has at least 8 output channels, `lanes` for the forward convolution on a
-    /// device with subgroups and `tiled` otherwise; else `direct`
+    /// Where a group has at least 8 output channels, `lanes` on a device with subgroups and
+    /// `tiled` otherwise; else `direct`
     Auto,
     /// One output element per invocation (the first kernel; slow, for comparison)
     Direct,
     /// Four pixels × 32 output channels per invocation (channels padded to 32)
     Tiled,
-    /// Forward only, needs subgroups: one output channel per lane, 16 pixels per workgroup
+    /// Needs subgroups: four output channels per lane, 32 pixels per workgroup (channels padded
+    /// to the workgroup's, 32 to 256)
     Lanes,
 }
 

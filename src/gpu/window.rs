@@ -87,17 +87,16 @@ impl WindowUniform {
 /// one forced (`atrous bench --gpu-kernel`, to measure one against the other).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// Where a group has at least [`TILED_MIN_CHANNELS`] output channels, the lanes kernel for
-    /// the forward convolution on a device with subgroups and the tiled one otherwise; else the
-    /// direct one.
+    /// Where a group has at least [`TILED_MIN_CHANNELS`] output channels, the lanes kernel on a
+    /// device with subgroups and the tiled one otherwise; else the direct one.
     #[default]
     Auto,
     /// One output element per invocation.
     Direct,
     /// The register tile (output channels padded to the tile).
     Tiled,
-    /// Forward only, on devices with subgroups: one output channel per lane, a strip of pixels
-    /// per workgroup (output channels padded to the workgroup).
+    /// On devices with subgroups: four output channels per lane, a strip of 32 pixels per
+    /// workgroup (output channels padded to the workgroup's).
     Lanes,
 }
 
@@ -126,8 +125,9 @@ enum Kernel {
     /// `[groups, kH, kW, C_in/groups, C_out/groups padded]`. The transposed one runs phase by
     /// phase.
     Tiled(Shader),
-    /// One output channel per invocation, a strip of pixels per workgroup (conv2d_lanes.wgsl),
-    /// on weights repacked like the tiled kernels' but padded to a workgroup's channels.
+    /// Output channels across the invocations, a strip of pixels per workgroup (conv_lanes.wgsl),
+    /// on weights repacked like the tiled kernels' but padded to a workgroup's channels. The
+    /// transposed one runs phase by phase.
     Lanes(Shader),
 }
 
@@ -136,10 +136,10 @@ enum Kernel {
 /// share their weight loads across a subgroup).
 fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result<Kernel, GpuError> {
     let tiled = match choice {
-        // On lavapipe the lanes kernel beat the tiled one at 40, 64 and 256 output channels
-        // (BENCHMARKS.md).
-        KernelChoice::Auto if g.kind == ConvKind::Forward && subgroups && g.c_out_per_group() >= TILED_MIN_CHANNELS => {
-            return Ok(Kernel::Lanes(shaders::CONV2D_LANES));
+        // On lavapipe the lanes kernels beat the tiled ones (forward at 40, 64 and 256 output
+        // channels, transposed at 256; BENCHMARKS.md).
+        KernelChoice::Auto if matches!(g.kind, ConvKind::Forward | ConvKind::Transposed) && subgroups && g.c_out_per_group() >= TILED_MIN_CHANNELS => {
+            return kernel_for(g, KernelChoice::Lanes, subgroups);
         }
         KernelChoice::Auto => g.c_out_per_group() >= TILED_MIN_CHANNELS,
         KernelChoice::Direct => false,
@@ -147,8 +147,9 @@ fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result
         KernelChoice::Lanes => {
             return match (g.kind, subgroups) {
                 (ConvKind::Forward, true) => Ok(Kernel::Lanes(shaders::CONV2D_LANES)),
-                (ConvKind::Forward, false) => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "a device without subgroups of 8 lanes" }),
-                _ => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "anything but the forward convolution" }),
+                (ConvKind::Transposed, true) => Ok(Kernel::Lanes(shaders::CONV_TRANSPOSE2D_LANES)),
+                (ConvKind::Forward | ConvKind::Transposed, false) => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "a device without subgroups of 8 lanes" }),
+                _ => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "pooling" }),
             };
         }
     };
@@ -283,9 +284,14 @@ impl Gpu {
                 (shader, (x, y, z), WORKGROUP_SIZE)
             }
             Kernel::Lanes(shader) => {
-                // One workgroup per strip of pixels and block of channels.
-                let strips = (geometry.batch * geometry.output.h * geometry.output.w).div_ceil(shaders::CONV2D_LANES_PIXELS);
-                let (x, z) = self.spread(strips as u64)?;
+                // One workgroup per strip of pixels (of each phase's grid, for the transposed
+                // kernel) and block of channels.
+                let (b, o, s) = (geometry.batch, geometry.output, geometry.stride);
+                let workgroups = match geometry.kind {
+                    ConvKind::Transposed => s.h * s.w * (b * o.h.div_ceil(s.h) * o.w.div_ceil(s.w)).div_ceil(shaders::CONV2D_LANES_PIXELS),
+                    _ => (b * o.h * o.w).div_ceil(shaders::CONV2D_LANES_PIXELS),
+                };
+                let (x, z) = self.spread(workgroups as u64)?;
                 let y = self.channel_grid(geometry.groups * channel_tiles(geometry, lanes_block(geometry)))?;
                 (shader, (x, y, z), lanes_workgroup(geometry))
             }
