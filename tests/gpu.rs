@@ -10,7 +10,7 @@ use std::io::Write as _;
 
 use atrous::gpu::{Gpu, GpuError, GpuOptions, KernelChoice};
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Error, Hw, Tensor};
-use common::{check_hand_computed_cases, conv_case, gpu, gpu_without_subgroups, transposed_case, wide_conv_case, wide_transposed_case};
+use common::{check_hand_computed_cases, conv_case, gpu, gpu_without_lanes, gpu_without_subgroups, transposed_case, wide_conv_case, wide_transposed_case};
 use proptest::prelude::*;
 
 /// GPU sums run in a different order than the f64 reference: compare relatively.
@@ -198,8 +198,8 @@ proptest! {
     }
 }
 
-/// The context without subgroups really runs the plain tiled kernels (and, where the adapter has
-/// subgroups, the default one the subgroup ones), so the property tests below cover both.
+/// The context without subgroups really runs the plain tiled kernels, so the property tests below
+/// cover them.
 #[test]
 fn without_subgroups_the_plain_tiled_kernels_run() {
     let geometry = Conv2dParams::default().geometry(&[1, 16, 9, 9], &[16, 16, 3, 3], None).unwrap();
@@ -209,8 +209,26 @@ fn without_subgroups_the_plain_tiled_kernels_run() {
     let _ = writeln!(std::io::stderr(), "tiled kernel with subgroups allowed: {default}; without: {plain}");
 }
 
+/// Without the lanes kernels the default runs the tiled ones, with subgroup weights where the
+/// adapter has subgroups, so the property test below covers them.
+#[test]
+fn without_lanes_the_tiled_kernels_run() {
+    let geometry = Conv2dParams::default().geometry(&[1, 16, 9, 9], &[16, 16, 3, 3], None).unwrap();
+    let tiled = gpu_without_lanes().kernel_name(&geometry, KernelChoice::Auto).unwrap();
+    assert_eq!(tiled, if gpu().subgroups() { "conv2d_tiled.wgsl (subgroup weights)" } else { "conv2d_tiled.wgsl" });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn gpu_tiled_kernels_with_subgroups_match_reference(case in wide_conv_case(), transposed in wide_transposed_case()) {
+        let d = conv_gap_on(gpu_without_lanes(), &case.input, &case.weight, case.bias.as_ref(), &case.params);
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+        let t = &transposed;
+        let d = transposed_gap_on(gpu_without_lanes(), &t.input, &t.weight, t.bias.as_ref(), &t.params);
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", t.input.shape(), t.weight.shape(), t.params);
+    }
 
     #[test]
     fn gpu_tiled_kernels_without_subgroups_match_reference(case in wide_conv_case(), transposed in wide_transposed_case()) {

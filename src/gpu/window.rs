@@ -132,14 +132,15 @@ enum Kernel {
 }
 
 /// The one place that decides which kernel runs `g`: `choice`, on a device whose subgroups have
-/// at least [`shaders::SUBGROUP_LANES_NEEDED`] lanes when `subgroups` (the tiled kernels then
-/// share their weight loads across a subgroup).
-fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result<Kernel, GpuError> {
+/// at least [`shaders::SUBGROUP_LANES_NEEDED`] lanes when `subgroups` (the lanes kernels can run,
+/// and the tiled kernels share their weight loads across a subgroup).
+/// `lanes_by_default` is false under [`super::GpuOptions::without_lanes`].
+fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool, lanes_by_default: bool) -> Result<Kernel, GpuError> {
     let tiled = match choice {
         // On lavapipe the lanes kernels beat the tiled ones (forward at 40, 64 and 256 output
         // channels, transposed at 256; BENCHMARKS.md).
-        KernelChoice::Auto if matches!(g.kind, ConvKind::Forward | ConvKind::Transposed) && subgroups && g.c_out_per_group() >= TILED_MIN_CHANNELS => {
-            return kernel_for(g, KernelChoice::Lanes, subgroups);
+        KernelChoice::Auto if matches!(g.kind, ConvKind::Forward | ConvKind::Transposed) && subgroups && lanes_by_default && g.c_out_per_group() >= TILED_MIN_CHANNELS => {
+            return kernel_for(g, KernelChoice::Lanes, subgroups, lanes_by_default);
         }
         KernelChoice::Auto => g.c_out_per_group() >= TILED_MIN_CHANNELS,
         KernelChoice::Direct => false,
@@ -225,9 +226,13 @@ impl Gpu {
         self.device().features().contains(wgpu::Features::SUBGROUP) && self.device().adapter_info().subgroup_min_size >= shaders::SUBGROUP_LANES_NEEDED
     }
 
+    fn kernel(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<Kernel, GpuError> {
+        kernel_for(geometry, choice, self.subgroups(), !self.without_lanes)
+    }
+
     /// The shader that runs `geometry` with the kernel `choice` picks on this device (for reports).
     pub fn kernel_name(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<&'static str, GpuError> {
-        Ok(match kernel_for(geometry, choice, self.subgroups())? {
+        Ok(match self.kernel(geometry, choice)? {
             Kernel::Direct(shader) | Kernel::Tiled(shader) | Kernel::Lanes(shader) => shader.name,
         })
     }
@@ -239,7 +244,7 @@ impl Gpu {
 
     /// [`Gpu::weight_buffer`] for the kernel `choice` picks.
     pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
-        match kernel_for(geometry, choice, self.subgroups())? {
+        match self.kernel(geometry, choice)? {
             Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, shaders::CONV2D_TILED_CHANNELS)),
             Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, lanes_block(geometry))),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
@@ -261,7 +266,7 @@ impl Gpu {
         relu: bool,
         choice: KernelChoice,
     ) -> Result<(), GpuError> {
-        let kernel = kernel_for(geometry, choice, self.subgroups())?;
+        let kernel = self.kernel(geometry, choice)?;
         let (shader, workgroups, workgroup_size) = match kernel {
             Kernel::Direct(shader) => {
                 let (x, y) = self.workgroup_grid(geometry.output_shape().iter().product())?;
