@@ -22,15 +22,14 @@ fn tap_source(strip: Strip, j: u32, ky: u32, kx: u32, group: u32) -> TapSource {
     return TapSource(at, select(0.0, 1.0, inside));
 }
 
+// Every tap of the forward convolution contributes.
+fn tap_visited(strip: Strip, ky: u32, kx: u32) -> bool {
+    return true;
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_lanes(invocation: Invocation) {
-    let l = lanes_of(invocation);
     let strip = Strip(strip_index(invocation) * STRIP, 0u, 0u);
-    var sums: Sums;
-    for (var ky = 0u; ky < p.k_h; ky++) {
-        for (var kx = 0u; kx < p.k_w; kx++) {
-            accumulate_tap(&sums, strip, ky, kx, l);
-        }
-    }
-    store_sums(sums, strip, l);
+    let l = lanes_of(invocation);
+    store_sums(accumulate(strip, l), strip, l);
 }

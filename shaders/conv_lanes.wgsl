@@ -2,7 +2,8 @@
 // for devices with subgroups of at least 8: output channels across lanes, pixels in registers.
 // Each invocation of a workgroup owns LANE_CHANNELS consecutive output channels (invocation i:
 // channels 4i … 4i + 3 of the workgroup's block), and the whole workgroup computes one strip of
-// STRIP pixels; each kernel says which (`tap_source` and `output_pixel`, defined in its file).
+// STRIP pixels; each kernel says which (`tap_source`, `output_pixel` and `tap_visited`, defined
+// in its file).
 // Each invocation keeps its 4 channels × 32 pixels of sums in registers: 32 vec4s with constant
 // names (a matrix-typed version, `m += outer(w, x)`, ran 12% slower on lavapipe).
 //
@@ -71,40 +72,49 @@ struct Sums {
     d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>, d3: vec4<f32>, d4: vec4<f32>, d5: vec4<f32>, d6: vec4<f32>, d7: vec4<f32>,
 }
 
-// Adds tap (ky, kx) over all input channels of the group.
-fn accumulate_tap(sums: ptr<function, Sums>, strip: Strip, ky: u32, kx: u32, l: Lanes) {
-    let a = tap_source(strip, l.k, ky, kx, l.group);
-    let b = tap_source(strip, l.k + 8u, ky, kx, l.group);
-    let c = tap_source(strip, l.k + 16u, ky, kx, l.group);
-    let d = tap_source(strip, l.k + 24u, ky, kx, l.group);
-    let scale = vec4<f32>(a.scale, b.scale, c.scale, d.scale);
-    // Plain local copies, not fields through the pointer, keep the sums in registers.
-    var a0 = (*sums).a0; var a1 = (*sums).a1; var a2 = (*sums).a2; var a3 = (*sums).a3;
-    var a4 = (*sums).a4; var a5 = (*sums).a5; var a6 = (*sums).a6; var a7 = (*sums).a7;
-    var b0 = (*sums).b0; var b1 = (*sums).b1; var b2 = (*sums).b2; var b3 = (*sums).b3;
-    var b4 = (*sums).b4; var b5 = (*sums).b5; var b6 = (*sums).b6; var b7 = (*sums).b7;
-    var c0 = (*sums).c0; var c1 = (*sums).c1; var c2 = (*sums).c2; var c3 = (*sums).c3;
-    var c4 = (*sums).c4; var c5 = (*sums).c5; var c6 = (*sums).c6; var c7 = (*sums).c7;
-    var d0 = (*sums).d0; var d1 = (*sums).d1; var d2 = (*sums).d2; var d3 = (*sums).d3;
-    var d4 = (*sums).d4; var d5 = (*sums).d5; var d6 = (*sums).d6; var d7 = (*sums).d7;
-    var w_at = ((l.group * p.k_h + ky) * p.k_w + kx) * l.cig * l.row + l.co_local / LANE_CHANNELS;
-    var offset = 0u;
-    for (var ci = 0u; ci < l.cig; ci++) {
-        let x = vec4<f32>(input[a.at + offset], input[b.at + offset], input[c.at + offset], input[d.at + offset]) * scale;
-        let w = weight[w_at];
-        var xk = subgroupBroadcast(x, 0u); a0 += xk.x * w; b0 += xk.y * w; c0 += xk.z * w; d0 += xk.w * w;
-        xk = subgroupBroadcast(x, 1u); a1 += xk.x * w; b1 += xk.y * w; c1 += xk.z * w; d1 += xk.w * w;
-        xk = subgroupBroadcast(x, 2u); a2 += xk.x * w; b2 += xk.y * w; c2 += xk.z * w; d2 += xk.w * w;
-        xk = subgroupBroadcast(x, 3u); a3 += xk.x * w; b3 += xk.y * w; c3 += xk.z * w; d3 += xk.w * w;
-        xk = subgroupBroadcast(x, 4u); a4 += xk.x * w; b4 += xk.y * w; c4 += xk.z * w; d4 += xk.w * w;
-        xk = subgroupBroadcast(x, 5u); a5 += xk.x * w; b5 += xk.y * w; c5 += xk.z * w; d5 += xk.w * w;
-        xk = subgroupBroadcast(x, 6u); a6 += xk.x * w; b6 += xk.y * w; c6 += xk.z * w; d6 += xk.w * w;
-        xk = subgroupBroadcast(x, 7u); a7 += xk.x * w; b7 += xk.y * w; c7 += xk.z * w; d7 += xk.w * w;
-        offset += l.plane;
-        w_at += l.row;
+// The sums of the strip over all taps (those `tap_visited` lets through) and input channels of
+// the group. The sums are plain locals across the whole loop nest, as in the forward kernel before
+// its loop was shared (copying them through a struct once per tap measured 0–8% slower).
+fn accumulate(strip: Strip, l: Lanes) -> Sums {
+    var a0 = vec4<f32>(); var a1 = vec4<f32>(); var a2 = vec4<f32>(); var a3 = vec4<f32>();
+    var a4 = vec4<f32>(); var a5 = vec4<f32>(); var a6 = vec4<f32>(); var a7 = vec4<f32>();
+    var b0 = vec4<f32>(); var b1 = vec4<f32>(); var b2 = vec4<f32>(); var b3 = vec4<f32>();
+    var b4 = vec4<f32>(); var b5 = vec4<f32>(); var b6 = vec4<f32>(); var b7 = vec4<f32>();
+    var c0 = vec4<f32>(); var c1 = vec4<f32>(); var c2 = vec4<f32>(); var c3 = vec4<f32>();
+    var c4 = vec4<f32>(); var c5 = vec4<f32>(); var c6 = vec4<f32>(); var c7 = vec4<f32>();
+    var d0 = vec4<f32>(); var d1 = vec4<f32>(); var d2 = vec4<f32>(); var d3 = vec4<f32>();
+    var d4 = vec4<f32>(); var d5 = vec4<f32>(); var d6 = vec4<f32>(); var d7 = vec4<f32>();
+    for (var ky = 0u; ky < p.k_h; ky++) {
+        for (var kx = 0u; kx < p.k_w; kx++) {
+            // The same answer for the whole workgroup, so the loops stay uniform.
+            if (!tap_visited(strip, ky, kx)) {
+                continue;
+            }
+            let a = tap_source(strip, l.k, ky, kx, l.group);
+            let b = tap_source(strip, l.k + 8u, ky, kx, l.group);
+            let c = tap_source(strip, l.k + 16u, ky, kx, l.group);
+            let d = tap_source(strip, l.k + 24u, ky, kx, l.group);
+            let scale = vec4<f32>(a.scale, b.scale, c.scale, d.scale);
+            var w_at = ((l.group * p.k_h + ky) * p.k_w + kx) * l.cig * l.row + l.co_local / LANE_CHANNELS;
+            var offset = 0u;
+            for (var ci = 0u; ci < l.cig; ci++) {
+                let x = vec4<f32>(input[a.at + offset], input[b.at + offset], input[c.at + offset], input[d.at + offset]) * scale;
+                let w = weight[w_at];
+                var xk = subgroupBroadcast(x, 0u); a0 += xk.x * w; b0 += xk.y * w; c0 += xk.z * w; d0 += xk.w * w;
+                xk = subgroupBroadcast(x, 1u); a1 += xk.x * w; b1 += xk.y * w; c1 += xk.z * w; d1 += xk.w * w;
+                xk = subgroupBroadcast(x, 2u); a2 += xk.x * w; b2 += xk.y * w; c2 += xk.z * w; d2 += xk.w * w;
+                xk = subgroupBroadcast(x, 3u); a3 += xk.x * w; b3 += xk.y * w; c3 += xk.z * w; d3 += xk.w * w;
+                xk = subgroupBroadcast(x, 4u); a4 += xk.x * w; b4 += xk.y * w; c4 += xk.z * w; d4 += xk.w * w;
+                xk = subgroupBroadcast(x, 5u); a5 += xk.x * w; b5 += xk.y * w; c5 += xk.z * w; d5 += xk.w * w;
+                xk = subgroupBroadcast(x, 6u); a6 += xk.x * w; b6 += xk.y * w; c6 += xk.z * w; d6 += xk.w * w;
+                xk = subgroupBroadcast(x, 7u); a7 += xk.x * w; b7 += xk.y * w; c7 += xk.z * w; d7 += xk.w * w;
+                offset += l.plane;
+                w_at += l.row;
+            }
+        }
     }
-    *sums = Sums(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7,
-                 c0, c1, c2, c3, c4, c5, c6, c7, d0, d1, d2, d3, d4, d5, d6, d7);
+    return Sums(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7,
+                c0, c1, c2, c3, c4, c5, c6, c7, d0, d1, d2, d3, d4, d5, d6, d7);
 }
 
 // Stores pixel j's sums (if the pixel exists) for the lane's channels that exist.

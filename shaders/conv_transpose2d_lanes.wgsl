@@ -36,6 +36,12 @@ fn tap_source(strip: Strip, j: u32, ky: u32, kx: u32, group: u32) -> TapSource {
     return TapSource(at, select(0.0, 1.0, inside));
 }
 
+// Whether tap (ky, kx) belongs to the strip's phase.
+fn tap_visited(strip: Strip, ky: u32, kx: u32) -> bool {
+    return (strip.ry + p.pad_h) % p.stride_h == (ky * p.dil_h) % p.stride_h
+        && (strip.rx + p.pad_w) % p.stride_w == (kx * p.dil_w) % p.stride_w;
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv_transpose2d_lanes(invocation: Invocation) {
     // Workgroups as (phase y, phase x, strip), strip fastest.
@@ -48,18 +54,5 @@ fn conv_transpose2d_lanes(invocation: Invocation) {
     let first = select(p.batch * grid.x * grid.y, index % strips * STRIP, phase < p.stride_h * p.stride_w);
     let strip = Strip(first, min(phase / p.stride_w, p.stride_h - 1u), phase % p.stride_w);
     let l = lanes_of(invocation);
-    var sums: Sums;
-    for (var ky = 0u; ky < p.k_h; ky++) {
-        // Whether tap ky belongs to this phase is the same for the whole workgroup.
-        if ((strip.ry + p.pad_h) % p.stride_h != (ky * p.dil_h) % p.stride_h) {
-            continue;
-        }
-        for (var kx = 0u; kx < p.k_w; kx++) {
-            if ((strip.rx + p.pad_w) % p.stride_w != (kx * p.dil_w) % p.stride_w) {
-                continue;
-            }
-            accumulate_tap(&sums, strip, ky, kx, l);
-        }
-    }
-    store_sums(sums, strip, l);
+    store_sums(accumulate(strip, l), strip, l);
 }
