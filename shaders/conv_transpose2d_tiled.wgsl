@@ -10,16 +10,7 @@
 // each tap, so they share its weights. Each phase's quads are padded to whole workgroups: a
 // workgroup's invocations share their phase, hence their taps (and the loops stay uniform).
 // The transposed weight [C_in, C_out/groups, kH, kW] is repacked to the forward tile layout.
-
-// The input index that tap k reaches output o from, (o + pad − k·dil) / stride, and whether it
-// exists (the caller has checked that the division is exact).
-struct Source { index: u32, inside: bool }
-
-fn source_of(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> Source {
-    let t = i32(o + pad) - i32(k * dil);
-    let i = t / i32(stride);
-    return Source(u32(max(i, 0)), t >= 0 && i < i32(size));
-}
+// `source_of` is in conv_transpose_phase.wgsl.
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv_transpose2d_tiled(invocation: Invocation) {

@@ -39,12 +39,16 @@ pub enum TimingChoice {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KernelArg {
-    /// The tiled kernel where a group has at least 8 output channels, else the direct one
+    /// Where a group has at least 8 output channels, `lanes` on a device with subgroups and
+    /// `tiled` otherwise; else `direct`
     Auto,
     /// One output element per invocation (the first kernel; slow, for comparison)
     Direct,
     /// Four pixels × 32 output channels per invocation (channels padded to 32)
     Tiled,
+    /// Needs subgroups: four output channels per lane, 32 pixels per workgroup (channels padded
+    /// to the workgroup's, 32 to 256)
+    Lanes,
 }
 
 #[derive(Args)]
@@ -137,6 +141,7 @@ impl BenchArgs {
                 KernelArg::Auto => KernelChoice::Auto,
                 KernelArg::Direct => KernelChoice::Direct,
                 KernelArg::Tiled => KernelChoice::Tiled,
+                KernelArg::Lanes => KernelChoice::Lanes,
             },
         }
     }

@@ -51,6 +51,9 @@ pub struct GpuOptions {
     /// Leave subgroup operations off even where the adapter has them: the tiled kernels then
     /// load their weights as on a device without subgroups (lets tests exercise that path).
     pub without_subgroups: bool,
+    /// Never pick the lanes kernels by default: the tiled ones run where they would (with
+    /// subgroup weights where the adapter has subgroups; lets tests exercise that path).
+    pub without_lanes: bool,
 }
 
 impl GpuOptions {
@@ -168,6 +171,8 @@ pub struct Gpu {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// One zero, bound where a kernel's optional input (bias, residual) is absent.
     placeholder: wgpu::Buffer,
+    /// [`GpuOptions::without_lanes`].
+    pub(crate) without_lanes: bool,
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -250,7 +255,7 @@ impl Gpu {
             contents: bytemuck::bytes_of(&0.0f32),
             usage: wgpu::BufferUsages::STORAGE,
         });
-        Ok(Gpu { device, queue, summary, limits, max_buffer_bytes, pipelines: Mutex::default(), uncaptured, placeholder })
+        Ok(Gpu { device, queue, summary, limits, max_buffer_bytes, pipelines: Mutex::default(), uncaptured, placeholder, without_lanes: options.without_lanes })
     }
 
     /// The adapter in use.

@@ -28,13 +28,13 @@ pub const CONV2D: Shader = Shader {
 /// The files of a tiled kernel: the shared prelude, the register tile, one way of fetching its
 /// weights (`conv_weights_load.wgsl` or `conv_weights_subgroup.wgsl`) and the kernel.
 macro_rules! tiled_source {
-    ($weights:literal, $kernel:literal) => {
+    ($weights:literal, $($kernel:literal),+) => {
         concat!(
             include_str!("../../shaders/common.wgsl"),
             include_str!("../../shaders/conv_io.wgsl"),
             include_str!("../../shaders/conv_tile.wgsl"),
             include_str!(concat!("../../shaders/", $weights)),
-            include_str!(concat!("../../shaders/", $kernel))
+            $(include_str!(concat!("../../shaders/", $kernel))),+
         )
     };
 }
@@ -66,17 +66,52 @@ pub const CONV2D_TILED_PIXELS: usize = 4;
 /// eight vec4s of a tap's weights (conv_weights_subgroup.wgsl).
 pub const SUBGROUP_LANES_NEEDED: u32 = 8;
 
+/// The forward kernel with output channels across lanes (one per invocation, 64 per workgroup)
+/// and a strip of [`CONV2D_LANES_PIXELS`]
+/// output pixels per workgroup, whose inputs reach the lanes by subgroup broadcast.
+pub const CONV2D_LANES: Shader = Shader {
+    name: "conv2d_lanes.wgsl",
+    entry_point: "conv2d_lanes",
+    source: concat!(
+        include_str!("../../shaders/common.wgsl"),
+        include_str!("../../shaders/conv_io.wgsl"),
+        include_str!("../../shaders/conv_lanes.wgsl"),
+        include_str!("../../shaders/conv2d_lanes.wgsl")
+    ),
+    subgroups: true,
+};
+
+/// [`CONV2D_LANES`] for the transposed convolution, phase by phase.
+pub const CONV_TRANSPOSE2D_LANES: Shader = Shader {
+    name: "conv_transpose2d_lanes.wgsl",
+    entry_point: "conv_transpose2d_lanes",
+    source: concat!(
+        include_str!("../../shaders/common.wgsl"),
+        include_str!("../../shaders/conv_io.wgsl"),
+        include_str!("../../shaders/conv_lanes.wgsl"),
+        include_str!("../../shaders/conv_transpose_phase.wgsl"),
+        include_str!("../../shaders/conv_transpose2d_lanes.wgsl")
+    ),
+    subgroups: true,
+};
+
+/// Consecutive output pixels per workgroup of [`CONV2D_LANES`] and [`CONV_TRANSPOSE2D_LANES`] (`STRIP` in conv_lanes.wgsl).
+pub const CONV2D_LANES_PIXELS: usize = 32;
+
+/// Output channels per invocation of [`CONV2D_LANES`] (`LANE_CHANNELS` in conv_lanes.wgsl).
+pub const CONV2D_LANES_CHANNELS: usize = 4;
+
 pub const CONV_TRANSPOSE2D_TILED: Shader = Shader {
     name: "conv_transpose2d_tiled.wgsl",
     entry_point: "conv_transpose2d_tiled",
-    source: tiled_source!("conv_weights_load.wgsl", "conv_transpose2d_tiled.wgsl"),
+    source: tiled_source!("conv_weights_load.wgsl", "conv_transpose_phase.wgsl", "conv_transpose2d_tiled.wgsl"),
     subgroups: false,
 };
 
 pub const CONV_TRANSPOSE2D_TILED_SUBGROUP: Shader = Shader {
     name: "conv_transpose2d_tiled.wgsl (subgroup weights)",
     entry_point: "conv_transpose2d_tiled",
-    source: tiled_source!("conv_weights_subgroup.wgsl", "conv_transpose2d_tiled.wgsl"),
+    source: tiled_source!("conv_weights_subgroup.wgsl", "conv_transpose_phase.wgsl", "conv_transpose2d_tiled.wgsl"),
     subgroups: true,
 };
 
@@ -123,6 +158,8 @@ pub const ALL: &[Shader] = &[
     CONV2D,
     CONV2D_TILED,
     CONV2D_TILED_SUBGROUP,
+    CONV2D_LANES,
+    CONV_TRANSPOSE2D_LANES,
     CONV_TRANSPOSE2D,
     CONV_TRANSPOSE2D_TILED,
     CONV_TRANSPOSE2D_TILED_SUBGROUP,

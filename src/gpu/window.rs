@@ -87,14 +87,17 @@ impl WindowUniform {
 /// one forced (`atrous bench --gpu-kernel`, to measure one against the other).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// The tiled kernel where a group has at least [`TILED_MIN_CHANNELS`] output channels,
-    /// else the direct one.
+    /// Where a group has at least [`TILED_MIN_CHANNELS`] output channels, the lanes kernel on a
+    /// device with subgroups and the tiled one otherwise; else the direct one.
     #[default]
     Auto,
     /// One output element per invocation.
     Direct,
     /// The register tile (output channels padded to the tile).
     Tiled,
+    /// On devices with subgroups: four output channels per lane, a strip of 32 pixels per
+    /// workgroup (output channels padded to the workgroup's).
+    Lanes,
 }
 
 impl KernelChoice {
@@ -104,6 +107,7 @@ impl KernelChoice {
             KernelChoice::Auto => "auto",
             KernelChoice::Direct => "direct",
             KernelChoice::Tiled => "tiled",
+            KernelChoice::Lanes => "lanes",
         }
     }
 }
@@ -121,16 +125,34 @@ enum Kernel {
     /// `[groups, kH, kW, C_in/groups, C_out/groups padded]`. The transposed one runs phase by
     /// phase.
     Tiled(Shader),
+    /// Output channels across the invocations, a strip of pixels per workgroup (conv_lanes.wgsl),
+    /// on weights repacked like the tiled kernels' but padded to a workgroup's channels. The
+    /// transposed one runs phase by phase.
+    Lanes(Shader),
 }
 
 /// The one place that decides which kernel runs `g`: `choice`, on a device whose subgroups have
-/// at least [`shaders::SUBGROUP_LANES_NEEDED`] lanes when `subgroups` (the tiled kernels then
-/// share their weight loads across a subgroup).
-fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result<Kernel, GpuError> {
+/// at least [`shaders::SUBGROUP_LANES_NEEDED`] lanes when `subgroups` (the lanes kernels can run,
+/// and the tiled kernels share their weight loads across a subgroup).
+/// `lanes_by_default` is false under [`super::GpuOptions::without_lanes`].
+fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool, lanes_by_default: bool) -> Result<Kernel, GpuError> {
     let tiled = match choice {
+        // On lavapipe the lanes kernels beat the tiled ones (forward at 40, 64 and 256 output
+        // channels, transposed at 256; BENCHMARKS.md).
+        KernelChoice::Auto if matches!(g.kind, ConvKind::Forward | ConvKind::Transposed) && subgroups && lanes_by_default && g.c_out_per_group() >= TILED_MIN_CHANNELS => {
+            return kernel_for(g, KernelChoice::Lanes, subgroups, lanes_by_default);
+        }
         KernelChoice::Auto => g.c_out_per_group() >= TILED_MIN_CHANNELS,
         KernelChoice::Direct => false,
         KernelChoice::Tiled => true,
+        KernelChoice::Lanes => {
+            return match (g.kind, subgroups) {
+                (ConvKind::Forward, true) => Ok(Kernel::Lanes(shaders::CONV2D_LANES)),
+                (ConvKind::Transposed, true) => Ok(Kernel::Lanes(shaders::CONV_TRANSPOSE2D_LANES)),
+                (ConvKind::Forward | ConvKind::Transposed, false) => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "a device without subgroups of 8 lanes" }),
+                _ => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "pooling" }),
+            };
+        }
     };
     let pick = |plain, with_subgroups| if subgroups { with_subgroups } else { plain };
     Ok(match (g.kind, tiled) {
@@ -144,17 +166,30 @@ fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool) -> Result
     })
 }
 
-/// Output-channel tiles per group of the tiled kernel.
-fn channel_tiles(g: &ConvGeometry) -> usize {
-    g.c_out_per_group().div_ceil(shaders::CONV2D_TILED_CHANNELS)
+/// Invocations per workgroup of the lanes kernel for `g`: each owns
+/// [`shaders::CONV2D_LANES_CHANNELS`] output channels, so a workgroup of 64 covers 256; a
+/// smaller one (at least 8, one subgroup's broadcast sources) where that pads the channels less.
+fn lanes_workgroup(g: &ConvGeometry) -> u32 {
+    let padded = |size: u32| channel_tiles(g, shaders::CONV2D_LANES_CHANNELS * size as usize) * shaders::CONV2D_LANES_CHANNELS * size as usize;
+    [32, 16, 8].into_iter().fold(WORKGROUP_SIZE, |best, size| if padded(size) < padded(best) { size } else { best })
+}
+
+/// Output channels per workgroup of the lanes kernel for `g`.
+fn lanes_block(g: &ConvGeometry) -> usize {
+    shaders::CONV2D_LANES_CHANNELS * lanes_workgroup(g) as usize
+}
+
+/// Output-channel tiles (or blocks) of `tile` channels per group.
+fn channel_tiles(g: &ConvGeometry, tile: usize) -> usize {
+    g.c_out_per_group().div_ceil(tile)
 }
 
 /// Repacks a conv weight — forward `[C_out, C_in/g, kH, kW]` or transposed
 /// `[C_in, C_out/g, kH, kW]` — to the tiled kernels' `[g, kH, kW, C_in/g, C_out/g rounded up to
-/// the tile]`, zero-filled.
-fn pack_for_tiles(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
+/// `tile`]`, zero-filled.
+fn pack_for_tiles(g: &ConvGeometry, weight: &[f32], tile: usize) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let row = channel_tiles(g) * shaders::CONV2D_TILED_CHANNELS;
+    let row = channel_tiles(g, tile) * tile;
     let taps = g.kernel.h * g.kernel.w;
     let mut packed = vec![0.0; g.groups * taps * cig * row];
     for group in 0..g.groups {
@@ -185,15 +220,20 @@ pub(crate) struct WindowBuffers<'a> {
 }
 
 impl Gpu {
-    /// Whether the tiled kernels can share their weight loads across a subgroup here.
-    fn subgroup_weights(&self) -> bool {
+    /// Whether the kernels that use subgroups (of at least [`shaders::SUBGROUP_LANES_NEEDED`]
+    /// lanes) can run here: the lanes kernel, and the tiled ones' shared weight loads.
+    pub fn subgroups(&self) -> bool {
         self.device().features().contains(wgpu::Features::SUBGROUP) && self.device().adapter_info().subgroup_min_size >= shaders::SUBGROUP_LANES_NEEDED
+    }
+
+    fn kernel(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<Kernel, GpuError> {
+        kernel_for(geometry, choice, self.subgroups(), !self.without_lanes)
     }
 
     /// The shader that runs `geometry` with the kernel `choice` picks on this device (for reports).
     pub fn kernel_name(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<&'static str, GpuError> {
-        Ok(match kernel_for(geometry, choice, self.subgroup_weights())? {
-            Kernel::Direct(shader) | Kernel::Tiled(shader) => shader.name,
+        Ok(match self.kernel(geometry, choice)? {
+            Kernel::Direct(shader) | Kernel::Tiled(shader) | Kernel::Lanes(shader) => shader.name,
         })
     }
 
@@ -204,8 +244,9 @@ impl Gpu {
 
     /// [`Gpu::weight_buffer`] for the kernel `choice` picks.
     pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
-        match kernel_for(geometry, choice, self.subgroup_weights())? {
-            Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight)),
+        match self.kernel(geometry, choice)? {
+            Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, shaders::CONV2D_TILED_CHANNELS)),
+            Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, lanes_block(geometry))),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
         }
     }
@@ -225,11 +266,11 @@ impl Gpu {
         relu: bool,
         choice: KernelChoice,
     ) -> Result<(), GpuError> {
-        let kernel = kernel_for(geometry, choice, self.subgroup_weights())?;
-        let (shader, workgroups) = match kernel {
+        let kernel = self.kernel(geometry, choice)?;
+        let (shader, workgroups, workgroup_size) = match kernel {
             Kernel::Direct(shader) => {
                 let (x, y) = self.workgroup_grid(geometry.output_shape().iter().product())?;
-                (shader, (x, y, 1))
+                (shader, (x, y, 1), WORKGROUP_SIZE)
             }
             Kernel::Tiled(shader) => {
                 // One invocation per quad of neighbouring pixels in a row. The transposed kernel
@@ -244,14 +285,23 @@ impl Gpu {
                     _ => geometry.batch * geometry.output.h * geometry.output.w.div_ceil(quad),
                 };
                 let (x, z) = self.workgroup_grid(invocations)?;
-                let y = geometry.groups * channel_tiles(geometry);
-                if y > self.limits().max_compute_workgroups_per_dimension as usize {
-                    return Err(GpuError::IndexOverflow { what: "channel tiles (max_compute_workgroups_per_dimension)", value: y as u64 });
-                }
-                (shader, (x, y as u32, z))
+                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, shaders::CONV2D_TILED_CHANNELS))?;
+                (shader, (x, y, z), WORKGROUP_SIZE)
+            }
+            Kernel::Lanes(shader) => {
+                // One workgroup per strip of pixels (of each phase's grid, for the transposed
+                // kernel) and block of channels.
+                let (b, o, s) = (geometry.batch, geometry.output, geometry.stride);
+                let workgroups = match geometry.kind {
+                    ConvKind::Transposed => s.h * s.w * (b * o.h.div_ceil(s.h) * o.w.div_ceil(s.w)).div_ceil(shaders::CONV2D_LANES_PIXELS),
+                    _ => (b * o.h * o.w).div_ceil(shaders::CONV2D_LANES_PIXELS),
+                };
+                let (x, z) = self.spread(workgroups as u64)?;
+                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, lanes_block(geometry)))?;
+                (shader, (x, y, z), lanes_workgroup(geometry))
             }
         };
-        let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)])?;
+        let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", workgroup_size as f64)])?;
         let epilogue = Epilogue { bias: buffers.bias.is_some(), residual: buffers.residual.is_some(), relu };
         let uniform = WindowUniform::new(geometry, epilogue)?;
         let params = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -318,10 +368,22 @@ impl Gpu {
         Ok(output)
     }
 
+    /// The y extent of a grid whose y spreads the channel tiles of all groups.
+    fn channel_grid(&self, tiles: usize) -> Result<u32, GpuError> {
+        if tiles > self.limits().max_compute_workgroups_per_dimension as usize {
+            return Err(GpuError::IndexOverflow { what: "channel tiles (max_compute_workgroups_per_dimension)", value: tiles as u64 });
+        }
+        Ok(tiles as u32)
+    }
+
     /// Workgroups for one invocation per element, spread over x and y when x alone would pass
     /// the device's per-dimension limit.
     pub(crate) fn workgroup_grid(&self, invocations: usize) -> Result<(u32, u32), GpuError> {
-        let groups = invocations.div_ceil(WORKGROUP_SIZE as usize) as u64;
+        self.spread(invocations.div_ceil(WORKGROUP_SIZE as usize) as u64)
+    }
+
+    /// `groups` workgroups as an x × y grid, y > 1 only when x alone would pass the device's limit.
+    fn spread(&self, groups: u64) -> Result<(u32, u32), GpuError> {
         let max = self.limits().max_compute_workgroups_per_dimension as u64;
         let x = groups.min(max);
         let y = groups.div_ceil(x);
