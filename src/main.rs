@@ -41,7 +41,7 @@ enum Command {
     },
     /// Run a ResNet backbone with a chosen output stride; per-layer table, optional GPU-vs-CPU comparison
     Backbone(backbone::BackboneArgs),
-    /// Semantic segmentation: DeepLabv3 or FCN on a dilated ResNet; logits, class mask and overlay PNGs, optional GPU-vs-CPU comparison
+    /// Semantic segmentation: DeepLabv3 or FCN on a dilated ResNet; logits, class mask and overlay PNGs, optional GPU-vs-CPU comparison (per layer, and the share of pixels whose class differs)
     Segment(segment::SegmentArgs),
     /// Receptive-field arithmetic of a backbone, layer by layer (no computation)
     Rf(backbone::RfArgs),

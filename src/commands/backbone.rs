@@ -122,6 +122,13 @@ pub struct BackboneArgs {
     /// Write layer4's features (NCHW float32) here
     #[arg(long, value_name = "F.npy")]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Where a network runs and how the run is reported (`backbone` and `segment`).
+#[derive(Args)]
+pub struct RunArgs {
     /// Where to run; --output holds this device's result
     #[arg(long, value_enum, default_value = "gpu")]
     pub device: Device,
@@ -134,6 +141,28 @@ pub struct BackboneArgs {
     pub json: bool,
     #[command(flatten)]
     pub adapter: AdapterArgs,
+}
+
+impl RunArgs {
+    /// Opens the chosen device.
+    pub fn executor(&self) -> Result<Box<dyn Executor>> {
+        Ok(match self.device {
+            Device::Gpu => Box::new(self.adapter.open()?),
+            Device::Cpu => Box::new(Cpu),
+        })
+    }
+
+    /// Runs `network` on the chosen device (and on the CPU too with --compare).
+    pub fn run(&self, network: &Network, input: &Tensor) -> Result<(Box<dyn Executor>, Run)> {
+        let executor = self.executor()?;
+        let run = run_network(network, input, executor.as_ref(), self.compare)?;
+        Ok((executor, run))
+    }
+
+    /// The human-readable report of a run.
+    pub fn print(&self, run: &Run, network: &Network, input: &Tensor, executor: &dyn Executor) {
+        run.print(network, input, executor, self.device == Device::Gpu);
+    }
 }
 
 /// Builds the network with the chosen weights and reports unused tensors of a weights file.
@@ -333,17 +362,11 @@ pub fn backbone(args: &BackboneArgs) -> Result<ExitCode> {
     let network = build(&args.model, args.weights.as_ref(), &args.weights_prefix)?;
     let (input, _) = args.input.load()?;
     network.geometries(input.shape())?; // refuse bad shapes before opening a device
-    let gpu = if args.device == Device::Gpu { Some(args.adapter.open()?) } else { None };
-    let executor: &dyn Executor = match &gpu {
-        Some(gpu) => gpu,
-        None => &Cpu,
-    };
-    let run = run_network(&network, &input, executor, args.compare)?;
-
-    if args.json {
-        print_json(args, &network, &input, executor, &run);
+    let (executor, run) = args.run.run(&network, &input)?;
+    if args.run.json {
+        print_json(args, &network, &input, executor.as_ref(), &run);
     } else {
-        run.print(&network, &input, executor, gpu.is_some());
+        args.run.print(&run, &network, &input, executor.as_ref());
     }
     if let Some(path) = &args.output {
         write_npy(path, run.features())?;

@@ -10,9 +10,7 @@ use clap::{Args, ValueEnum};
 use image::RgbImage;
 use serde_json::json;
 
-use super::backbone::{note_unused, run_network, InputArgs, Rates, Run, DEFAULT_SEED};
-use super::{AdapterArgs, Device};
-use atrous::backend::Cpu;
+use super::backbone::{note_unused, InputArgs, Rates, Run, RunArgs, DEFAULT_SEED};
 use atrous::imaging::{argmax_classes, mask_overlay, save_mask_png, save_png, tensor_to_image};
 use atrous::models::segmentation::{segmentation, Head, Model, SegmentationConfig, Upsample, VOC_CLASSES};
 use atrous::net::{Executor, Network};
@@ -79,18 +77,9 @@ pub struct SegmentArgs {
     /// Write the mask's colours over the picture (the de-normalised input for --input/--size)
     #[arg(long, value_name = "OVERLAY.png")]
     pub overlay: Option<PathBuf>,
-    /// Where to run; --output holds this device's result
-    #[arg(long, value_enum, default_value = "gpu")]
-    pub device: Device,
-    /// Run on GPU and CPU: each layer's max abs and relative error, and the share of pixels
-    /// whose arg-max class differs (exit status 2 when some layer differs by more than 1e-3 relative)
-    #[arg(long)]
-    pub compare: bool,
-    /// Print one JSON object instead of the table
-    #[arg(long)]
-    pub json: bool,
+    // With --compare, segment also reports the share of pixels whose arg-max class differs.
     #[command(flatten)]
-    pub adapter: AdapterArgs,
+    pub run: RunArgs,
 }
 
 impl SegmentationModelArgs {
@@ -161,19 +150,14 @@ pub fn segment(args: &SegmentArgs) -> Result<ExitCode> {
     if args.mask.is_some() && classes > 256 {
         bail!("--mask writes class indices into an 8-bit paletted PNG, which holds at most 256 classes; this model has {classes}");
     }
-    let gpu = if args.device == Device::Gpu { Some(args.adapter.open()?) } else { None };
-    let executor: &dyn Executor = match &gpu {
-        Some(gpu) => gpu,
-        None => &Cpu,
-    };
-    let run = run_network(&network, &input, executor, args.compare)?;
+    let (executor, run) = args.run.run(&network, &input)?;
     let logits = run.features();
     let disagreement = run.reference_features().map(|reference| argmax_disagreement(logits, reference));
 
-    if args.json {
-        print_json(args, &network, &input, executor, &run, disagreement);
+    if args.run.json {
+        print_json(args, &network, &input, executor.as_ref(), &run, disagreement);
     } else {
-        run.print(&network, &input, executor, gpu.is_some());
+        args.run.print(&run, &network, &input, executor.as_ref());
         if let Some(share) = disagreement {
             println!("arg-max class differs between GPU and CPU at {:.4}% of pixels", share * 100.0);
         }
