@@ -5,23 +5,13 @@
 mod cli;
 
 use std::path::Path;
-use std::process::Output;
 
-use cli::{assert_ok, atrous, text};
+use cli::{assert_ok, assert_refused, atrous, text};
 
 use atrous::npy::read_npy;
 
 
 
-
-fn assert_refused(out: &Output, words: &[&str]) {
-    let (_, stderr) = text(out);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    for word in words {
-        assert!(stderr.contains(word), "stderr lacks '{word}':\n{stderr}");
-    }
-}
 
 #[test]
 fn rf_prints_the_receptive_field_arithmetic() {

@@ -7,9 +7,8 @@
 mod cli;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use cli::{assert_ok, atrous, text};
+use cli::{assert_ok, assert_refused, atrous, text};
 
 use atrous::backend::Cpu;
 use atrous::compare::difference;
@@ -19,15 +18,6 @@ use atrous::net::{Executor, Keep, Network};
 use atrous::npy::{read_npy, write_npy};
 use atrous::weights::{write_safetensors, SafetensorsWeights, SeededWeights};
 use atrous::Tensor;
-
-fn assert_refused(out: &Output, words: &[&str]) {
-    let (_, stderr) = text(out);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    for word in words {
-        assert!(stderr.contains(word), "stderr lacks '{word}':\n{stderr}");
-    }
-}
 
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()

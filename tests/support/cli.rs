@@ -1,5 +1,6 @@
-//! Running the `atrous` binary from integration tests (shared by `tests/cli_backbone.rs` and
-//! `tests/bench.rs`).
+//! Running the `atrous` binary from integration tests (shared by `tests/cli_backbone.rs`,
+//! `tests/cli_segment.rs` and `tests/bench.rs`).
+#![allow(dead_code)] // each test binary uses its own subset
 
 use std::process::{Command, Output};
 
@@ -18,4 +19,14 @@ pub fn assert_ok(out: &Output) -> String {
     let (stdout, stderr) = text(out);
     assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
     stdout
+}
+
+/// Asserts a refusal: exit status 1, no panic, and every one of `words` in the message.
+pub fn assert_refused(out: &Output, words: &[&str]) {
+    let (_, stderr) = text(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for word in words {
+        assert!(stderr.contains(word), "stderr lacks '{word}':\n{stderr}");
+    }
 }
