@@ -253,11 +253,18 @@ def run_graph(g, x, y, name):
     return out
 
 
+def run_job_files(argv, run_job):
+    """Runs `run_job` on every JOB.json in argv; False when argv is flags instead."""
+    if not argv or argv[0].startswith("-"):
+        return False
+    for path in argv:
+        with open(path) as f:
+            run_job(json.load(f))
+    return True
+
+
 def main(argv):
-    if argv and not argv[0].startswith("-"):
-        for path in argv:
-            with open(path) as f:
-                run_job(json.load(f))
+    if run_job_files(argv, run_job):
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", required=True, choices=sorted(ARCHS))

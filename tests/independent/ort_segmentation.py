@@ -51,7 +51,6 @@ used, and every tensor the network needs must be there with torchvision's shape,
 fails naming it.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -226,10 +225,7 @@ def upsample_transposed_with_ort(x, f, hw):
 
 
 def main(argv):
-    if argv and not argv[0].startswith("-"):
-        for path in argv:
-            with open(path) as f:
-                run_job(json.load(f))
+    if ort_resnet.run_job_files(argv, run_job):
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, choices=MODELS)
