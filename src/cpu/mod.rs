@@ -7,16 +7,14 @@
 //! All functions take a validated [`ConvGeometry`](crate::shape::ConvGeometry) and flat NCHW
 //! slices whose lengths match it.
 
-mod avg_pool2d;
 mod conv2d;
 mod conv_transpose2d;
-mod max_pool2d;
+mod pool2d;
 mod resample;
 
 pub use conv2d::{conv2d, conv2d_reference};
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_reference};
-pub use avg_pool2d::avg_pool2d;
-pub use max_pool2d::max_pool2d;
+pub use pool2d::{avg_pool2d, max_pool2d};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
 
 /// The fused epilogue of a network's convolution: add `residual` (same shape), then ReLU.

@@ -126,19 +126,15 @@ pub const CONV_TRANSPOSE2D: Shader = Shader {
     subgroups: false,
 };
 
+/// Max and average pooling: one file, one window walk, two entry points.
 pub const MAX_POOL2D: Shader = Shader {
-    name: "max_pool2d.wgsl",
+    name: "pool2d.wgsl",
     entry_point: "max_pool2d",
-    source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/max_pool2d.wgsl")),
+    source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/pool2d.wgsl")),
     subgroups: false,
 };
 
-pub const AVG_POOL2D: Shader = Shader {
-    name: "avg_pool2d.wgsl",
-    entry_point: "avg_pool2d",
-    source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/avg_pool2d.wgsl")),
-    subgroups: false,
-};
+pub const AVG_POOL2D: Shader = Shader { entry_point: "avg_pool2d", ..MAX_POOL2D };
 
 pub const BILINEAR: Shader = Shader { name: "bilinear.wgsl", entry_point: "bilinear", source: include_str!("../../shaders/bilinear.wgsl"), subgroups: false };
 
