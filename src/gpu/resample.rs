@@ -6,7 +6,7 @@ use wgpu::util::DeviceExt;
 
 use super::context::{Gpu, GpuError};
 use super::shaders::{self, Shader};
-use super::window::WORKGROUP_SIZE;
+use super::window::{to_u32, WORKGROUP_SIZE};
 use crate::shape::Hw;
 
 /// Mirrors `Resize` in `shaders/bilinear.wgsl`.
@@ -29,10 +29,6 @@ struct PartUniform {
     plane: u32,
     total_channels: u32,
     offset: u32,
-}
-
-fn to_u32(what: &'static str, value: usize) -> Result<u32, GpuError> {
-    u32::try_from(value).map_err(|_| GpuError::IndexOverflow { what, value: value as u64 })
 }
 
 impl Gpu {

@@ -46,7 +46,8 @@ struct WindowUniform {
     _padding: u32,
 }
 
-fn to_u32(what: &'static str, value: usize) -> Result<u32, GpuError> {
+/// `value` as the shaders' 32-bit index type, or an error naming `what` overflowed.
+pub(crate) fn to_u32(what: &'static str, value: usize) -> Result<u32, GpuError> {
     u32::try_from(value).map_err(|_| GpuError::IndexOverflow { what, value: value as u64 })
 }
 
