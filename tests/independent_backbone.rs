@@ -21,10 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use atrous::compare::difference;
 use atrous::models::resnet::{resnet, Arch, ResNetConfig};
 use atrous::npy::{read_npy, write_npy};
-use support::{add_num_batches_tracked, json_string, onnx_runtime_available, python};
+use support::{add_num_batches_tracked, json_string, onnx_runtime_available, python, Verdicts};
 use atrous::weights::{write_safetensors, SeededWeights};
 use atrous::Tensor;
 
@@ -176,25 +175,12 @@ fn backbone_matches_onnx_runtime_resnet_at_output_strides_8_16_32() {
     });
     let cli_time = cli_start.elapsed();
 
-    let mut failures = Vec::new();
-    let mut report = Vec::new();
+    let mut verdicts = Verdicts::default();
     for (&(j, device), result) in runs.iter().zip(&results) {
         let job = &jobs[j];
-        let expected = expected_shape(job.arch, job.output_stride, job.input);
         let reference = read_npy(job.dir.join("ort.npy")).unwrap();
-        let failure = match result {
-            Err(e) => Some(format!("the CLI failed: {e}")),
-            Ok(_) if reference.shape() != expected => Some(format!("ORT's output shape {:?} is not the expected {expected:?}", reference.shape())),
-            Ok(r) if r.shape() != reference.shape() => Some(format!("output shape {:?}, ORT's {:?}", r.shape(), reference.shape())),
-            Ok(r) => {
-                let diff = difference(r.data(), reference.data());
-                report.push(format!("  {:<34} {device}: max rel {:.3e}, max abs {:.3e} (scale {:.3e})", job.label(), diff.max_rel, diff.max_abs, diff.reference_scale));
-                (!diff.within(TOLERANCE)).then(|| format!("{diff}"))
-            }
-        };
-        if let Some(why) = failure {
-            failures.push(format!("{} on --device {device}: {why}", job.label()));
-        }
+        let expected = expected_shape(job.arch, job.output_stride, job.input);
+        verdicts.judge(&format!("{} --device {device}", job.label()), result, &reference, &expected, TOLERANCE);
     }
     println!(
         "{} backbones x {DEVICES:?} against ONNX Runtime in {:.1?} (files {:.1?}, ORT {:.1?}, CLI {:.1?} on {threads} threads), tolerance {TOLERANCE:e}:\n{}",
@@ -203,18 +189,9 @@ fn backbone_matches_onnx_runtime_resnet_at_output_strides_8_16_32() {
         prepared,
         ort_time,
         cli_time,
-        report.join("\n")
+        verdicts.report.join("\n")
     );
-    if !failures.is_empty() {
-        let kept = temp.keep();
-        panic!(
-            "{} of {} runs disagree with ONNX Runtime beyond {TOLERANCE:e} (files kept in {}):\n\n{}",
-            failures.len(),
-            runs.len(),
-            kept.display(),
-            failures.join("\n\n")
-        );
-    }
+    verdicts.assert_all_agree(temp, TOLERANCE);
 }
 
 /// A state dict missing one tensor, or holding one of the wrong shape, is refused: non-zero exit,

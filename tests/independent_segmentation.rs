@@ -17,13 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use atrous::compare::difference;
 use atrous::models::segmentation::{segmentation, Head, Model, SegmentationConfig};
 use atrous::models::resnet::Arch;
 use atrous::npy::{read_npy, write_npy};
 use atrous::weights::{write_safetensors, SeededWeights};
 use atrous::Tensor;
-use support::{add_num_batches_tracked, json_string, onnx_runtime_available, python};
+use support::{add_num_batches_tracked, json_string, onnx_runtime_available, python, Verdicts};
 
 const TOLERANCE: f64 = 1e-3;
 /// Non-square and odd, so every stride-2 layer rounds and the upsampling is by a non-integer factor.
@@ -122,28 +121,12 @@ fn segment_matches_onnx_runtime_deeplabv3_and_fcn_at_output_strides_8_and_16() {
     // Every job on the GPU; the OS-8 bilinear ones on the CPU too.
     let runs: Vec<(&Job, &str)> =
         jobs.iter().flat_map(|job| if job.output_stride == 8 && job.upsample == "bilinear" { vec![(job, "gpu"), (job, "cpu")] } else { vec![(job, "gpu")] }).collect();
-    let mut failures = Vec::new();
-    let mut report = Vec::new();
+    let mut verdicts = Verdicts::default();
     for (job, device) in runs.iter().copied() {
         let reference = read_npy(job.dir.join("ort.npy")).unwrap();
         let expected = [INPUT[0], 21, INPUT[2], INPUT[3]];
-        let failure = match job.run_cli(device) {
-            Err(e) => Some(format!("the CLI failed: {e}")),
-            Ok(_) if reference.shape() != expected => Some(format!("ORT's logits have shape {:?}, not {expected:?}", reference.shape())),
-            Ok(logits) if logits.shape() != expected => Some(format!("logits of shape {:?}, not {expected:?}", logits.shape())),
-            Ok(logits) => {
-                let diff = difference(logits.data(), reference.data());
-                report.push(format!("  {:<40} {device}: max rel {:.3e}, max abs {:.3e} (scale {:.3e})", job.label(), diff.max_rel, diff.max_abs, diff.reference_scale));
-                (!diff.within(TOLERANCE)).then(|| format!("{diff}"))
-            }
-        };
-        if let Some(why) = failure {
-            failures.push(format!("{} on --device {device}: {why}", job.label()));
-        }
+        verdicts.judge(&format!("{} --device {device}", job.label()), &job.run_cli(device), &reference, &expected, TOLERANCE);
     }
-    println!("{} segmentation runs against ONNX Runtime in {:.1?}, tolerance {TOLERANCE:e}:\n{}", runs.len(), start.elapsed(), report.join("\n"));
-    if !failures.is_empty() {
-        let kept = temp.keep();
-        panic!("{} of {} runs disagree with ONNX Runtime (files kept in {}):\n\n{}", failures.len(), runs.len(), kept.display(), failures.join("\n\n"));
-    }
+    println!("{} segmentation runs against ONNX Runtime in {:.1?}, tolerance {TOLERANCE:e}:\n{}", runs.len(), start.elapsed(), verdicts.report.join("\n"));
+    verdicts.assert_all_agree(temp, TOLERANCE);
 }

@@ -51,3 +51,47 @@ pub fn add_num_batches_tracked(path: &Path) {
         entries.iter().map(|(name, dtype, shape, data)| (name.as_str(), TensorView::new(*dtype, shape.clone(), data).unwrap())).collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
+
+/// CLI runs judged against ONNX Runtime's outputs: a report line for each run that could be
+/// compared, and why each failing run failed.
+#[derive(Default)]
+pub struct Verdicts {
+    pub report: Vec<String>,
+    pub failures: Vec<String>,
+    runs: usize,
+}
+
+impl Verdicts {
+    /// Judges the run `label`: its `result` against ORT's `reference`, both of shape `expected`,
+    /// within `tolerance` relative.
+    pub fn judge(&mut self, label: &str, result: &Result<atrous::Tensor, String>, reference: &atrous::Tensor, expected: &[usize], tolerance: f64) {
+        self.runs += 1;
+        let failure = match result {
+            Err(e) => Some(format!("the CLI failed: {e}")),
+            Ok(_) if reference.shape() != expected => Some(format!("ORT's output shape {:?} is not the expected {expected:?}", reference.shape())),
+            Ok(r) if r.shape() != expected => Some(format!("output shape {:?}, expected {expected:?}", r.shape())),
+            Ok(r) => {
+                let diff = atrous::compare::difference(r.data(), reference.data());
+                self.report.push(format!("  {label:<52} max rel {:.3e}, max abs {:.3e} (scale {:.3e})", diff.max_rel, diff.max_abs, diff.reference_scale));
+                (!diff.within(tolerance)).then(|| format!("{diff}"))
+            }
+        };
+        if let Some(why) = failure {
+            self.failures.push(format!("{label}: {why}"));
+        }
+    }
+
+    /// Panics, naming every failure and keeping the files in `temp`, when some run failed.
+    pub fn assert_all_agree(&self, temp: tempfile::TempDir, tolerance: f64) {
+        if !self.failures.is_empty() {
+            let kept = temp.keep();
+            panic!(
+                "{} of {} runs disagree with ONNX Runtime beyond {tolerance:e} (files kept in {}):\n\n{}",
+                self.failures.len(),
+                self.runs,
+                kept.display(),
+                self.failures.join("\n\n")
+            );
+        }
+    }
+}
