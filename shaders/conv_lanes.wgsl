@@ -1,29 +1,33 @@
 // The register tile shared by the lanes kernels (conv2d_lanes.wgsl, conv_transpose2d_lanes.wgsl),
 // for devices with subgroups of at least 8: output channels across lanes, pixels in registers.
 // Each invocation of a workgroup owns LANE_CHANNELS consecutive output channels (invocation i:
-// channels 4i … 4i + 3 of the workgroup's block), and the whole workgroup computes one strip of
+// channels 16i … 16i + 15 of the workgroup's block), and the whole workgroup computes one strip of
 // STRIP pixels; each kernel says which (`tap_source`, `output_pixel` and `tap_visited`, defined
 // in its file).
-// Each invocation keeps its 4 channels × 32 pixels of sums in registers: 32 vec4s with constant
-// names (a matrix-typed version, `m += outer(w, x)`, ran 12% slower on lavapipe).
+// Each invocation keeps 16 channels × 32 pixels of sums: sixteen `Eight`s of constant names
+// (the compiler keeps what fits in registers and spills the rest to the stack, which costs less
+// than loading more often; a matrix-typed version, `m += outer(w, x)`, ran 12% slower).
 //
-// Per (tap, input channel) every lane loads one vec4 of weights of its own (consecutive lanes
+// Per (tap, input channel) every lane loads four vec4s of weights of its own (consecutive lanes
 // read consecutive addresses) and four input values, those of pixels k, k + 8, k + 16 and k + 24
 // for lane k of its subgroup; `subgroupBroadcast` hands every lane all 32 inputs. All lanes of a
 // subgroup share the strip, so each input value is loaded once per subgroup instead of once per
-// lane. lavapipe loads storage buffers lane by lane, so what counts is sums per value loaded:
-// per lane, 1 channel × 16 pixels took 2048 ms on the benchmark, 2 × 16 1081, 4 × 16 811,
-// 4 × 24 668, 4 × 32 560–680 (BENCHMARKS.md).
+// lane. lavapipe loads storage buffers lane by lane with a bounds check for each value, so what
+// counts is sums per value loaded: per lane, 1 channel × 16 pixels took 2048 ms on the
+// benchmark, 2 × 16 1081, 4 × 16 811, 4 × 24 668, 4 × 32 560–680 (under load); on a quiet machine
+// 4 × 32 310, 8 × 32 243–260, 8 × 64 245, 16 × 32 221–230, 32 × 32 290 (BENCHMARKS.md). Larger
+// tiles also compile longer: 16 × 32 takes lavapipe about 7 s per pipeline (Mesa caches it on
+// disk), 32 × 32 about 30 s.
 //
 // Every invocation runs every loop trip (the broadcasts need the whole subgroup): a pixel outside
 // the input, or past the output, reads a valid address and is scaled by zero; lanes whose
 // channels are past C_out/groups read the zero padding of the weights and store nothing.
 
-const LANE_CHANNELS: u32 = 4u;
+const LANE_CHANNELS: u32 = 16u; // four vec4s
 const STRIP: u32 = 32u; // 4 pixels per lane × 8 lanes
 
 // [groups, kH, kW, C_in/groups, C_out/groups padded to LANE_CHANNELS · WORKGROUP_SIZE], read
-// LANE_CHANNELS channels at a time.
+// four channels at a time.
 @group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
 
 struct Invocation {
@@ -54,7 +58,7 @@ fn lanes_of(invocation: Invocation) -> Lanes {
     let blocks = (cog + block - 1u) / block;
     let co_local = (invocation.wid.y % blocks) * block + LANE_CHANNELS * invocation.local;
     // row: vec4s per (tap, input channel); k: this lane loads pixels k, k + 8, k + 16, k + 24.
-    return Lanes(invocation.wid.y / blocks, cig, cog, co_local, blocks * WORKGROUP_SIZE, p.in_h * p.in_w, invocation.lane % 8u);
+    return Lanes(invocation.wid.y / blocks, cig, cog, co_local, blocks * block / 4u, p.in_h * p.in_w, invocation.lane % 8u);
 }
 
 // The workgroup's index among those spread over x (and z, when x alone would pass the device
@@ -63,27 +67,32 @@ fn strip_index(invocation: Invocation) -> u32 {
     return invocation.wid.z * invocation.workgroups.x + invocation.wid.x;
 }
 
-// a0 … a7: the sums of pixels 0 … 7 of the strip, b… of 8 … 15, c… of 16 … 23, d… of 24 … 31,
-// each for the invocation's four channels.
+// The sums of one vec4 of the lane's channels for eight pixels of the strip.
+struct Eight { s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>, s4: vec4<f32>, s5: vec4<f32>, s6: vec4<f32>, s7: vec4<f32> }
+
+// q<v><g>: channels 4v … 4v + 3 of the lane's, pixels 8g … 8g + 7 of the strip.
 struct Sums {
-    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>, a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>, a7: vec4<f32>,
-    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>, b4: vec4<f32>, b5: vec4<f32>, b6: vec4<f32>, b7: vec4<f32>,
-    c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>, c4: vec4<f32>, c5: vec4<f32>, c6: vec4<f32>, c7: vec4<f32>,
-    d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>, d3: vec4<f32>, d4: vec4<f32>, d5: vec4<f32>, d6: vec4<f32>, d7: vec4<f32>,
+    q00: Eight, q01: Eight, q02: Eight, q03: Eight,
+    q10: Eight, q11: Eight, q12: Eight, q13: Eight,
+    q20: Eight, q21: Eight, q22: Eight, q23: Eight,
+    q30: Eight, q31: Eight, q32: Eight, q33: Eight,
+}
+
+// Adds weight vec4 `w` times the eight pixels' inputs (`lo`: the first four, `hi`: the rest).
+fn add_products(q: ptr<function, Eight>, w: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>) {
+    (*q).s0 += lo.x * w; (*q).s1 += lo.y * w; (*q).s2 += lo.z * w; (*q).s3 += lo.w * w;
+    (*q).s4 += hi.x * w; (*q).s5 += hi.y * w; (*q).s6 += hi.z * w; (*q).s7 += hi.w * w;
 }
 
 // The sums of the strip over all taps (those `tap_visited` lets through) and input channels of
-// the group. The sums are plain locals across the whole loop nest, as in the forward kernel before
-// its loop was shared (copying them through a struct once per tap measured 0–8% slower).
+// the group.
+// (Sixteen locals rather than one `Sums`: naga's SPIR-V writer panics on a pointer to a struct
+// member passed as an argument.)
 fn accumulate(strip: Strip, l: Lanes) -> Sums {
-    var a0 = vec4<f32>(); var a1 = vec4<f32>(); var a2 = vec4<f32>(); var a3 = vec4<f32>();
-    var a4 = vec4<f32>(); var a5 = vec4<f32>(); var a6 = vec4<f32>(); var a7 = vec4<f32>();
-    var b0 = vec4<f32>(); var b1 = vec4<f32>(); var b2 = vec4<f32>(); var b3 = vec4<f32>();
-    var b4 = vec4<f32>(); var b5 = vec4<f32>(); var b6 = vec4<f32>(); var b7 = vec4<f32>();
-    var c0 = vec4<f32>(); var c1 = vec4<f32>(); var c2 = vec4<f32>(); var c3 = vec4<f32>();
-    var c4 = vec4<f32>(); var c5 = vec4<f32>(); var c6 = vec4<f32>(); var c7 = vec4<f32>();
-    var d0 = vec4<f32>(); var d1 = vec4<f32>(); var d2 = vec4<f32>(); var d3 = vec4<f32>();
-    var d4 = vec4<f32>(); var d5 = vec4<f32>(); var d6 = vec4<f32>(); var d7 = vec4<f32>();
+    var q00 = Eight(); var q01 = Eight(); var q02 = Eight(); var q03 = Eight();
+    var q10 = Eight(); var q11 = Eight(); var q12 = Eight(); var q13 = Eight();
+    var q20 = Eight(); var q21 = Eight(); var q22 = Eight(); var q23 = Eight();
+    var q30 = Eight(); var q31 = Eight(); var q32 = Eight(); var q33 = Eight();
     for (var ky = 0u; ky < p.k_h; ky++) {
         for (var kx = 0u; kx < p.k_w; kx++) {
             // The same answer for the whole workgroup, so the loops stay uniform.
@@ -95,47 +104,57 @@ fn accumulate(strip: Strip, l: Lanes) -> Sums {
             let c = tap_source(strip, l.k + 16u, ky, kx, l.group);
             let d = tap_source(strip, l.k + 24u, ky, kx, l.group);
             let scale = vec4<f32>(a.scale, b.scale, c.scale, d.scale);
-            var w_at = ((l.group * p.k_h + ky) * p.k_w + kx) * l.cig * l.row + l.co_local / LANE_CHANNELS;
+            var w_at = ((l.group * p.k_h + ky) * p.k_w + kx) * l.cig * l.row + l.co_local / 4u;
             var offset = 0u;
             for (var ci = 0u; ci < l.cig; ci++) {
                 let x = vec4<f32>(input[a.at + offset], input[b.at + offset], input[c.at + offset], input[d.at + offset]) * scale;
-                let w = weight[w_at];
-                var xk = subgroupBroadcast(x, 0u); a0 += xk.x * w; b0 += xk.y * w; c0 += xk.z * w; d0 += xk.w * w;
-                xk = subgroupBroadcast(x, 1u); a1 += xk.x * w; b1 += xk.y * w; c1 += xk.z * w; d1 += xk.w * w;
-                xk = subgroupBroadcast(x, 2u); a2 += xk.x * w; b2 += xk.y * w; c2 += xk.z * w; d2 += xk.w * w;
-                xk = subgroupBroadcast(x, 3u); a3 += xk.x * w; b3 += xk.y * w; c3 += xk.z * w; d3 += xk.w * w;
-                xk = subgroupBroadcast(x, 4u); a4 += xk.x * w; b4 += xk.y * w; c4 += xk.z * w; d4 += xk.w * w;
-                xk = subgroupBroadcast(x, 5u); a5 += xk.x * w; b5 += xk.y * w; c5 += xk.z * w; d5 += xk.w * w;
-                xk = subgroupBroadcast(x, 6u); a6 += xk.x * w; b6 += xk.y * w; c6 += xk.z * w; d6 += xk.w * w;
-                xk = subgroupBroadcast(x, 7u); a7 += xk.x * w; b7 += xk.y * w; c7 += xk.z * w; d7 += xk.w * w;
+                // xj: lane j's four inputs, those of pixels j, j + 8, j + 16, j + 24.
+                let x0 = subgroupBroadcast(x, 0u); let x1 = subgroupBroadcast(x, 1u);
+                let x2 = subgroupBroadcast(x, 2u); let x3 = subgroupBroadcast(x, 3u);
+                let x4 = subgroupBroadcast(x, 4u); let x5 = subgroupBroadcast(x, 5u);
+                let x6 = subgroupBroadcast(x, 6u); let x7 = subgroupBroadcast(x, 7u);
+                // The inputs of pixels 8g … 8g + 7: lo<g> the first four, hi<g> the rest.
+                let lo0 = vec4<f32>(x0.x, x1.x, x2.x, x3.x); let hi0 = vec4<f32>(x4.x, x5.x, x6.x, x7.x);
+                let lo1 = vec4<f32>(x0.y, x1.y, x2.y, x3.y); let hi1 = vec4<f32>(x4.y, x5.y, x6.y, x7.y);
+                let lo2 = vec4<f32>(x0.z, x1.z, x2.z, x3.z); let hi2 = vec4<f32>(x4.z, x5.z, x6.z, x7.z);
+                let lo3 = vec4<f32>(x0.w, x1.w, x2.w, x3.w); let hi3 = vec4<f32>(x4.w, x5.w, x6.w, x7.w);
+                let w0 = weight[w_at]; let w1 = weight[w_at + 1u]; let w2 = weight[w_at + 2u]; let w3 = weight[w_at + 3u];
+                add_products(&q00, w0, lo0, hi0); add_products(&q01, w0, lo1, hi1); add_products(&q02, w0, lo2, hi2); add_products(&q03, w0, lo3, hi3);
+                add_products(&q10, w1, lo0, hi0); add_products(&q11, w1, lo1, hi1); add_products(&q12, w1, lo2, hi2); add_products(&q13, w1, lo3, hi3);
+                add_products(&q20, w2, lo0, hi0); add_products(&q21, w2, lo1, hi1); add_products(&q22, w2, lo2, hi2); add_products(&q23, w2, lo3, hi3);
+                add_products(&q30, w3, lo0, hi0); add_products(&q31, w3, lo1, hi1); add_products(&q32, w3, lo2, hi2); add_products(&q33, w3, lo3, hi3);
                 offset += l.plane;
                 w_at += l.row;
             }
         }
     }
-    return Sums(a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7,
-                c0, c1, c2, c3, c4, c5, c6, c7, d0, d1, d2, d3, d4, d5, d6, d7);
+    return Sums(q00, q01, q02, q03, q10, q11, q12, q13, q20, q21, q22, q23, q30, q31, q32, q33);
 }
 
-// Stores pixel j's sums (if the pixel exists) for the lane's channels that exist.
-fn store_pixel(strip: Strip, j: u32, l: Lanes, sums: vec4<f32>) {
+// Stores the sums of channels `first` … `first` + 3 of the lane's for pixel j (if the pixel
+// exists), those of the channels that exist.
+fn store_pixel(strip: Strip, j: u32, l: Lanes, first: u32, sums: vec4<f32>) {
     let out = output_pixel(strip, j);
     if (!out.valid) {
         return;
     }
-    for (var c = 0u; c < LANE_CHANNELS && l.co_local + c < l.cog; c++) {
-        let co = l.group * l.cog + l.co_local + c;
+    for (var c = 0u; c < 4u && l.co_local + first + c < l.cog; c++) {
+        let co = l.group * l.cog + l.co_local + first + c;
         store((out.n * p.c_out + co) * p.out_h * p.out_w + out.pixel, sums[c] + initial_value(co));
     }
 }
 
+// Stores q, the sums of channels `first` … `first` + 3 of the lane's for pixels 8g … 8g + 7.
+fn store_eight(strip: Strip, g: u32, l: Lanes, first: u32, q: Eight) {
+    store_pixel(strip, 8u * g, l, first, q.s0); store_pixel(strip, 8u * g + 1u, l, first, q.s1);
+    store_pixel(strip, 8u * g + 2u, l, first, q.s2); store_pixel(strip, 8u * g + 3u, l, first, q.s3);
+    store_pixel(strip, 8u * g + 4u, l, first, q.s4); store_pixel(strip, 8u * g + 5u, l, first, q.s5);
+    store_pixel(strip, 8u * g + 6u, l, first, q.s6); store_pixel(strip, 8u * g + 7u, l, first, q.s7);
+}
+
 fn store_sums(s: Sums, strip: Strip, l: Lanes) {
-    store_pixel(strip, 0u, l, s.a0); store_pixel(strip, 1u, l, s.a1); store_pixel(strip, 2u, l, s.a2); store_pixel(strip, 3u, l, s.a3);
-    store_pixel(strip, 4u, l, s.a4); store_pixel(strip, 5u, l, s.a5); store_pixel(strip, 6u, l, s.a6); store_pixel(strip, 7u, l, s.a7);
-    store_pixel(strip, 8u, l, s.b0); store_pixel(strip, 9u, l, s.b1); store_pixel(strip, 10u, l, s.b2); store_pixel(strip, 11u, l, s.b3);
-    store_pixel(strip, 12u, l, s.b4); store_pixel(strip, 13u, l, s.b5); store_pixel(strip, 14u, l, s.b6); store_pixel(strip, 15u, l, s.b7);
-    store_pixel(strip, 16u, l, s.c0); store_pixel(strip, 17u, l, s.c1); store_pixel(strip, 18u, l, s.c2); store_pixel(strip, 19u, l, s.c3);
-    store_pixel(strip, 20u, l, s.c4); store_pixel(strip, 21u, l, s.c5); store_pixel(strip, 22u, l, s.c6); store_pixel(strip, 23u, l, s.c7);
-    store_pixel(strip, 24u, l, s.d0); store_pixel(strip, 25u, l, s.d1); store_pixel(strip, 26u, l, s.d2); store_pixel(strip, 27u, l, s.d3);
-    store_pixel(strip, 28u, l, s.d4); store_pixel(strip, 29u, l, s.d5); store_pixel(strip, 30u, l, s.d6); store_pixel(strip, 31u, l, s.d7);
+    store_eight(strip, 0u, l, 0u, s.q00); store_eight(strip, 1u, l, 0u, s.q01); store_eight(strip, 2u, l, 0u, s.q02); store_eight(strip, 3u, l, 0u, s.q03);
+    store_eight(strip, 0u, l, 4u, s.q10); store_eight(strip, 1u, l, 4u, s.q11); store_eight(strip, 2u, l, 4u, s.q12); store_eight(strip, 3u, l, 4u, s.q13);
+    store_eight(strip, 0u, l, 8u, s.q20); store_eight(strip, 1u, l, 8u, s.q21); store_eight(strip, 2u, l, 8u, s.q22); store_eight(strip, 3u, l, 8u, s.q23);
+    store_eight(strip, 0u, l, 12u, s.q30); store_eight(strip, 1u, l, 12u, s.q31); store_eight(strip, 2u, l, 12u, s.q32); store_eight(strip, 3u, l, 12u, s.q33);
 }

@@ -10,7 +10,10 @@ use std::io::Write as _;
 
 use atrous::gpu::{Gpu, GpuError, GpuOptions, KernelChoice};
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Error, Hw, Tensor};
-use common::{check_hand_computed_cases, conv_case, gpu, gpu_without_lanes, gpu_without_subgroups, transposed_case, wide_conv_case, wide_transposed_case};
+use common::{
+    check_hand_computed_cases, conv_case, gpu, gpu_without_lanes, gpu_without_subgroups, lanes_conv_case, lanes_transposed_case, transposed_case, wide_conv_case,
+    wide_transposed_case,
+};
 use proptest::prelude::*;
 
 /// GPU sums run in a different order than the f64 reference: compare relatively.
@@ -120,12 +123,15 @@ fn the_tiled_kernels_handle_partial_quads_and_tiles() {
     // Forward: 7 columns (a quad of 3 at the end), 40 channels per group, stride 2.
     let p = Conv2dParams { stride: Hw::square(2), padding: Hw::square(1), dilation: Hw::new(1, 2), groups: 2 };
     assert_conv_matches(&r(&[1, 4, 9, 15], 39), &r(&[80, 2, 3, 3], 40), Some(&r(&[80], 41)), &p);
-    // The lanes kernel's larger workgroups: 128 output channels per group (workgroups of 32), and
-    // 256 (of 64); strips of 32 pixels that run across rows and into the next sample.
+    // The lanes kernel's blocks of 128 output channels: 128 per group (one block), 256 (two), 500
+    // (four, the last cut short) and 1000 (eight); strips of 32 pixels that run across rows and
+    // into the next sample.
     let p = Conv2dParams { stride: Hw::new(1, 2), padding: Hw::square(3), dilation: Hw::square(3), groups: 2 };
     assert_conv_matches(&r(&[2, 6, 7, 11], 42), &r(&[256, 3, 3, 3], 43), Some(&r(&[256], 44)), &p);
     let p = Conv2dParams { padding: Hw::square(1), ..Default::default() };
     assert_conv_matches(&r(&[2, 5, 6, 9], 45), &r(&[256, 5, 3, 3], 46), None, &p);
+    assert_conv_matches(&r(&[1, 2, 5, 7], 50), &r(&[500, 2, 3, 3], 51), Some(&r(&[500], 52)), &p);
+    assert_conv_matches(&r(&[1, 2, 6, 5], 53), &r(&[1000, 2, 3, 3], 54), Some(&r(&[1000], 55)), &p);
     let p = ConvTranspose2dParams { stride: Hw::new(2, 3), padding: Hw::square(1), output_padding: Hw::new(1, 0), dilation: Hw::new(2, 1), groups: 2 };
     assert_transposed_matches(&r(&[2, 4, 5, 6], 47), &r(&[4, 128, 3, 4], 48), Some(&r(&[256], 49)), &p);
 }
@@ -174,10 +180,9 @@ proptest! {
 
     #[test]
     fn gpu_tiled_conv2d_matches_reference(case in wide_conv_case()) {
-        // These cases are the lanes kernel's where the adapter has subgroups (lavapipe has).
         let geometry = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
         let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
-        prop_assert_eq!(kernel, if gpu().subgroups() { "conv2d_lanes.wgsl" } else { "conv2d_tiled.wgsl" });
+        prop_assert_eq!(kernel, if gpu().subgroups() { "conv2d_tiled.wgsl (subgroup weights)" } else { "conv2d_tiled.wgsl" });
         let d = conv_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
     }
@@ -192,9 +197,28 @@ proptest! {
     fn gpu_tiled_conv_transpose2d_matches_reference(case in wide_transposed_case()) {
         let geometry = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
         let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
-        prop_assert_eq!(kernel, if gpu().subgroups() { "conv_transpose2d_lanes.wgsl" } else { "conv_transpose2d_tiled.wgsl" });
+        prop_assert_eq!(kernel, if gpu().subgroups() { "conv_transpose2d_tiled.wgsl (subgroup weights)" } else { "conv_transpose2d_tiled.wgsl" });
         let d = transposed_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+
+    #[test]
+    fn gpu_lanes_kernels_match_reference(case in lanes_conv_case(), transposed in lanes_transposed_case()) {
+        let geometry = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
+        let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
+        prop_assert_eq!(kernel, if gpu().subgroups() { "conv2d_lanes.wgsl" } else { "conv2d_tiled.wgsl" });
+        let d = conv_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
+        let t = &transposed;
+        let geometry = t.params.geometry(t.input.shape(), t.weight.shape(), None).unwrap();
+        let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
+        prop_assert_eq!(kernel, if gpu().subgroups() { "conv_transpose2d_lanes.wgsl" } else { "conv_transpose2d_tiled.wgsl" });
+        let d = transposed_gap(&t.input, &t.weight, t.bias.as_ref(), &t.params);
+        prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", t.input.shape(), t.weight.shape(), t.params);
     }
 }
 
@@ -210,19 +234,22 @@ fn without_subgroups_the_plain_tiled_kernels_run() {
 }
 
 /// Without the lanes kernels the default runs the tiled ones, with subgroup weights where the
-/// adapter has subgroups, so the property test below covers them.
+/// adapter has subgroups, even where the lanes kernel would run, so the property test below
+/// covers them at those widths.
 #[test]
 fn without_lanes_the_tiled_kernels_run() {
-    let geometry = Conv2dParams::default().geometry(&[1, 16, 9, 9], &[16, 16, 3, 3], None).unwrap();
+    let geometry = Conv2dParams::default().geometry(&[1, 16, 9, 9], &[128, 16, 3, 3], None).unwrap();
     let tiled = gpu_without_lanes().kernel_name(&geometry, KernelChoice::Auto).unwrap();
     assert_eq!(tiled, if gpu().subgroups() { "conv2d_tiled.wgsl (subgroup weights)" } else { "conv2d_tiled.wgsl" });
+    let default = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
+    assert_eq!(default, if gpu().subgroups() { "conv2d_lanes.wgsl" } else { "conv2d_tiled.wgsl" });
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
     #[test]
-    fn gpu_tiled_kernels_with_subgroups_match_reference(case in wide_conv_case(), transposed in wide_transposed_case()) {
+    fn gpu_tiled_kernels_with_subgroups_match_reference(case in lanes_conv_case(), transposed in lanes_transposed_case()) {
         let d = conv_gap_on(gpu_without_lanes(), &case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
         let t = &transposed;

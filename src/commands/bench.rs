@@ -39,15 +39,15 @@ pub enum TimingChoice {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KernelArg {
-    /// Where a group has at least 8 output channels, `lanes` on a device with subgroups and
-    /// `tiled` otherwise; else `direct`
+    /// Where a group has at least 8 output channels, `lanes` on a device with subgroups if they
+    /// fill two thirds of its channel blocks and `tiled` otherwise; else `direct`
     Auto,
     /// One output element per invocation (the first kernel; slow, for comparison)
     Direct,
     /// Four pixels × 32 output channels per invocation (channels padded to 32)
     Tiled,
-    /// Needs subgroups: four output channels per lane, 32 pixels per workgroup (channels padded
-    /// to the workgroup's, 32 to 256)
+    /// Needs subgroups: 16 output channels per lane, 32 pixels per workgroup of 8 lanes
+    /// (channels padded to a multiple of 128)
     Lanes,
 }
 

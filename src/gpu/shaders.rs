@@ -66,9 +66,9 @@ pub const CONV2D_TILED_PIXELS: usize = 4;
 /// eight vec4s of a tap's weights (conv_weights_subgroup.wgsl).
 pub const SUBGROUP_LANES_NEEDED: u32 = 8;
 
-/// The forward kernel with output channels across lanes (one per invocation, 64 per workgroup)
-/// and a strip of [`CONV2D_LANES_PIXELS`]
-/// output pixels per workgroup, whose inputs reach the lanes by subgroup broadcast.
+/// The forward kernel with output channels across lanes ([`CONV2D_LANES_CHANNELS`] per
+/// invocation) and a strip of [`CONV2D_LANES_PIXELS`] output pixels per workgroup, whose inputs
+/// reach the lanes by subgroup broadcast.
 pub const CONV2D_LANES: Shader = Shader {
     name: "conv2d_lanes.wgsl",
     entry_point: "conv2d_lanes",
@@ -99,7 +99,7 @@ pub const CONV_TRANSPOSE2D_LANES: Shader = Shader {
 pub const CONV2D_LANES_PIXELS: usize = 32;
 
 /// Output channels per invocation of [`CONV2D_LANES`] (`LANE_CHANNELS` in conv_lanes.wgsl).
-pub const CONV2D_LANES_CHANNELS: usize = 4;
+pub const CONV2D_LANES_CHANNELS: usize = 16;
 
 pub const CONV_TRANSPOSE2D_TILED: Shader = Shader {
     name: "conv_transpose2d_tiled.wgsl",

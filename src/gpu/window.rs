@@ -89,15 +89,16 @@ impl WindowUniform {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
     /// Where a group has at least [`TILED_MIN_CHANNELS`] output channels, the lanes kernel on a
-    /// device with subgroups and the tiled one otherwise; else the direct one.
+    /// device with subgroups if the channels fill two thirds of its blocks and the tiled one
+    /// otherwise; else the direct one.
     #[default]
     Auto,
     /// One output element per invocation.
     Direct,
     /// The register tile (output channels padded to the tile).
     Tiled,
-    /// On devices with subgroups: four output channels per lane, a strip of 32 pixels per
-    /// workgroup (output channels padded to the workgroup's).
+    /// On devices with subgroups: sixteen output channels per lane, a strip of 32 pixels per
+    /// workgroup of eight lanes (output channels padded to a multiple of 128).
     Lanes,
 }
 
@@ -138,9 +139,9 @@ enum Kernel {
 /// `lanes_by_default` is false under [`super::GpuOptions::without_lanes`].
 fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool, lanes_by_default: bool) -> Result<Kernel, GpuError> {
     let tiled = match choice {
-        // On lavapipe the lanes kernels beat the tiled ones (forward at 40, 64 and 256 output
-        // channels, transposed at 256; BENCHMARKS.md).
-        KernelChoice::Auto if matches!(g.kind, ConvKind::Forward | ConvKind::Transposed) && subgroups && lanes_by_default && g.c_out_per_group() >= TILED_MIN_CHANNELS => {
+        // On lavapipe the lanes kernels beat the tiled ones by 1.6× where a group's channels
+        // fill their blocks, and lose where half of each block is padding (BENCHMARKS.md).
+        KernelChoice::Auto if matches!(g.kind, ConvKind::Forward | ConvKind::Transposed) && subgroups && lanes_by_default && lanes_fill_their_blocks(g) => {
             return kernel_for(g, KernelChoice::Lanes, subgroups, lanes_by_default);
         }
         KernelChoice::Auto => g.c_out_per_group() >= TILED_MIN_CHANNELS,
@@ -167,17 +168,18 @@ fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool, lanes_by_
     })
 }
 
-/// Invocations per workgroup of the lanes kernel for `g`: each owns
-/// [`shaders::CONV2D_LANES_CHANNELS`] output channels, so a workgroup of 64 covers 256; a
-/// smaller one (at least 8, one subgroup's broadcast sources) where that pads the channels less.
-fn lanes_workgroup(g: &ConvGeometry) -> u32 {
-    let padded = |size: u32| channel_tiles(g, shaders::CONV2D_LANES_CHANNELS * size as usize) * shaders::CONV2D_LANES_CHANNELS * size as usize;
-    [32, 16, 8].into_iter().fold(WORKGROUP_SIZE, |best, size| if padded(size) < padded(best) { size } else { best })
-}
+/// Invocations per workgroup of the lanes kernels: one subgroup of eight, the fewest whose
+/// broadcasts bring the whole strip (larger workgroups measured no faster on lavapipe, and one
+/// size means one pipeline to compile per kernel, about 7 s each on lavapipe).
+const LANES_WORKGROUP: u32 = 8;
 
-/// Output channels per workgroup of the lanes kernel for `g`.
-fn lanes_block(g: &ConvGeometry) -> usize {
-    shaders::CONV2D_LANES_CHANNELS * lanes_workgroup(g) as usize
+/// Output channels per workgroup of the lanes kernels (128).
+const LANES_BLOCK: usize = shaders::CONV2D_LANES_CHANNELS * LANES_WORKGROUP as usize;
+
+/// Whether a group's output channels fill at least two thirds of the lanes kernels' blocks: at
+/// 64 channels (half a block) the tiled kernel is faster on lavapipe, at 128 the lanes one is.
+fn lanes_fill_their_blocks(g: &ConvGeometry) -> bool {
+    3 * g.c_out_per_group() >= 2 * channel_tiles(g, LANES_BLOCK) * LANES_BLOCK
 }
 
 /// Output-channel tiles (or blocks) of `tile` channels per group.
@@ -247,7 +249,7 @@ impl Gpu {
     pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
         match self.kernel(geometry, choice)? {
             Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, shaders::CONV2D_TILED_CHANNELS)),
-            Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, lanes_block(geometry))),
+            Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, LANES_BLOCK)),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
         }
     }
@@ -298,8 +300,8 @@ impl Gpu {
                     _ => (b * o.h * o.w).div_ceil(shaders::CONV2D_LANES_PIXELS),
                 };
                 let (x, z) = self.spread(workgroups as u64)?;
-                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, lanes_block(geometry)))?;
-                (shader, (x, y, z), lanes_workgroup(geometry))
+                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, LANES_BLOCK))?;
+                (shader, (x, y, z), LANES_WORKGROUP)
             }
         };
         let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", workgroup_size as f64)])?;

@@ -179,6 +179,22 @@ pub fn wide_transposed_case() -> impl Strategy<Value = TransposedCase> {
     transposed_case_with((1..=2usize, 1..=2usize, 1..=4usize, 8..=40usize, any::<u64>(), any::<bool>()))
 }
 
+/// Output channels per group that fill two thirds of the lanes kernels' blocks of 128 (one block
+/// or two), so that devices with subgroups run those kernels; rarely whole blocks.
+fn lanes_channels() -> impl Strategy<Value = usize> {
+    prop_oneof![86..=128usize, 171..=256usize]
+}
+
+/// Convolutions that the GPU runs with its lanes kernel where it has subgroups.
+pub fn lanes_conv_case() -> impl Strategy<Value = ConvCase> {
+    conv_case_with((1..=2usize, 1..=2usize, 1..=3usize, lanes_channels(), any::<u64>(), any::<bool>()))
+}
+
+/// Transposed convolutions that the GPU runs with its lanes kernel where it has subgroups.
+pub fn lanes_transposed_case() -> impl Strategy<Value = TransposedCase> {
+    transposed_case_with((1..=2usize, 1..=2usize, 1..=3usize, lanes_channels(), any::<u64>(), any::<bool>()))
+}
+
 fn transposed_case_with(sizes: impl Strategy<Value = (usize, usize, usize, usize, u64, bool)>) -> impl Strategy<Value = TransposedCase> {
     (sizes, hw(4, 1), hw(3, 1), hw(4, 0), hw(4, 1), hw(6, 1), any::<(u8, u8)>()).prop_map(
         |((batch, groups, cig, cog, seed, with_bias), kernel, stride, mut padding, dilation, size, (oph, opw))| {
