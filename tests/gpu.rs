@@ -182,7 +182,7 @@ proptest! {
     fn gpu_tiled_conv2d_matches_reference(case in wide_conv_case()) {
         let geometry = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
         let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
-        prop_assert_eq!(kernel, if gpu().subgroups() { "conv2d_tiled.wgsl (subgroup weights)" } else { "conv2d_tiled.wgsl" });
+        prop_assert_eq!(kernel, tiled_kernel_name("conv2d"));
         let d = conv_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
     }
@@ -197,7 +197,7 @@ proptest! {
     fn gpu_tiled_conv_transpose2d_matches_reference(case in wide_transposed_case()) {
         let geometry = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
         let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
-        prop_assert_eq!(kernel, if gpu().subgroups() { "conv_transpose2d_tiled.wgsl (subgroup weights)" } else { "conv_transpose2d_tiled.wgsl" });
+        prop_assert_eq!(kernel, tiled_kernel_name("conv_transpose2d"));
         let d = transposed_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
     }
@@ -210,13 +210,13 @@ proptest! {
     fn gpu_lanes_kernels_match_reference(case in lanes_conv_case(), transposed in lanes_transposed_case()) {
         let geometry = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
         let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
-        prop_assert_eq!(kernel, if gpu().subgroups() { "conv2d_lanes.wgsl" } else { "conv2d_tiled.wgsl" });
+        prop_assert_eq!(kernel, if gpu().lanes_by_default() { "conv2d_lanes.wgsl".to_owned() } else { tiled_kernel_name("conv2d") });
         let d = conv_gap(&case.input, &case.weight, case.bias.as_ref(), &case.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", case.input.shape(), case.weight.shape(), case.params);
         let t = &transposed;
         let geometry = t.params.geometry(t.input.shape(), t.weight.shape(), None).unwrap();
         let kernel = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
-        prop_assert_eq!(kernel, if gpu().subgroups() { "conv_transpose2d_lanes.wgsl" } else { "conv_transpose2d_tiled.wgsl" });
+        prop_assert_eq!(kernel, if gpu().lanes_by_default() { "conv_transpose2d_lanes.wgsl".to_owned() } else { tiled_kernel_name("conv_transpose2d") });
         let d = transposed_gap(&t.input, &t.weight, t.bias.as_ref(), &t.params);
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", t.input.shape(), t.weight.shape(), t.params);
     }
@@ -240,9 +240,15 @@ fn without_subgroups_the_plain_tiled_kernels_run() {
 fn without_lanes_the_tiled_kernels_run() {
     let geometry = Conv2dParams::default().geometry(&[1, 16, 9, 9], &[128, 16, 3, 3], None).unwrap();
     let tiled = gpu_without_lanes().kernel_name(&geometry, KernelChoice::Auto).unwrap();
-    assert_eq!(tiled, if gpu().subgroups() { "conv2d_tiled.wgsl (subgroup weights)" } else { "conv2d_tiled.wgsl" });
+    assert_eq!(tiled, tiled_kernel_name("conv2d"));
     let default = gpu().kernel_name(&geometry, KernelChoice::Auto).unwrap();
-    assert_eq!(default, if gpu().subgroups() { "conv2d_lanes.wgsl" } else { "conv2d_tiled.wgsl" });
+    assert_eq!(default, if gpu().lanes_by_default() { "conv2d_lanes.wgsl" } else { tiled });
+}
+
+/// The name of the tiled kernel of `op` (`conv2d` or `conv_transpose2d`) that runs on this
+/// adapter by default.
+fn tiled_kernel_name(op: &str) -> String {
+    format!("{op}_tiled.wgsl{}", if gpu().subgroups() { " (subgroup weights)" } else { "" })
 }
 
 proptest! {

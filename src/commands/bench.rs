@@ -39,8 +39,8 @@ pub enum TimingChoice {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KernelArg {
-    /// Where a group has at least 8 output channels, `lanes` on a device with subgroups if they
-    /// fill two thirds of its channel blocks and `tiled` otherwise; else `direct`
+    /// Where a group has at least 8 output channels, `lanes` on a CPU adapter (lavapipe) with
+    /// subgroups if they fill two thirds of its channel blocks and `tiled` otherwise; else `direct`
     Auto,
     /// One output element per invocation (the first kernel; slow, for comparison)
     Direct,

@@ -88,9 +88,9 @@ impl WindowUniform {
 /// one forced (`atrous bench --gpu-kernel`, to measure one against the other).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// Where a group has at least [`TILED_MIN_CHANNELS`] output channels, the lanes kernel on a
-    /// device with subgroups if the channels fill two thirds of its blocks and the tiled one
-    /// otherwise; else the direct one.
+    /// Where a group has at least [`TILED_MIN_CHANNELS`] output channels, the lanes kernel where
+    /// [`Gpu::lanes_by_default`] and the channels fill two thirds of its blocks, and the tiled
+    /// one otherwise; else the direct one.
     #[default]
     Auto,
     /// One output element per invocation.
@@ -136,7 +136,7 @@ enum Kernel {
 /// The one place that decides which kernel runs `g`: `choice`, on a device whose subgroups have
 /// at least [`shaders::SUBGROUP_LANES_NEEDED`] lanes when `subgroups` (the lanes kernels can run,
 /// and the tiled kernels share their weight loads across a subgroup).
-/// `lanes_by_default` is false under [`super::GpuOptions::without_lanes`].
+/// `lanes_by_default`: see [`Gpu::lanes_by_default`].
 fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool, lanes_by_default: bool) -> Result<Kernel, GpuError> {
     let tiled = match choice {
         // On lavapipe the lanes kernels beat the tiled ones by 1.6× where a group's channels
@@ -229,8 +229,16 @@ impl Gpu {
         self.device().features().contains(wgpu::Features::SUBGROUP) && self.device().adapter_info().subgroup_min_size >= shaders::SUBGROUP_LANES_NEEDED
     }
 
+    /// Whether [`KernelChoice::Auto`] may take the lanes kernels: on a CPU adapter (lavapipe,
+    /// where their tile was tuned) with subgroups, unless [`super::GpuOptions::without_lanes`].
+    /// Their 16 × 32 sums per invocation are far more than a hardware GPU's registers, so there
+    /// the register-tiled kernels run (untuned: no hardware GPU has been measured; BENCHMARKS.md).
+    pub fn lanes_by_default(&self) -> bool {
+        self.subgroups() && !self.without_lanes && self.summary().device_type == wgpu::DeviceType::Cpu
+    }
+
     fn kernel(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<Kernel, GpuError> {
-        kernel_for(geometry, choice, self.subgroups(), !self.without_lanes)
+        kernel_for(geometry, choice, self.subgroups(), self.lanes_by_default())
     }
 
     /// The shader that runs `geometry` with the kernel `choice` picks on this device (for reports).
