@@ -6,26 +6,6 @@
 
 @group(0) @binding(2) var<storage, read> weight: array<f32>; // [C_in, C_out/groups, kH, kW]
 
-// The taps of one axis that reach output position o: tap k does when o + pad − k·dil is a
-// non-negative multiple of the stride, i.e. when k·dil ≡ o + pad (mod stride). That repeats with
-// period stride / gcd(stride, dil), so the taps are first, first + period, … (none when no k in
-// the first period qualifies: then first = k_size). Visiting only those skips the taps of other
-// phases instead of testing each one: a kernel of 2f taps at stride f visits 2 per axis.
-struct Taps { first: u32, period: u32 }
-
-fn phase_taps(o: u32, stride: u32, pad: u32, dil: u32, k_size: u32) -> Taps {
-    var period = 1u;
-    while ((period * dil) % stride != 0u) {
-        period++;
-    }
-    let phase = (o + pad) % stride;
-    var first = 0u;
-    while (first < period && (first * dil) % stride != phase) {
-        first++;
-    }
-    return Taps(select(k_size, first, first < period), period);
-}
-
 // The input row (or column) that tap k (of the right phase) reaches output position o from, or
 // −1 outside the input.
 fn source_index(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {

@@ -121,10 +121,53 @@ pub const CONV_TRANSPOSE2D: Shader = Shader {
     source: concat!(
         include_str!("../../shaders/common.wgsl"),
         include_str!("../../shaders/conv_io.wgsl"),
+        include_str!("../../shaders/conv_transpose_phase.wgsl"),
         include_str!("../../shaders/conv_transpose2d.wgsl")
     ),
     subgroups: false,
 };
+
+/// The files of an implicit-GEMM kernel in one tile configuration: a workgroup of `GEMM_SM` ×
+/// `GEMM_SN` invocations and steps of `GEMM_BK` input channels, prepended as constants.
+macro_rules! gemm_source {
+    ($sm:literal, $sn:literal, $bk:literal, $($kernel:literal),+) => {
+        concat!(
+            "const GEMM_SM: u32 = ", $sm, "u;\nconst GEMM_SN: u32 = ", $sn, "u;\nconst GEMM_BK: u32 = ", $bk, "u;\n",
+            include_str!("../../shaders/common.wgsl"),
+            include_str!("../../shaders/conv_io.wgsl"),
+            include_str!("../../shaders/conv_gemm.wgsl"),
+            $(include_str!(concat!("../../shaders/", $kernel))),+
+        )
+    };
+}
+
+/// The implicit-GEMM kernels (conv_gemm.wgsl), forward and transposed, one per tile
+/// configuration; `src/gpu/gemm.rs` is their host side.
+macro_rules! gemm_shaders {
+    ($($forward:ident, $transposed:ident: $sm:literal x $sn:literal, $bk:literal, $label:literal;)+) => {
+        $(
+            pub const $forward: Shader = Shader {
+                name: concat!("conv2d_gemm.wgsl (", $label, ")"),
+                entry_point: "conv2d_gemm",
+                source: gemm_source!($sm, $sn, $bk, "conv2d_gemm.wgsl"),
+                subgroups: false,
+            };
+            pub const $transposed: Shader = Shader {
+                name: concat!("conv_transpose2d_gemm.wgsl (", $label, ")"),
+                entry_point: "conv_transpose2d_gemm",
+                source: gemm_source!($sm, $sn, $bk, "conv_transpose_phase.wgsl", "conv_transpose2d_gemm.wgsl"),
+                subgroups: false,
+            };
+        )+
+    };
+}
+
+gemm_shaders! {
+    CONV2D_GEMM_128X128, CONV_TRANSPOSE2D_GEMM_128X128: 16 x 16, 16, "128x128";
+    CONV2D_GEMM_64X64, CONV_TRANSPOSE2D_GEMM_64X64: 8 x 8, 8, "64x64";
+    CONV2D_GEMM_32X128, CONV_TRANSPOSE2D_GEMM_32X128: 4 x 16, 8, "32x128";
+    CONV2D_GEMM_128X32, CONV_TRANSPOSE2D_GEMM_128X32: 16 x 4, 8, "128x32";
+}
 
 /// Max and average pooling: one file, one window walk, two entry points.
 pub const MAX_POOL2D: Shader = Shader {
@@ -159,6 +202,14 @@ pub const ALL: &[Shader] = &[
     CONV_TRANSPOSE2D,
     CONV_TRANSPOSE2D_TILED,
     CONV_TRANSPOSE2D_TILED_SUBGROUP,
+    CONV2D_GEMM_64X64,
+    CONV_TRANSPOSE2D_GEMM_64X64,
+    CONV2D_GEMM_32X128,
+    CONV_TRANSPOSE2D_GEMM_32X128,
+    CONV2D_GEMM_128X32,
+    CONV_TRANSPOSE2D_GEMM_128X32,
+    CONV2D_GEMM_128X128,
+    CONV_TRANSPOSE2D_GEMM_128X128,
     MAX_POOL2D,
     AVG_POOL2D,
     BILINEAR,
