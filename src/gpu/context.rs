@@ -9,6 +9,7 @@ use thiserror::Error;
 use wgpu::util::DeviceExt;
 
 use super::shaders::Shader;
+use super::window::KernelChoice;
 
 /// What can go wrong on the GPU side.
 #[derive(Debug, Error)]
@@ -54,6 +55,9 @@ pub struct GpuOptions {
     /// Never pick the lanes kernels by default: the tiled ones run where they would (with
     /// subgroup weights where the adapter has subgroups; lets tests exercise that path).
     pub without_lanes: bool,
+    /// The kernel every convolution runs on ([`KernelChoice::Auto`]: the fastest measured, or the
+    /// rule's); pooling is unaffected.
+    pub kernel: KernelChoice,
 }
 
 impl GpuOptions {
@@ -173,6 +177,8 @@ pub struct Gpu {
     placeholder: wgpu::Buffer,
     /// [`GpuOptions::without_lanes`].
     pub(crate) without_lanes: bool,
+    /// [`GpuOptions::kernel`].
+    pub(crate) kernel: KernelChoice,
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -255,7 +261,7 @@ impl Gpu {
             contents: bytemuck::bytes_of(&0.0f32),
             usage: wgpu::BufferUsages::STORAGE,
         });
-        Ok(Gpu { device, queue, summary, limits, max_buffer_bytes, pipelines: Mutex::default(), uncaptured, placeholder, without_lanes: options.without_lanes })
+        Ok(Gpu { device, queue, summary, limits, max_buffer_bytes, pipelines: Mutex::default(), uncaptured, placeholder, without_lanes: options.without_lanes, kernel: options.kernel })
     }
 
     /// The adapter in use.

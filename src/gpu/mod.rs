@@ -1,6 +1,8 @@
 //! The GPU backend: a wgpu context ([`Gpu`]) and the dispatch code of each op.
 
+mod autotune;
 mod context;
+mod gemm;
 mod network;
 mod resample;
 mod timing;
@@ -9,4 +11,5 @@ pub mod shaders;
 
 pub use context::{AdapterSummary, Gpu, GpuError, GpuOptions};
 pub use timing::{FmaPeakRuns, TimedConvolution, TimingSource};
+pub use gemm::GemmTile;
 pub use window::{KernelChoice, TILED_MIN_CHANNELS};

@@ -5,6 +5,7 @@
 use wgpu::util::DeviceExt;
 
 use super::context::{Gpu, GpuError};
+use super::gemm::{pack_weights, GemmTile};
 use super::shaders::{self, Shader};
 use crate::shape::{ConvGeometry, ConvKind};
 
@@ -86,11 +87,13 @@ impl WindowUniform {
 
 /// Which kernel computes a convolution: the one [`KernelChoice::Auto`] picks for the shape, or
 /// one forced (`atrous bench --gpu-kernel`, to measure one against the other).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum KernelChoice {
-    /// Where a group has at least [`TILED_MIN_CHANNELS`] output channels, the lanes kernel where
-    /// [`Gpu::lanes_by_default`] and the channels fill two thirds of its blocks, and the tiled
-    /// one otherwise; else the direct one.
+    /// The fastest kernel measured on this device for the shape's class (autotuning, see
+    /// `src/gpu/autotune.rs`), or by rule where tuning is off: where a group has at least
+    /// [`TILED_MIN_CHANNELS`] output channels, on a CPU adapter the lanes kernel where the
+    /// channels fill two thirds of its blocks and the tiled one otherwise, on a GPU the
+    /// implicit GEMM ([`GemmTile::by_rule`]); else the direct one.
     #[default]
     Auto,
     /// One output element per invocation.
@@ -100,17 +103,37 @@ pub enum KernelChoice {
     /// On devices with subgroups: sixteen output channels per lane, a strip of 32 pixels per
     /// workgroup of eight lanes (output channels padded to a multiple of 128).
     Lanes,
+    /// The implicit GEMM staged in workgroup memory, in one tile configuration.
+    Gemm(GemmTile),
 }
 
 impl KernelChoice {
-    /// `auto`, `direct` or `tiled`, as `atrous bench --gpu-kernel` spells it.
+    /// Every kernel that can be forced, in the order `atrous bench --gpu-kernel all` times them.
+    pub const FORCED: [KernelChoice; 7] = [
+        KernelChoice::Direct,
+        KernelChoice::Tiled,
+        KernelChoice::Lanes,
+        KernelChoice::Gemm(GemmTile::Wide),
+        KernelChoice::Gemm(GemmTile::Square),
+        KernelChoice::Gemm(GemmTile::Narrow),
+        KernelChoice::Gemm(GemmTile::Tall),
+    ];
+
+    /// `auto`, `direct`, `tiled`, `lanes` or `gemm128x128` …, as `atrous bench --gpu-kernel`
+    /// spells it.
     pub fn name(self) -> &'static str {
         match self {
             KernelChoice::Auto => "auto",
             KernelChoice::Direct => "direct",
             KernelChoice::Tiled => "tiled",
             KernelChoice::Lanes => "lanes",
+            KernelChoice::Gemm(tile) => tile.name(),
         }
+    }
+
+    /// The choice [`KernelChoice::name`] spells `name`.
+    pub fn from_name(name: &str) -> Option<KernelChoice> {
+        std::iter::once(KernelChoice::Auto).chain(KernelChoice::FORCED).find(|k| k.name() == name)
     }
 }
 
@@ -131,32 +154,49 @@ enum Kernel {
     /// on weights repacked like the tiled kernels' but padded to a workgroup's channels. The
     /// transposed one runs phase by phase.
     Lanes(Shader),
+    /// The implicit GEMM (src/gpu/gemm.rs), on weights repacked like the tiled kernels' with the
+    /// input channels padded to a step of the K loop too.
+    Gemm(Shader, GemmTile),
 }
 
-/// The one place that decides which kernel runs `g`: `choice`, on a device whose subgroups have
-/// at least [`shaders::SUBGROUP_LANES_NEEDED`] lanes when `subgroups` (the lanes kernels can run,
-/// and the tiled kernels share their weight loads across a subgroup).
-/// `lanes_by_default`: see [`Gpu::lanes_by_default`].
-fn kernel_for(g: &ConvGeometry, choice: KernelChoice, subgroups: bool, lanes_by_default: bool) -> Result<Kernel, GpuError> {
+/// What the kernel choice depends on besides the shape.
+#[derive(Clone, Copy, Debug)]
+struct DeviceTraits {
+    /// Subgroups of at least [`shaders::SUBGROUP_LANES_NEEDED`] lanes: the lanes kernels can run,
+    /// and the tiled kernels share their weight loads across a subgroup.
+    subgroups: bool,
+    /// See [`Gpu::lanes_by_default`].
+    lanes_by_default: bool,
+    /// A CPU adapter (lavapipe), where the kernels were tuned for loads rather than registers.
+    cpu: bool,
+}
+
+/// The one place that decides which kernel runs `g` for `choice` on a device with `traits`
+/// (`choice` is never [`KernelChoice::Auto`] once tuned: see [`Gpu::resolve`]).
+fn kernel_for(g: &ConvGeometry, choice: KernelChoice, traits: DeviceTraits) -> Result<Kernel, GpuError> {
+    let convolution = matches!(g.kind, ConvKind::Forward | ConvKind::Transposed);
     let tiled = match choice {
+        KernelChoice::Auto if !convolution || g.c_out_per_group() < TILED_MIN_CHANNELS => false,
         // On lavapipe the lanes kernels beat the tiled ones by 1.6× where a group's channels
         // fill their blocks, and lose where half of each block is padding (BENCHMARKS.md).
-        KernelChoice::Auto if matches!(g.kind, ConvKind::Forward | ConvKind::Transposed) && subgroups && lanes_by_default && lanes_fill_their_blocks(g) => {
-            return kernel_for(g, KernelChoice::Lanes, subgroups, lanes_by_default);
-        }
-        KernelChoice::Auto => g.c_out_per_group() >= TILED_MIN_CHANNELS,
+        KernelChoice::Auto if traits.cpu && traits.lanes_by_default && lanes_fill_their_blocks(g) => return kernel_for(g, KernelChoice::Lanes, traits),
+        KernelChoice::Auto if traits.cpu => true,
+        KernelChoice::Auto => return kernel_for(g, KernelChoice::Gemm(GemmTile::by_rule(g)), traits),
         KernelChoice::Direct => false,
         KernelChoice::Tiled => true,
         KernelChoice::Lanes => {
-            return match (g.kind, subgroups) {
+            return match (g.kind, traits.subgroups) {
                 (ConvKind::Forward, true) => Ok(Kernel::Lanes(shaders::CONV2D_LANES)),
                 (ConvKind::Transposed, true) => Ok(Kernel::Lanes(shaders::CONV_TRANSPOSE2D_LANES)),
                 (ConvKind::Forward | ConvKind::Transposed, false) => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "a device without subgroups of 8 lanes" }),
                 _ => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "pooling" }),
             };
         }
+        KernelChoice::Gemm(tile) => {
+            return tile.shader(g.kind).map(|shader| Kernel::Gemm(shader, tile)).ok_or(GpuError::NoSuchKernel { kernel: tile.name(), op: "pooling" });
+        }
     };
-    let pick = |plain, with_subgroups| if subgroups { with_subgroups } else { plain };
+    let pick = |plain, with_subgroups| if traits.subgroups { with_subgroups } else { plain };
     Ok(match (g.kind, tiled) {
         (ConvKind::Forward, true) => Kernel::Tiled(pick(shaders::CONV2D_TILED, shaders::CONV2D_TILED_SUBGROUP)),
         (ConvKind::Forward, false) => Kernel::Direct(shaders::CONV2D),
@@ -187,31 +227,6 @@ fn channel_tiles(g: &ConvGeometry, tile: usize) -> usize {
     g.c_out_per_group().div_ceil(tile)
 }
 
-/// Repacks a conv weight — forward `[C_out, C_in/g, kH, kW]` or transposed
-/// `[C_in, C_out/g, kH, kW]` — to the tiled kernels' `[g, kH, kW, C_in/g, C_out/g rounded up to
-/// `tile`]`, zero-filled.
-fn pack_for_tiles(g: &ConvGeometry, weight: &[f32], tile: usize) -> Vec<f32> {
-    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let row = channel_tiles(g, tile) * tile;
-    let taps = g.kernel.h * g.kernel.w;
-    let mut packed = vec![0.0; g.groups * taps * cig * row];
-    for group in 0..g.groups {
-        for ci in 0..cig {
-            for co_local in 0..cog {
-                // Where the taps of (ci, co_local) start in PyTorch's layout.
-                let source = match g.kind {
-                    ConvKind::Transposed => ((group * cig + ci) * cog + co_local) * taps,
-                    _ => ((group * cog + co_local) * cig + ci) * taps,
-                };
-                for tap in 0..taps {
-                    packed[((group * taps + tap) * cig + ci) * row + co_local] = weight[source + tap];
-                }
-            }
-        }
-    }
-    packed
-}
-
 /// The buffers a window op reads and writes. A convolution without bias or residual gets a
 /// one-element placeholder there (a storage binding cannot be empty), flagged off in the uniform.
 pub(crate) struct WindowBuffers<'a> {
@@ -238,13 +253,14 @@ impl Gpu {
     }
 
     fn kernel(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<Kernel, GpuError> {
-        kernel_for(geometry, choice, self.subgroups(), self.lanes_by_default())
+        let traits = DeviceTraits { subgroups: self.subgroups(), lanes_by_default: self.lanes_by_default(), cpu: self.summary().device_type == wgpu::DeviceType::Cpu };
+        kernel_for(geometry, self.resolve(geometry, choice)?, traits)
     }
 
     /// The shader that runs `geometry` with the kernel `choice` picks on this device (for reports).
     pub fn kernel_name(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<&'static str, GpuError> {
         Ok(match self.kernel(geometry, choice)? {
-            Kernel::Direct(shader) | Kernel::Tiled(shader) | Kernel::Lanes(shader) => shader.name,
+            Kernel::Direct(shader) | Kernel::Tiled(shader) | Kernel::Lanes(shader) | Kernel::Gemm(shader, _) => shader.name,
         })
     }
 
@@ -256,8 +272,9 @@ impl Gpu {
     /// [`Gpu::weight_buffer`] for the kernel `choice` picks.
     pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
         match self.kernel(geometry, choice)? {
-            Kernel::Tiled(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, shaders::CONV2D_TILED_CHANNELS)),
-            Kernel::Lanes(_) => self.storage_buffer(what, &pack_for_tiles(geometry, weight, LANES_BLOCK)),
+            Kernel::Tiled(_) => self.storage_buffer(what, &pack_weights(geometry, weight, shaders::CONV2D_TILED_CHANNELS, 1)),
+            Kernel::Lanes(_) => self.storage_buffer(what, &pack_weights(geometry, weight, LANES_BLOCK, 1)),
+            Kernel::Gemm(_, tile) => self.storage_buffer(what, &pack_weights(geometry, weight, tile.channels(), tile.depth())),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
         }
     }
@@ -310,6 +327,12 @@ impl Gpu {
                 let (x, z) = self.spread(workgroups as u64)?;
                 let y = self.channel_grid(geometry.groups * channel_tiles(geometry, LANES_BLOCK))?;
                 (shader, (x, y, z), LANES_WORKGROUP)
+            }
+            Kernel::Gemm(shader, tile) => {
+                let (x, z) = self.spread(tile.pixel_tiles(geometry) as u64)?;
+                let y = self.channel_grid(tile.channel_tiles(geometry))?;
+                // The workgroup size is the configuration's, fixed in the shader.
+                (shader, (x, y, z), WORKGROUP_SIZE)
             }
         };
         let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", workgroup_size as f64)])?;

@@ -179,6 +179,18 @@ pub fn wide_transposed_case() -> impl Strategy<Value = TransposedCase> {
     transposed_case_with((1..=2usize, 1..=2usize, 1..=4usize, 8..=40usize, any::<u64>(), any::<bool>()))
 }
 
+/// Convolutions for the implicit-GEMM kernels: up to 20 input channels per group (partial and
+/// several K steps of 8 and 16) and up to 150 output channels per group (partial and several
+/// channel tiles of 32, 64 and 128).
+pub fn gemm_conv_case() -> impl Strategy<Value = ConvCase> {
+    conv_case_with((1..=2usize, 1..=2usize, 1..=20usize, 1..=150usize, any::<u64>(), any::<bool>()))
+}
+
+/// Transposed convolutions for the implicit-GEMM kernels, sized as [`gemm_conv_case`].
+pub fn gemm_transposed_case() -> impl Strategy<Value = TransposedCase> {
+    transposed_case_with((1..=2usize, 1..=2usize, 1..=20usize, 1..=150usize, any::<u64>(), any::<bool>()))
+}
+
 /// Output channels per group that fill two thirds of the lanes kernels' blocks of 128 (one block
 /// or two), so that devices with subgroups run those kernels; rarely whole blocks.
 fn lanes_channels() -> impl Strategy<Value = usize> {
