@@ -12,7 +12,7 @@
 // computed (double-buffered, one barrier per step).
 //
 // The host prepends GEMM_SM, GEMM_SN and GEMM_BK (8 or 16; one tile configuration per shader) and repacks the
-// weights to [groups, kH, kW, C_in/groups padded to GEMM_BK, C_out/groups padded to GEMM_BM],
+// weights to [groups, kH, kW, C_in/groups padded to 2 · GEMM_BK, C_out/groups padded to GEMM_BM],
 // zero-filled, so weight loads need no predicate. The entry file supplies the pixel geometry:
 // `tap_walk`, `pixel_origin` and `output_pixel`.
 //
@@ -73,6 +73,7 @@ var<private> sums: array<vec4<f32>, 16>;
 var<private> a_next: array<vec4<f32>, 4>;
 var<private> b_next: array<f32, 16>;
 var<private> b_inside: array<bool, 16>;
+var<private> b_channel: u32; // the channel offset of the next input load
 var<private> origins: array<PixelOrigin, 2>;
 var<private> sources: array<TapSource, 2>;
 var<private> t: u32;
@@ -88,7 +89,7 @@ fn conv_gemm(invocation: u32, workgroup_tile: GemmTile) {
     let cig = p.c_in / p.groups;
     let cog = p.c_out / p.groups;
     let plane = p.in_h * p.in_w;
-    let cig_padded = (cig + GEMM_BK - 1u) / GEMM_BK * GEMM_BK;
+    let cig_padded = (cig + 2u * GEMM_BK - 1u) / (2u * GEMM_BK) * (2u * GEMM_BK);
     let row = (cog + GEMM_BM - 1u) / GEMM_BM * (GEMM_BM / 4u); // vec4s per (tap, input channel)
     // This invocation's weights: vec4 t % (GEMM_BM / 4) of rows t / (GEMM_BM / 4) + A_ROWS·l.
     let w_group = tile.group * p.k_h * p.k_w * cig_padded * row + tile.m_first / 4u + t / (GEMM_BM / 4u) * row + t % (GEMM_BM / 4u);
@@ -101,19 +102,26 @@ fn conv_gemm(invocation: u32, workgroup_tile: GemmTile) {
         origins[1] = pixel_origin(tile.n_first + t % GEMM_BN + GEMM_THREADS, tile.phase);
     }
 
+    // Each tap takes an even number of steps (the channels are padded to pairs of steps), so the
+    // halves alternate with constant parities: the inner loop runs a tap's pairs but its last,
+    // whose second step moves on to the next tap.
     if (walking()) {
         find_sources();
         load_step();
-    }
-    loop {
-        if (!walking()) {
-            break;
+        loop {
+            loop {
+                if (walk.ci_first + 2u * GEMM_BK >= sizes.cig_padded) {
+                    break;
+                }
+                step(0u, false);
+                step(1u, false);
+            }
+            step(0u, false);
+            step(1u, true);
+            if (!walking()) {
+                break;
+            }
         }
-        step(0u);
-        if (!walking()) {
-            break;
-        }
-        step(1u);
     }
 
     // The fused epilogue.
@@ -145,8 +153,8 @@ fn walking() -> bool {
 }
 
 // One step of the K loop on half `parity` of the double buffer: stage the loaded tiles, load the
-// next step's, multiply this step's.
-fn step(parity: u32) {
+// next step's (of the next tap after the last step of a tap), multiply this step's.
+fn step(parity: u32, last_of_tap: bool) {
     stage_a(parity, 0u);
     if (A_LOADS > 1u) {
         stage_a(parity, 1u);
@@ -165,8 +173,7 @@ fn step(parity: u32) {
     }
     workgroupBarrier();
 
-    walk.ci_first += GEMM_BK;
-    if (walk.ci_first >= sizes.cig) {
+    if (last_of_tap) {
         walk.ci_first = 0u;
         walk.kx += taps.period.x;
         walk.dx += taps.shift.x;
@@ -176,9 +183,12 @@ fn step(parity: u32) {
             walk.ky += taps.period.y;
             walk.dy += taps.shift.y;
         }
-        find_sources();
-    }
-    if (walking()) {
+        if (walking()) {
+            find_sources();
+            load_step();
+        }
+    } else {
+        walk.ci_first += GEMM_BK;
         load_step();
     }
 
@@ -249,8 +259,10 @@ fn load_step() {
         load_a(w_step, 2u);
         load_a(w_step, 3u);
     }
-    // The invocation's channels left in the group, counted from ci_first.
+    // The invocation's channels left in the group, counted from ci_first, and the offset of
+    // the first one's plane.
     let left = sizes.cig - walk.ci_first - t / GEMM_BN % B_ROWS;
+    b_channel = walk.ci_first * sizes.plane;
     load_b(left, 0u); load_b(left, 1u); load_b(left, 2u); load_b(left, 3u);
     if (B_LOADS > 4u) {
         load_b(left, 4u); load_b(left, 5u); load_b(left, 6u); load_b(left, 7u);
@@ -266,10 +278,11 @@ fn load_a(w_step: u32, l: u32) {
 }
 
 fn load_b(left: u32, l: u32) {
-    let row = l / B_PIXELS * B_ROWS;
     let source = sources[l % B_PIXELS];
     // A channel past the group's last reads some other value, or zero past the buffer's end
     // (WebGPU keeps every access inside its binding); b_inside discards it.
-    b_next[l] = input[source.offset + (walk.ci_first + row) * sizes.plane];
-    b_inside[l] = source.inside && row < left;
+    b_next[l] = input[source.offset + b_channel];
+    b_inside[l] = source.inside && l / B_PIXELS * B_ROWS < left;
+    // Row l / B_PIXELS · B_ROWS: the next B_ROWS rows once the pixels of this one are loaded.
+    b_channel += select(0u, B_ROWS * sizes.plane, l % B_PIXELS == B_PIXELS - 1u);
 }

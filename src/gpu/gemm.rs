@@ -61,9 +61,15 @@ impl GemmTile {
         INVOCATION_TILE * layout(self).1
     }
 
-    /// Input channels per step of the K loop (the weights are padded to a multiple of it).
+    /// Input channels per step of the K loop.
     pub fn depth(self) -> usize {
         layout(self).2
+    }
+
+    /// The input channels of a group are padded to a multiple of this, two steps: each tap then
+    /// takes an even number of steps, as the shader's K loop needs.
+    pub fn channel_padding(self) -> usize {
+        2 * self.depth()
     }
 
     /// The constants the shaders of this configuration declare, as they declare them.

@@ -155,7 +155,7 @@ enum Kernel {
     /// transposed one runs phase by phase.
     Lanes(Shader),
     /// The implicit GEMM (src/gpu/gemm.rs), on weights repacked like the tiled kernels' with the
-    /// input channels padded to a step of the K loop too.
+    /// input channels padded to a pair of steps of the K loop too.
     Gemm(Shader, GemmTile),
 }
 
@@ -274,7 +274,7 @@ impl Gpu {
         match self.kernel(geometry, choice)? {
             Kernel::Tiled(_) => self.storage_buffer(what, &pack_weights(geometry, weight, shaders::CONV2D_TILED_CHANNELS, 1)),
             Kernel::Lanes(_) => self.storage_buffer(what, &pack_weights(geometry, weight, LANES_BLOCK, 1)),
-            Kernel::Gemm(_, tile) => self.storage_buffer(what, &pack_weights(geometry, weight, tile.channels(), tile.depth())),
+            Kernel::Gemm(_, tile) => self.storage_buffer(what, &pack_weights(geometry, weight, tile.channels(), tile.channel_padding())),
             Kernel::Direct(_) => self.storage_buffer(what, weight),
         }
     }
