@@ -2,27 +2,18 @@
 //! subgroup operations only where the shader says it needs them), and its SPIR-V is written
 //! with the override constants applied, as wgpu does on Vulkan. No GPU needed.
 
+#[path = "support/wgsl.rs"]
+mod wgsl;
+
 use atrous::gpu::shaders::ALL;
 
 #[test]
 fn every_shader_parses_and_validates() {
     assert!(!ALL.is_empty());
     for shader in ALL {
-        let module = naga::front::wgsl::parse_str(shader.source)
-            .unwrap_or_else(|e| panic!("{} does not parse:\n{}", shader.name, e.emit_to_string(shader.source)));
-        let capabilities = if shader.subgroups { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::default() };
-        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{} does not validate:\n{}", shader.name, e.emit_to_string(shader.source)));
-        // naga 30 has panicked here on valid WGSL (a pointer to part of a variable passed to a
-        // function), so the SPIR-V is written as the device would get it.
-        let mut constants = naga::back::PipelineConstants::default();
-        if module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some("WORKGROUP_SIZE")) {
-            constants.insert("WORKGROUP_SIZE".to_owned(), 64.0);
-        }
-        let stage = Some((naga::ShaderStage::Compute, shader.entry_point));
-        let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, stage, &constants)
-            .unwrap_or_else(|e| panic!("{}: override constants: {e}", shader.name));
+        // naga 30 has panicked past validation on valid WGSL (a pointer to part of a variable
+        // passed to a function), so the SPIR-V is written as the device would get it.
+        let (module, info) = wgsl::processed(shader);
         let pipeline = naga::back::spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: shader.entry_point.to_owned() };
         naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), Some(&pipeline))
             .unwrap_or_else(|e| panic!("{}: writing SPIR-V: {e}", shader.name));

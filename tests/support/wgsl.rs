@@ -1,0 +1,25 @@
+//! Each shader as a backend receives it (shared by `tests/shaders.rs` and
+//! `tests/shader_backends.rs`): parsed and validated by naga, with subgroup operations only where
+//! the shader says it needs them, and the override constants applied for its entry point.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use atrous::gpu::shaders::Shader;
+
+/// The module with its override constants applied (WORKGROUP_SIZE = 64 where declared), and its
+/// validation info: what wgpu hands a backend writer. Panics naming the shader on any error.
+pub fn processed(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module = naga::front::wgsl::parse_str(shader.source)
+        .unwrap_or_else(|e| panic!("{} does not parse:\n{}", shader.name, e.emit_to_string(shader.source)));
+    let capabilities = if shader.subgroups { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::default() };
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{} does not validate:\n{}", shader.name, e.emit_to_string(shader.source)));
+    let mut constants = naga::back::PipelineConstants::default();
+    if module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some("WORKGROUP_SIZE")) {
+        constants.insert("WORKGROUP_SIZE".to_owned(), 64.0);
+    }
+    let stage = Some((naga::ShaderStage::Compute, shader.entry_point));
+    let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, stage, &constants)
+        .unwrap_or_else(|e| panic!("{}: override constants: {e}", shader.name));
+    (module.into_owned(), info.into_owned())
+}
