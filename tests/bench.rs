@@ -6,7 +6,7 @@ mod cli;
 
 use std::path::Path;
 
-use cli::{assert_ok, atrous, text};
+use cli::{assert_ok, atrous, atrous_with_env, text};
 
 use atrous::bench::{
     self, check_positive_time, fill_penalties, gflop, summarize, BenchConfig, BenchError, BenchReport, Device, Op, Peak, Record, Runner,
@@ -60,6 +60,7 @@ fn record(op: Op, device: Device, dilation: usize, gflops: f64) -> Record {
         adapter: "test adapter, with a comma".into(),
         backend: "vulkan".into(),
         timing: "timestamp".into(),
+        kernel: "tiled".into(),
         batch: 1,
         cin: 8,
         cout: 8,
@@ -67,7 +68,7 @@ fn record(op: Op, device: Device, dilation: usize, gflops: f64) -> Record {
         w: 17,
         out_h: 17,
         out_w: 17,
-        kernel: 3,
+        kernel_size: 3,
         stride: 1,
         padding: dilation,
         dilation,
@@ -106,7 +107,7 @@ fn penalty_is_relative_to_the_dilation_1_row_of_the_same_op_and_device() {
     let mut lines = csv.lines();
     assert_eq!(lines.next().unwrap(), COLUMNS.join(","));
     let row = lines.nth(5).unwrap();
-    assert!(row.starts_with("conv-transpose2d,gpu,\"test adapter, with a comma\",vulkan,timestamp,"), "{row}");
+    assert!(row.starts_with("conv-transpose2d,gpu,\"test adapter, with a comma\",vulkan,timestamp,tiled,"), "{row}");
     assert!(row.ends_with(",5.0,"), "the penalty is the last, empty field: {row}");
 }
 
@@ -164,7 +165,7 @@ fn the_plot_draws_without_system_fonts() {
     fill_penalties(&mut records);
     let runner = Runner { device: Device::Gpu, name: "test adapter".into(), description: "test adapter".into(), backend: "vulkan".into(), timing: TimingSource::Timestamp };
     let peak = Peak { device: Device::Gpu, gflops: 20.0, timing: TimingSource::Timestamp, method: "test".into() };
-    let report = BenchReport { config: BenchConfig::default(), kernels: vec![], records, runners: vec![runner], peaks: vec![peak], checks: vec![] };
+    let report = BenchReport { config: BenchConfig::default(), kernels: vec![], records, runners: vec![runner], peaks: vec![peak], checks: vec![], tuning: None };
     let image = bench::plot_png(&report).unwrap();
     assert!(image.width() >= 800 && image.height() >= 500);
     let coloured = image.pixels().filter(|p| p.0[2] > 150 && p.0[0] < 80).count();
@@ -278,6 +279,43 @@ fn bench_can_force_the_gpu_kernel() {
     }
     let out = atrous(&["bench", "--gpu-kernel", "fast"]);
     assert!(!out.status.success() && text(&out).1.contains("direct"), "{:?}", text(&out));
+}
+
+#[test]
+fn bench_times_every_kernel_and_the_tuned_auto_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let json = dir.path().join("all.json");
+    let stdout = assert_ok(&atrous_with_env(
+        &[
+            "bench", "--channels", "8", "--out-channels", "16", "--size", "9", "--dilations", "1,2", "--repeats", "1", "--warmup", "0",
+            "--gpu-kernel", "all", "--json", json.to_str().unwrap(),
+        ],
+        &[("ATROUS_AUTOTUNE", "1"), ("ATROUS_CACHE_DIR", cache.to_str().unwrap())],
+    ));
+    assert!(stdout.contains("autotuning: 2 shape classes tuned in "), "{stdout}");
+    assert!(cache.join(atrous::gpu::CACHE_FILE).is_file(), "the tuning is cached under ATROUS_CACHE_DIR");
+    let records: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let forced: Vec<&str> = atrous::gpu::KernelChoice::FORCED.iter().map(|k| k.name()).collect();
+    for dilation in [1, 2] {
+        let kernels: Vec<&str> = records.iter().filter(|r| r["dilation"] == dilation).map(|r| r["kernel"].as_str().unwrap()).collect();
+        // direct, tiled and the GEMMs always apply; lanes where the adapter has subgroups.
+        assert!(kernels.len() == forced.len() + 1 || kernels.len() == forced.len(), "{kernels:?}");
+        let (auto, rest) = kernels.split_last().unwrap();
+        let picked = auto.strip_prefix("auto:").unwrap_or_else(|| panic!("the last record is auto's: {kernels:?}"));
+        assert!(rest.contains(&picked), "auto picked one of the kernels timed: {kernels:?}");
+        assert!(rest.iter().all(|k| forced.contains(k)) && rest.contains(&"direct") && rest.contains(&"gemm64x64"), "{kernels:?}");
+        assert!(stdout.contains(&format!("conv2d  gpu     {auto}")), "the table names the kernel: {stdout}");
+    }
+    // Every kernel is checked against the CPU.
+    assert_eq!(stdout.matches("check: GPU vs CPU, conv2d at dilation 1 (").count(), records.len() / 2, "{stdout}");
+
+    let out = atrous(&["bench", "--gpu-kernel", "nonsense"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "{stderr}");
+    for name in ["nonsense", "auto", "all", "direct", "tiled", "lanes", "gemm128x128", "gemm64x64", "gemm32x128", "gemm128x32"] {
+        assert!(stderr.contains(name), "the error names '{name}': {stderr}");
+    }
 }
 
 fn assert_refused(args: &[&str], words: &[&str], dir: &Path) {

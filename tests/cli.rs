@@ -19,7 +19,8 @@ use tempfile::TempDir;
 
 /// Runs the binary with `args` and captures everything.
 fn atrous<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atrous")).args(args).output().expect("the atrous binary runs")
+    // Autotuning off: short timings, and no user cache written by tests.
+    Command::new(env!("CARGO_BIN_EXE_atrous")).args(args).env("ATROUS_AUTOTUNE", "0").output().expect("the atrous binary runs")
 }
 
 fn stdout(out: &Output) -> String {

@@ -238,6 +238,7 @@ impl Case {
     fn run_cli(&self, dir: &Path, device: &str) -> Result<Tensor, String> {
         let output = dir.join(format!("{device}.npy"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_atrous"));
+        command.env("ATROUS_AUTOTUNE", "0");
         command.args(self.cli_args()).arg("--input").arg(dir.join("x.npy")).arg("--weight").arg(dir.join("w.npy"));
         if self.bias {
             command.arg("--bias").arg(dir.join("b.npy"));

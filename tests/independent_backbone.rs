@@ -112,6 +112,7 @@ impl Job {
 
 fn backbone(arch: Arch, output_stride: usize, weights: &Path, input: &Path, output: &Path, device: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_atrous"))
+        .env("ATROUS_AUTOTUNE", "0")
         .args(["backbone", "--arch", &arch.to_string(), "--output-stride", &output_stride.to_string()])
         .arg("--weights")
         .arg(weights)

@@ -73,6 +73,7 @@ impl Job {
     fn run_cli(&self, device: &str) -> Result<Tensor, String> {
         let output = self.dir.join(format!("{device}.npy"));
         let run = Command::new(env!("CARGO_BIN_EXE_atrous"))
+            .env("ATROUS_AUTOTUNE", "0")
             .args(["segment", "--model", &self.model.to_string(), "--output-stride", &self.output_stride.to_string()])
             .args(["--upsample", self.upsample, "--device", device])
             .args([Path::new("--weights"), &self.weights, Path::new("--input"), &self.input, Path::new("--output"), &output])

@@ -15,8 +15,10 @@
 //! from the wall clock around the fast CPU convolution ([`crate::backend::Cpu`]). A time that is
 //! zero or negative is an error ([`check_positive_time`]): a clock that cannot resolve the work
 //! must not turn into an infinite GFLOP/s. The GPU's result of the first configuration of each
-//! op is checked against the CPU (relative 1e-3). [`BenchConfig::gpu_kernel`] can force the GPU's
-//! direct or tiled kernel, to compare the two on one shape.
+//! op is checked against the CPU (relative 1e-3), for every GPU kernel timed.
+//! [`BenchConfig::gpu_kernel`] can force one GPU kernel, or time every one that applies and then
+//! the auto choice ([`GpuKernels::All`]); each record names the kernel that ran (`kernel`:
+//! `tiled`, …, or `auto:NAME` for the auto choice, NAME being what it picked).
 
 mod peak;
 mod plot;
@@ -36,7 +38,7 @@ use thiserror::Error;
 
 use crate::backend::Cpu;
 use crate::compare::{difference, Difference};
-use crate::gpu::{shaders, Gpu, GpuError, KernelChoice};
+use crate::gpu::{shaders, Gpu, GpuError, KernelChoice, TuningStats};
 use crate::shape::{Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, ShapeError};
 use crate::{Backend, Tensor};
 
@@ -108,6 +110,77 @@ pub enum GpuTiming {
     Wall,
 }
 
+/// Which GPU kernels `atrous bench` times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuKernels {
+    /// One: the auto choice, or one forced.
+    One(KernelChoice),
+    /// Every kernel that applies to the shape, forced one after the other, then the auto choice.
+    All,
+}
+
+impl Default for GpuKernels {
+    fn default() -> Self {
+        GpuKernels::One(KernelChoice::Auto)
+    }
+}
+
+impl GpuKernels {
+    /// `all`, or the kernel's [`KernelChoice::name`], as `--gpu-kernel` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuKernels::One(kernel) => kernel.name(),
+            GpuKernels::All => "all",
+        }
+    }
+
+    /// The choice `--gpu-kernel NAME` stands for, or an error listing the valid names.
+    pub fn from_name(name: &str) -> Result<GpuKernels, String> {
+        if name == "all" {
+            return Ok(GpuKernels::All);
+        }
+        KernelChoice::from_name(name).map(GpuKernels::One).ok_or_else(|| format!("unknown GPU kernel '{name}'; the kernels are: {}", Self::names().join(", ")))
+    }
+
+    /// Every valid `--gpu-kernel` value.
+    pub fn names() -> Vec<&'static str> {
+        ["auto", "all"].into_iter().chain(KernelChoice::FORCED.iter().map(|k| k.name())).collect()
+    }
+
+    /// The kernels to time on `geometry`, in order.
+    pub fn kernels(self, gpu: &Gpu, geometry: &ConvGeometry) -> Vec<KernelChoice> {
+        match self {
+            GpuKernels::One(kernel) => vec![kernel],
+            GpuKernels::All => {
+                KernelChoice::FORCED.into_iter().filter(|&k| gpu.kernel_name(geometry, k).is_ok()).chain([KernelChoice::Auto]).collect()
+            }
+        }
+    }
+
+    /// Upper bound on the kernels timed per configuration.
+    fn most(self) -> usize {
+        match self {
+            GpuKernels::One(_) => 1,
+            GpuKernels::All => KernelChoice::FORCED.len() + 1,
+        }
+    }
+}
+
+/// What `kernel` ran `geometry` on `gpu` as a record names it: the forced kernel's name, or
+/// `auto:NAME` for the auto choice, NAME being the kernel it picked.
+pub fn kernel_label(gpu: &Gpu, geometry: &ConvGeometry, kernel: KernelChoice) -> Result<String, GpuError> {
+    Ok(match kernel {
+        KernelChoice::Auto => {
+            let picked = match gpu.resolve(geometry, KernelChoice::Auto)? {
+                KernelChoice::Auto => gpu.rule_choice(geometry)?,
+                other => other,
+            };
+            format!("auto:{}", picked.name())
+        }
+        forced => forced.name().to_owned(),
+    })
+}
+
 /// What `atrous bench` measures. [`Default`] gives the command line's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchConfig {
@@ -132,8 +205,8 @@ pub struct BenchConfig {
     /// Measure each device's attainable FP32 FMA rate and report every row's fraction of it.
     pub peak: bool,
     pub gpu_timing: GpuTiming,
-    /// Which GPU kernel runs the convolutions: the one the library picks, or one forced.
-    pub gpu_kernel: KernelChoice,
+    /// Which GPU kernels run the convolutions: the one the library picks, one forced, or all.
+    pub gpu_kernel: GpuKernels,
 }
 
 impl Default for BenchConfig {
@@ -153,7 +226,7 @@ impl Default for BenchConfig {
             devices: vec![Device::Gpu],
             peak: false,
             gpu_timing: GpuTiming::Auto,
-            gpu_kernel: KernelChoice::Auto,
+            gpu_kernel: GpuKernels::default(),
         }
     }
 }
@@ -276,7 +349,8 @@ impl BenchConfig {
     /// How many progress steps [`run`] reports for these cases.
     pub fn steps(&self, cases: &[Case]) -> u64 {
         let devices = self.devices.len() as u64;
-        devices * cases.len() as u64 + if self.peak { devices } else { 0 }
+        let gpu = self.devices.contains(&Device::Gpu) as u64;
+        (devices + gpu * (self.gpu_kernel.most() as u64 - 1)) * cases.len() as u64 + if self.peak { devices } else { 0 }
     }
 }
 
@@ -329,6 +403,9 @@ pub struct Record {
     pub backend: String,
     /// `"timestamp"` or `"wall"`.
     pub timing: String,
+    /// The GPU kernel that ran (`tiled`, `lanes`, `gemm128x128`, …; `auto:NAME` for the auto
+    /// choice, NAME being the kernel it picked), or the CPU implementation.
+    pub kernel: String,
     pub batch: usize,
     pub cin: usize,
     pub cout: usize,
@@ -336,7 +413,8 @@ pub struct Record {
     pub w: usize,
     pub out_h: usize,
     pub out_w: usize,
-    pub kernel: usize,
+    /// The kernel's side (square kernels).
+    pub kernel_size: usize,
     pub stride: usize,
     pub padding: usize,
     pub dilation: usize,
@@ -356,8 +434,8 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record of `case` timed as `stats` (no penalty or peak yet).
-    pub fn new(case: &Case, device: Device, adapter: &str, backend: &str, timing: TimingSource, stats: Stats) -> Record {
+    /// The record of `case` run by `kernel` and timed as `stats` (no penalty or peak yet).
+    pub fn new(case: &Case, device: Device, adapter: &str, backend: &str, timing: TimingSource, kernel: &str, stats: Stats) -> Record {
         let g = &case.geometry;
         let gflop = gflop(g);
         Record {
@@ -366,6 +444,7 @@ impl Record {
             adapter: adapter.to_owned(),
             backend: backend.to_owned(),
             timing: timing.name().to_owned(),
+            kernel: kernel.to_owned(),
             batch: g.batch,
             cin: g.c_in,
             cout: g.c_out,
@@ -373,7 +452,7 @@ impl Record {
             w: g.input.w,
             out_h: g.output.h,
             out_w: g.output.w,
-            kernel: g.kernel.h,
+            kernel_size: g.kernel.h,
             stride: g.stride.h,
             padding: g.padding.h,
             dilation: case.dilation,
@@ -390,10 +469,11 @@ impl Record {
     }
 
     /// Everything that makes two records the same series except the dilation (and what
-    /// follows from it).
+    /// follows from it). The auto choice is one series whatever it picked at each dilation.
     #[allow(clippy::type_complexity)]
-    fn series_key(&self) -> (Op, Device, &str, usize, usize, usize, usize, usize, usize, usize, usize) {
-        (self.op, self.device, self.adapter.as_str(), self.batch, self.cin, self.cout, self.h, self.w, self.kernel, self.stride, self.groups)
+    fn series_key(&self) -> (Op, Device, &str, &str, usize, usize, usize, usize, usize, usize, usize, usize) {
+        let kernel = if self.kernel.starts_with("auto:") { "auto" } else { self.kernel.as_str() };
+        (self.op, self.device, self.adapter.as_str(), kernel, self.batch, self.cin, self.cout, self.h, self.w, self.kernel_size, self.stride, self.groups)
     }
 }
 
@@ -439,6 +519,8 @@ pub fn apply_peaks(records: &mut [Record], peaks: &[Peak]) {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
     pub op: Op,
+    /// The GPU kernel checked, as its records name it.
+    pub kernel: String,
     pub dilation: usize,
     pub difference: Difference,
 }
@@ -459,6 +541,8 @@ pub struct Runner {
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuKernel {
     pub op: Op,
+    /// As the records name it (`tiled`, `auto:lanes`, …).
+    pub kernel: String,
     pub shader: &'static str,
 }
 
@@ -472,6 +556,18 @@ pub struct BenchReport {
     pub runners: Vec<Runner>,
     pub peaks: Vec<Peak>,
     pub checks: Vec<Check>,
+    /// The GPU's autotuning by the end of the run (`None` without the GPU).
+    pub tuning: Option<Tuning>,
+}
+
+/// The GPU's autotuning, for the table's header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tuning {
+    /// Whether Auto was tuned (else it followed the rule).
+    pub enabled: bool,
+    pub stats: TuningStats,
+    /// The cache file, where one is known.
+    pub cache_file: Option<String>,
 }
 
 /// The best (highest) GFLOP/s of several runs of `flops` each; every time must be positive.
@@ -480,11 +576,14 @@ fn best_gflops(what: &str, timing: TimingSource, flops: u64, seconds: &[f64]) ->
     Ok(flops as f64 / stats.min / 1e9)
 }
 
+/// What the CPU's records name as their backend and kernel.
+const CPU_KERNEL: &str = "im2col+sgemm";
+
 /// The CPU's description: model name and rayon's thread count.
 fn cpu_runner() -> Runner {
     let threads = rayon::current_num_threads();
     let name = format!("{}, {threads} threads", cpu_name());
-    Runner { device: Device::Cpu, description: format!("{name} (im2col + SGEMM, rayon)"), name, backend: "im2col+sgemm".into(), timing: TimingSource::Wall }
+    Runner { device: Device::Cpu, description: format!("{name} (im2col + SGEMM, rayon)"), name, backend: CPU_KERNEL.into(), timing: TimingSource::Wall }
 }
 
 /// Runs the benchmark `config` describes on `gpu` (needed when `config.devices` has the GPU)
@@ -551,30 +650,42 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
     let mut checks = Vec::new();
     let mut kernels = Vec::new();
     if let (Some(gpu), Some(runner)) = (gpu, &gpu_runner) {
+        // The CPU's result of the first configuration of each op, which every kernel is checked on.
+        let mut references: Vec<(Op, Vec<f32>)> = Vec::new();
         for case in &cases {
-            if !kernels.iter().any(|k: &GpuKernel| k.op == case.op) {
-                kernels.push(GpuKernel { op: case.op, shader: gpu.kernel_name(&case.geometry, config.gpu_kernel)? });
-            }
-            progress(&format!("GPU: {} at dilation {}", case.op, case.dilation));
-            let (input, weight) = data_of(case.op);
-            let what = format!("GPU {} at dilation {}", case.op, case.dilation);
-            let timed = gpu.time_convolution(&case.geometry, input.data(), weight.data(), config.warmup, config.repeats, runner.timing, config.gpu_kernel)?;
-            let stats = summarize(&what, timed.source, &timed.seconds)?;
-            if !checks.iter().any(|c: &Check| c.op == case.op) {
-                let reference = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(|e| BenchError::Config(e.to_string()))?;
-                let difference = difference(&timed.output, &reference);
-                if !difference.within(AGREEMENT_TOLERANCE) {
-                    return Err(BenchError::Mismatch {
-                        op: case.op,
-                        dilation: case.dilation,
-                        shape: case.geometry.output_shape(),
-                        difference,
-                        tolerance: AGREEMENT_TOLERANCE,
-                    });
+            for kernel in config.gpu_kernel.kernels(gpu, &case.geometry) {
+                // Resolving the auto choice first tunes its class (outside the timed runs).
+                let label = kernel_label(gpu, &case.geometry, kernel)?;
+                let series = |k: &GpuKernel| k.op == case.op && (k.kernel == label || (kernel == KernelChoice::Auto && k.kernel.starts_with("auto:")));
+                if !kernels.iter().any(series) {
+                    kernels.push(GpuKernel { op: case.op, kernel: label.clone(), shader: gpu.kernel_name(&case.geometry, kernel)? });
                 }
-                checks.push(Check { op: case.op, dilation: case.dilation, difference });
+                progress(&format!("GPU: {} at dilation {}, {label}", case.op, case.dilation));
+                let (input, weight) = data_of(case.op);
+                let what = format!("GPU {} at dilation {} ({label})", case.op, case.dilation);
+                let timed = gpu.time_convolution(&case.geometry, input.data(), weight.data(), config.warmup, config.repeats, runner.timing, kernel)?;
+                let stats = summarize(&what, timed.source, &timed.seconds)?;
+                let first_of_op = cases.iter().find(|c| c.op == case.op).is_some_and(|c| c == case);
+                if first_of_op {
+                    if !references.iter().any(|(op, _)| *op == case.op) {
+                        let reference = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(|e| BenchError::Config(e.to_string()))?;
+                        references.push((case.op, reference));
+                    }
+                    let reference = &references.iter().find(|(op, _)| *op == case.op).expect("just computed").1;
+                    let difference = difference(&timed.output, reference);
+                    if !difference.within(AGREEMENT_TOLERANCE) {
+                        return Err(BenchError::Mismatch {
+                            op: case.op,
+                            dilation: case.dilation,
+                            shape: case.geometry.output_shape(),
+                            difference,
+                            tolerance: AGREEMENT_TOLERANCE,
+                        });
+                    }
+                    checks.push(Check { op: case.op, kernel: label.clone(), dilation: case.dilation, difference });
+                }
+                records.push(Record::new(case, Device::Gpu, &runner.name, &runner.backend, timed.source, &label, stats));
             }
-            records.push(Record::new(case, Device::Gpu, &runner.name, &runner.backend, timed.source, stats));
         }
     }
     if let Some(runner) = &cpu_runner {
@@ -592,11 +703,12 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
                 }
             }
             let stats = summarize(&format!("CPU {} at dilation {}", case.op, case.dilation), TimingSource::Wall, &seconds)?;
-            records.push(Record::new(case, Device::Cpu, &runner.name, &runner.backend, TimingSource::Wall, stats));
+            records.push(Record::new(case, Device::Cpu, &runner.name, &runner.backend, TimingSource::Wall, CPU_KERNEL, stats));
         }
     }
     fill_penalties(&mut records);
     apply_peaks(&mut records, &peaks);
     let runners = gpu_runner.into_iter().chain(cpu_runner).collect();
-    Ok(BenchReport { config: config.clone(), kernels, records, runners, peaks, checks })
+    let tuning = gpu.map(|gpu| Tuning { enabled: gpu.autotunes(), stats: gpu.tuning(), cache_file: gpu.autotune_cache_file().map(|p| p.display().to_string()) });
+    Ok(BenchReport { config: config.clone(), kernels, records, runners, peaks, checks, tuning })
 }

@@ -7,12 +7,13 @@ use super::{BenchError, BenchReport, Device, Record, AGREEMENT_TOLERANCE};
 use crate::atomic_file::write_atomically;
 
 /// The keys of every record, in order (JSON keys and CSV columns).
-pub const COLUMNS: [&str; 23] = [
+pub const COLUMNS: [&str; 24] = [
     "op",
     "device",
     "adapter",
     "backend",
     "timing",
+    "kernel",
     "batch",
     "cin",
     "cout",
@@ -20,7 +21,7 @@ pub const COLUMNS: [&str; 23] = [
     "w",
     "out_h",
     "out_w",
-    "kernel",
+    "kernel_size",
     "stride",
     "padding",
     "dilation",
@@ -110,21 +111,40 @@ pub fn format_table(report: &BenchReport) -> String {
         out.push_str(&format!("{}: {} — timing: {} ({timing})\n", runner.device.name().to_uppercase(), runner.description, runner.timing));
     }
     for kernel in &report.kernels {
-        out.push_str(&format!("GPU kernel for {} (--gpu-kernel {}): {}\n", kernel.op, c.gpu_kernel.name(), kernel.shader));
+        let which = match c.gpu_kernel {
+            super::GpuKernels::All => format!("all, {}", kernel.kernel),
+            super::GpuKernels::One(_) => c.gpu_kernel.name().to_owned(),
+        };
+        out.push_str(&format!("GPU kernel for {} (--gpu-kernel {which}): {}\n", kernel.op, kernel.shader));
+    }
+    if let Some(tuning) = &report.tuning {
+        if tuning.enabled {
+            let s = &tuning.stats;
+            out.push_str(&format!(
+                "autotuning: {} shape classes tuned in {:.2} s ({} candidate runs), {} taken from the cache {}\n",
+                s.classes_tuned,
+                s.seconds,
+                s.candidates_timed,
+                s.disk_hits,
+                tuning.cache_file.as_deref().unwrap_or("(none: no cache directory)")
+            ));
+        } else {
+            out.push_str("autotuning: off (ATROUS_AUTOTUNE=0): auto follows the rule\n");
+        }
     }
     for peak in &report.peaks {
         out.push_str(&format!("{} peak FP32 FMA: {:.1} GFLOP/s ({}; {} timing)\n", peak.device.name().to_uppercase(), peak.gflops, peak.method, peak.timing));
     }
     for check in &report.checks {
         out.push_str(&format!(
-            "check: GPU vs CPU, {} at dilation {}: {} — agree within {:e} relative\n",
-            check.op, check.dilation, check.difference, AGREEMENT_TOLERANCE
+            "check: GPU vs CPU, {} at dilation {} ({}): {} — agree within {:e} relative\n",
+            check.op, check.dilation, check.kernel, check.difference, AGREEMENT_TOLERANCE
         ));
     }
     out.push('\n');
 
     let with_peak = report.records.iter().any(|r| r.fraction_of_peak.is_some());
-    let mut header = vec!["op", "device", "dilation", "out size", "GFLOP", "median ms", "min ms", "max ms", "GFLOP/s", "penalty"];
+    let mut header = vec!["op", "device", "kernel", "dilation", "out size", "GFLOP", "median ms", "min ms", "max ms", "GFLOP/s", "penalty"];
     if with_peak {
         header.push("% of peak");
     }
@@ -133,6 +153,7 @@ pub fn format_table(report: &BenchReport) -> String {
         let mut row = vec![
             r.op.to_string(),
             r.device.to_string(),
+            r.kernel.clone(),
             r.dilation.to_string(),
             format!("{}x{}", r.out_h, r.out_w),
             significant(r.gflop),
@@ -155,7 +176,7 @@ pub fn format_table(report: &BenchReport) -> String {
             .map(|(i, cell)| {
                 // Text columns left-aligned, numbers right-aligned.
                 let pad = " ".repeat(widths[i] - cell.chars().count());
-                if i < 2 { format!("{cell}{pad}") } else { format!("{pad}{cell}") }
+                if i < 3 { format!("{cell}{pad}") } else { format!("{pad}{cell}") }
             })
             .collect();
         out.push_str(cells.join("  ").trim_end());

@@ -9,8 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::backbone::{parse_size, Rates};
 use super::AdapterArgs;
-use atrous::bench::{self, BenchConfig, Device, GpuTiming, Op};
-use atrous::gpu::KernelChoice;
+use atrous::bench::{self, BenchConfig, Device, GpuKernels, GpuTiming, Op};
 use atrous::Hw;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -37,18 +36,9 @@ pub enum TimingChoice {
     Wall,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KernelArg {
-    /// Where a group has at least 8 output channels, `lanes` on a CPU adapter (lavapipe) with
-    /// subgroups if they fill two thirds of its channel blocks and `tiled` otherwise; else `direct`
-    Auto,
-    /// One output element per invocation (the first kernel; slow, for comparison)
-    Direct,
-    /// Four pixels × 32 output channels per invocation (channels padded to 32)
-    Tiled,
-    /// Needs subgroups: 16 output channels per lane, 32 pixels per workgroup of 8 lanes
-    /// (channels padded to a multiple of 128)
-    Lanes,
+/// `--gpu-kernel`'s value: `auto`, `all` or a kernel's name.
+fn parse_gpu_kernel(text: &str) -> Result<GpuKernels, String> {
+    GpuKernels::from_name(text.trim())
 }
 
 #[derive(Args)]
@@ -102,9 +92,12 @@ pub struct BenchArgs {
     /// How GPU runs are timed
     #[arg(long, value_enum, default_value = "auto")]
     timing: TimingChoice,
-    /// Which GPU kernel runs the convolutions; forcing one compares it with the other
-    #[arg(long, value_enum, default_value = "auto", value_name = "KERNEL")]
-    gpu_kernel: KernelArg,
+    /// Which GPU kernel runs the convolutions: `auto` (the fastest measured on this device for
+    /// the shape's class, or the rule's with ATROUS_AUTOTUNE=0), `all` (every kernel that applies,
+    /// then auto: one record each), or one forced: direct, tiled, lanes, gemm128x128, gemm64x64,
+    /// gemm32x128, gemm128x32
+    #[arg(long, default_value = "auto", value_name = "KERNEL", value_parser = parse_gpu_kernel)]
+    gpu_kernel: GpuKernels,
     #[command(flatten)]
     adapter: AdapterArgs,
 }
@@ -137,12 +130,7 @@ impl BenchArgs {
                 TimingChoice::Auto => GpuTiming::Auto,
                 TimingChoice::Wall => GpuTiming::Wall,
             },
-            gpu_kernel: match self.gpu_kernel {
-                KernelArg::Auto => KernelChoice::Auto,
-                KernelArg::Direct => KernelChoice::Direct,
-                KernelArg::Tiled => KernelChoice::Tiled,
-                KernelArg::Lanes => KernelChoice::Lanes,
-            },
+            gpu_kernel: self.gpu_kernel,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 
 use thiserror::Error;
@@ -58,6 +59,13 @@ pub struct GpuOptions {
     /// The kernel every convolution runs on ([`KernelChoice::Auto`]: the fastest measured, or the
     /// rule's); pooling is unaffected.
     pub kernel: KernelChoice,
+    /// Whether [`KernelChoice::Auto`] times the candidate kernels of each shape class and keeps
+    /// the fastest (src/gpu/autotune.rs); `None`: yes unless the environment variable
+    /// `ATROUS_AUTOTUNE` is `0`.
+    pub autotune: Option<bool>,
+    /// Where the autotuning cache (`autotune.json`) lives; `None`: `$ATROUS_CACHE_DIR`, else
+    /// `atrous` under the user's cache directory ([`super::autotune_cache_dir`]).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl GpuOptions {
@@ -179,6 +187,8 @@ pub struct Gpu {
     pub(crate) without_lanes: bool,
     /// [`GpuOptions::kernel`].
     pub(crate) kernel: KernelChoice,
+    /// Autotuning's settings, cache and counters.
+    pub(crate) tuner: super::autotune::Tuner,
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -261,7 +271,19 @@ impl Gpu {
             contents: bytemuck::bytes_of(&0.0f32),
             usage: wgpu::BufferUsages::STORAGE,
         });
-        Ok(Gpu { device, queue, summary, limits, max_buffer_bytes, pipelines: Mutex::default(), uncaptured, placeholder, without_lanes: options.without_lanes, kernel: options.kernel })
+        Ok(Gpu {
+            device,
+            queue,
+            summary,
+            limits,
+            max_buffer_bytes,
+            pipelines: Mutex::default(),
+            uncaptured,
+            placeholder,
+            without_lanes: options.without_lanes,
+            kernel: options.kernel,
+            tuner: super::autotune::Tuner::new(options),
+        })
     }
 
     /// The adapter in use.

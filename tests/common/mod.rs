@@ -10,12 +10,18 @@ use atrous::shape::{conv_transpose_output_size, effective_kernel};
 use atrous::{conv2d, conv_transpose2d, Backend, Conv2dParams, ConvTranspose2dParams, Hw, Tensor};
 use proptest::prelude::*;
 
-/// The GPU every test in a binary shares. With no adapter the tests fail (never skip), and the
+/// `options` with autotuning off: the shared contexts pick kernels by rule, deterministically
+/// (tests/autotune.rs tests the tuning).
+pub fn rules(options: GpuOptions) -> GpuOptions {
+    GpuOptions { autotune: Some(false), ..options }
+}
+
+/// The GPU every test in a binary shares (kernels by rule, see [`rules`]). With no adapter the tests fail (never skip), and the
 /// adapter in use is printed once, uncaptured, so every test log says what it ran on.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        let gpu = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+        let gpu = Gpu::new(&rules(GpuOptions::default())).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
         let _ = writeln!(std::io::stderr(), "GPU tests run on: {}", gpu.summary());
         gpu
     })
@@ -27,12 +33,12 @@ pub fn gpu() -> &'static Gpu {
 /// adapter has subgroups.
 pub fn gpu_without_lanes() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new(&GpuOptions { without_lanes: true, ..Default::default() }).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+    GPU.get_or_init(|| Gpu::new(&rules(GpuOptions { without_lanes: true, ..Default::default() })).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
 }
 
 pub fn gpu_without_subgroups() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new(&GpuOptions { without_subgroups: true, ..Default::default() }).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+    GPU.get_or_init(|| Gpu::new(&rules(GpuOptions { without_subgroups: true, ..Default::default() })).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
 }
 
 fn tensor(shape: &[usize], values: &[f32]) -> Tensor {

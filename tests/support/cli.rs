@@ -4,9 +4,21 @@
 
 use std::process::{Command, Output};
 
-/// Runs `atrous` with `args` and captures everything it prints.
+/// Runs `atrous` with `args` and captures everything it prints. Autotuning is off
+/// (`ATROUS_AUTOTUNE=0`): the tests' timings stay short and no user cache is written; see
+/// [`atrous_with_env`].
 pub fn atrous(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atrous")).args(args).output().expect("run atrous")
+    atrous_with_env(args, &[("ATROUS_AUTOTUNE", "0")])
+}
+
+/// Runs `atrous` with `args` and the environment variables `env` set.
+pub fn atrous_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_atrous"));
+    command.args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run atrous")
 }
 
 /// (stdout, stderr) as text.
