@@ -49,6 +49,19 @@ fn host_and_shader_agree_on_the_tile_size() {
 }
 
 #[test]
+fn host_and_shader_agree_on_the_gemm_tiles() {
+    use atrous::gpu::GemmTile;
+    for tile in GemmTile::ALL {
+        for shader in tile.shaders() {
+            for line in tile.wgsl_constants() {
+                assert!(shader.source.contains(line.as_str()), "{} must declare `{line}`", shader.name);
+            }
+            assert!(ALL.contains(&shader), "{} is missing from shaders::ALL", shader.name);
+        }
+    }
+}
+
+#[test]
 fn only_the_subgroup_variants_use_subgroups() {
     // A shader not marked `subgroups` must run on devices without them (the fallback).
     for shader in ALL {

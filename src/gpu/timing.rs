@@ -83,9 +83,10 @@ const FMA_MAX_TRIPS: u32 = 1 << 22;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct PeakParams {
     trips: u32,
-    multiplier: f32,
-    addend: f32,
-    _pad: u32,
+    /// The angle each pair of chains turns by per step (fma_peak.wgsl).
+    rate: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 type Record<'r> = dyn Fn(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError> + 'r;
@@ -143,7 +144,7 @@ impl Gpu {
             let pipeline = self.pipeline(shaders::FMA_PEAK, &[("WORKGROUP_SIZE", FMA_WORKGROUP_SIZE as f64)])?;
             let sink = self.output_buffer("FMA sink", (invocations * 4) as usize)?;
             let timed = |trips: u32, warmup: usize, repeats: usize| -> Result<Vec<f64>, GpuError> {
-                let params = PeakParams { trips, multiplier: 0.999_9, addend: 1.0e-4, _pad: 0 };
+                let params = PeakParams { trips, rate: 1.0e-3, _pad0: 0, _pad1: 0 };
                 let uniform = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("FMA params"),
                     contents: bytemuck::bytes_of(&params),
