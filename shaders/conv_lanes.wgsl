@@ -5,23 +5,22 @@
 // STRIP pixels; each kernel says which (`tap_source`, `output_pixel` and `tap_visited`, defined
 // in its file).
 // Each invocation keeps 16 channels × 32 pixels of sums: sixteen `Eight`s of constant names
-// (the compiler keeps what fits in registers and spills the rest to the stack, which costs less
-// than loading more often; a matrix-typed version, `m += outer(w, x)`, ran 12% slower).
+// (the compiler keeps what fits in registers and spills the rest to the stack).
 //
 // Per (tap, input channel) every lane loads four vec4s of weights of its own (consecutive lanes
 // read consecutive addresses) and four input values, those of pixels k, k + 8, k + 16 and k + 24
 // for lane k of its subgroup; `subgroupBroadcast` hands every lane all 32 inputs. All lanes of a
 // subgroup share the strip, so each input value is loaded once per subgroup instead of once per
-// lane. lavapipe loads storage buffers lane by lane with a bounds check for each value, so what
-// counts is sums per value loaded: per lane, 1 channel × 16 pixels took 2048 ms on the
-// benchmark, 2 × 16 1081, 4 × 16 811, 4 × 24 668, 4 × 32 560–680 (under load); on a quiet machine
-// 4 × 32 310, 8 × 32 243–260, 8 × 64 245, 16 × 32 221–230, 32 × 32 290 (BENCHMARKS.md). Larger
-// tiles also compile longer: 16 × 32 takes lavapipe about 7 s per pipeline (Mesa caches it on
-// disk), 32 × 32 about 30 s.
+// lane: on lavapipe, which loads storage buffers lane by lane with a bounds check for each value,
+// what counts is sums per value loaded (the tile sizes tried are in BENCHMARKS.md).
 //
 // Every invocation runs every loop trip (the broadcasts need the whole subgroup): a pixel outside
 // the input, or past the output, reads a valid address and is scaled by zero; lanes whose
 // channels are past C_out/groups read the zero padding of the weights and store nothing.
+
+// Invocations per workgroup: one subgroup of 8, the size the host dispatches with
+// (`Shader::workgroup_size`).
+override WORKGROUP_SIZE: u32 = 8u;
 
 const LANE_CHANNELS: u32 = 16u; // four vec4s
 const STRIP: u32 = 32u; // 4 pixels per lane × 8 lanes

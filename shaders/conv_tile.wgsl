@@ -10,6 +10,9 @@
 // output: such a pixel reads a valid address, is scaled by zero, and is not stored. The
 // subgroup version of `tap_weights` needs all invocations of a subgroup to take part.
 
+// Invocations per workgroup: the size the host dispatches with (`Shader::workgroup_size`).
+override WORKGROUP_SIZE: u32 = 64u;
+
 const CO_TILE: u32 = 32u;
 const PIXEL_TILE: u32 = 4u;
 

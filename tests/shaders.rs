@@ -62,6 +62,17 @@ fn host_and_shader_agree_on_the_gemm_tiles() {
 }
 
 #[test]
+fn every_shader_declares_the_workgroup_size_it_is_dispatched_with() {
+    // The host dispatches with Shader::workgroup_size and creates pipelines with the WGSL
+    // defaults, which is also what ../shared/tools/isa-stats compiles.
+    for shader in ALL {
+        let (module, _) = wgsl::processed(shader);
+        let entry = module.entry_points.iter().find(|e| e.name == shader.entry_point).unwrap();
+        assert_eq!(entry.workgroup_size.iter().product::<u32>(), shader.workgroup_size, "{}", shader.name);
+    }
+}
+
+#[test]
 fn only_the_subgroup_variants_use_subgroups() {
     // A shader not marked `subgroups` must run on devices without them (the fallback).
     for shader in ALL {

@@ -164,12 +164,6 @@ impl fmt::Display for AdapterSummary {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct PipelineKey {
-    shader: Shader,
-    /// Override constants as (name, value bits), so the key can be hashed.
-    constants: Vec<(&'static str, u64)>,
-}
 
 /// An open GPU device with its queue and caches. Create one and reuse it: opening a device and
 /// compiling pipelines are the slow parts.
@@ -179,7 +173,7 @@ pub struct Gpu {
     summary: AdapterSummary,
     limits: wgpu::Limits,
     max_buffer_bytes: u64,
-    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<Shader, wgpu::ComputePipeline>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// One zero, bound where a kernel's optional input (bias, residual) is absent.
     placeholder: wgpu::Buffer,
@@ -346,11 +340,11 @@ impl Gpu {
         Ok(value)
     }
 
-    /// The compute pipeline for `shader` with the given override constants, compiled once and
-    /// cached for the life of this context.
-    pub(crate) fn pipeline(&self, shader: Shader, constants: &[(&'static str, f64)]) -> Result<wgpu::ComputePipeline, GpuError> {
-        let key = PipelineKey { shader, constants: constants.iter().map(|&(n, v)| (n, v.to_bits())).collect() };
-        if let Some(pipeline) = self.pipelines.lock().unwrap().get(&key) {
+    /// The compute pipeline for `shader`, compiled once and cached for the life of this context.
+    /// Override constants keep their WGSL defaults: a kernel's `WORKGROUP_SIZE` is the size it
+    /// is dispatched with ([`Shader::workgroup_size`]).
+    pub(crate) fn pipeline(&self, shader: Shader) -> Result<wgpu::ComputePipeline, GpuError> {
+        if let Some(pipeline) = self.pipelines.lock().unwrap().get(&shader) {
             return Ok(pipeline.clone());
         }
         let pipeline = self.scoped(&format!("compiling {}", shader.name), || {
@@ -363,11 +357,11 @@ impl Gpu {
                 layout: None,
                 module: &module,
                 entry_point: Some(shader.entry_point),
-                compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
                 cache: None,
             })
         })?;
-        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        self.pipelines.lock().unwrap().insert(shader, pipeline.clone());
         Ok(pipeline)
     }
 

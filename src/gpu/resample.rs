@@ -6,7 +6,7 @@ use wgpu::util::DeviceExt;
 
 use super::context::{Gpu, GpuError};
 use super::shaders::{self, Shader};
-use super::window::{to_u32, WORKGROUP_SIZE};
+use super::window::to_u32;
 use crate::shape::Hw;
 
 /// Mirrors `Resize` in `shaders/bilinear.wgsl`.
@@ -43,7 +43,7 @@ impl Gpu {
         output: &wgpu::Buffer,
         elements: usize,
     ) -> Result<(), GpuError> {
-        let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", WORKGROUP_SIZE as f64)])?;
+        let pipeline = self.pipeline(shader)?;
         let params = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(shader.name),
             contents: uniform,

@@ -12,17 +12,30 @@ pub struct Shader {
     pub source: &'static str,
     /// Whether it uses subgroup operations (the device must have `wgpu::Features::SUBGROUP`).
     pub subgroups: bool,
+    /// Invocations per workgroup, as the host dispatches it: the default of the module's
+    /// `WORKGROUP_SIZE` override, or the entry point's fixed size (`tests/shaders.rs` checks).
+    pub workgroup_size: u32,
 }
+
+/// Invocations per workgroup of the kernels that compute one element per invocation, the tiled
+/// kernels, the resize and the concatenation.
+pub const WORKGROUP_SIZE: u32 = 64;
+
+/// Invocations per workgroup of the lanes kernels: one subgroup of eight, the fewest whose
+/// broadcasts bring the whole strip (BENCHMARKS.md).
+pub const LANES_WORKGROUP_SIZE: u32 = 8;
 
 pub const CONV2D: Shader = Shader {
     name: "conv2d.wgsl",
     entry_point: "conv2d",
     source: concat!(
         include_str!("../../shaders/common.wgsl"),
+        include_str!("../../shaders/output_coord.wgsl"),
         include_str!("../../shaders/conv_io.wgsl"),
         include_str!("../../shaders/conv2d.wgsl")
     ),
     subgroups: false,
+    workgroup_size: WORKGROUP_SIZE,
 };
 
 /// The files of a tiled kernel: the shared prelude, the register tile, one way of fetching its
@@ -45,6 +58,7 @@ pub const CONV2D_TILED: Shader = Shader {
     entry_point: "conv2d_tiled",
     source: tiled_source!("conv_weights_load.wgsl", "conv2d_tiled.wgsl"),
     subgroups: false,
+    workgroup_size: WORKGROUP_SIZE,
 };
 
 /// [`CONV2D_TILED`] for devices with subgroups of at least [`SUBGROUP_LANES_NEEDED`]
@@ -54,6 +68,7 @@ pub const CONV2D_TILED_SUBGROUP: Shader = Shader {
     entry_point: "conv2d_tiled",
     source: tiled_source!("conv_weights_subgroup.wgsl", "conv2d_tiled.wgsl"),
     subgroups: true,
+    workgroup_size: WORKGROUP_SIZE,
 };
 
 /// Output channels per invocation of the tiled kernels (`CO_TILE` in conv_tile.wgsl).
@@ -79,6 +94,7 @@ pub const CONV2D_LANES: Shader = Shader {
         include_str!("../../shaders/conv2d_lanes.wgsl")
     ),
     subgroups: true,
+    workgroup_size: LANES_WORKGROUP_SIZE,
 };
 
 /// [`CONV2D_LANES`] for the transposed convolution, phase by phase.
@@ -93,6 +109,7 @@ pub const CONV_TRANSPOSE2D_LANES: Shader = Shader {
         include_str!("../../shaders/conv_transpose2d_lanes.wgsl")
     ),
     subgroups: true,
+    workgroup_size: LANES_WORKGROUP_SIZE,
 };
 
 /// Consecutive output pixels per workgroup of [`CONV2D_LANES`] and [`CONV_TRANSPOSE2D_LANES`] (`STRIP` in conv_lanes.wgsl).
@@ -106,6 +123,7 @@ pub const CONV_TRANSPOSE2D_TILED: Shader = Shader {
     entry_point: "conv_transpose2d_tiled",
     source: tiled_source!("conv_weights_load.wgsl", "conv_transpose_phase.wgsl", "conv_transpose2d_tiled.wgsl"),
     subgroups: false,
+    workgroup_size: WORKGROUP_SIZE,
 };
 
 pub const CONV_TRANSPOSE2D_TILED_SUBGROUP: Shader = Shader {
@@ -113,6 +131,7 @@ pub const CONV_TRANSPOSE2D_TILED_SUBGROUP: Shader = Shader {
     entry_point: "conv_transpose2d_tiled",
     source: tiled_source!("conv_weights_subgroup.wgsl", "conv_transpose_phase.wgsl", "conv_transpose2d_tiled.wgsl"),
     subgroups: true,
+    workgroup_size: WORKGROUP_SIZE,
 };
 
 pub const CONV_TRANSPOSE2D: Shader = Shader {
@@ -120,11 +139,13 @@ pub const CONV_TRANSPOSE2D: Shader = Shader {
     entry_point: "conv_transpose2d",
     source: concat!(
         include_str!("../../shaders/common.wgsl"),
+        include_str!("../../shaders/output_coord.wgsl"),
         include_str!("../../shaders/conv_io.wgsl"),
         include_str!("../../shaders/conv_transpose_phase.wgsl"),
         include_str!("../../shaders/conv_transpose2d.wgsl")
     ),
     subgroups: false,
+    workgroup_size: WORKGROUP_SIZE,
 };
 
 /// The files of an implicit-GEMM kernel in one tile configuration: a workgroup of `GEMM_SM` ×
@@ -151,12 +172,14 @@ macro_rules! gemm_shaders {
                 entry_point: "conv2d_gemm",
                 source: gemm_source!($sm, $sn, $bk, "conv2d_gemm.wgsl"),
                 subgroups: false,
+                workgroup_size: $sm * $sn,
             };
             pub const $transposed: Shader = Shader {
                 name: concat!("conv_transpose2d_gemm.wgsl (", $label, ")"),
                 entry_point: "conv_transpose2d_gemm",
                 source: gemm_source!($sm, $sn, $bk, "conv_transpose_phase.wgsl", "conv_transpose2d_gemm.wgsl"),
                 subgroups: false,
+                workgroup_size: $sm * $sn,
             };
         )+
     };
@@ -173,18 +196,19 @@ gemm_shaders! {
 pub const MAX_POOL2D: Shader = Shader {
     name: "pool2d.wgsl",
     entry_point: "max_pool2d",
-    source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/pool2d.wgsl")),
+    source: concat!(include_str!("../../shaders/common.wgsl"), include_str!("../../shaders/output_coord.wgsl"), include_str!("../../shaders/pool2d.wgsl")),
     subgroups: false,
+    workgroup_size: WORKGROUP_SIZE,
 };
 
 pub const AVG_POOL2D: Shader = Shader { entry_point: "avg_pool2d", ..MAX_POOL2D };
 
-pub const BILINEAR: Shader = Shader { name: "bilinear.wgsl", entry_point: "bilinear", source: include_str!("../../shaders/bilinear.wgsl"), subgroups: false };
+pub const BILINEAR: Shader = Shader { name: "bilinear.wgsl", entry_point: "bilinear", source: include_str!("../../shaders/bilinear.wgsl"), subgroups: false, workgroup_size: WORKGROUP_SIZE };
 
-pub const CONCAT: Shader = Shader { name: "concat.wgsl", entry_point: "concat", source: include_str!("../../shaders/concat.wgsl"), subgroups: false };
+pub const CONCAT: Shader = Shader { name: "concat.wgsl", entry_point: "concat", source: include_str!("../../shaders/concat.wgsl"), subgroups: false, workgroup_size: WORKGROUP_SIZE };
 
 /// The ALU-bound kernel that measures the device's attainable FP32 FMA rate (`atrous bench --peak`).
-pub const FMA_PEAK: Shader = Shader { name: "fma_peak.wgsl", entry_point: "fma_peak", source: include_str!("../../shaders/fma_peak.wgsl"), subgroups: false };
+pub const FMA_PEAK: Shader = Shader { name: "fma_peak.wgsl", entry_point: "fma_peak", source: include_str!("../../shaders/fma_peak.wgsl"), subgroups: false, workgroup_size: WORKGROUP_SIZE };
 
 /// Independent vec4 FMA chains per invocation of [`FMA_PEAK`] (`a0` … `a7` in the shader).
 pub const FMA_PEAK_CHAINS: u64 = 8;

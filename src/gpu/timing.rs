@@ -74,7 +74,7 @@ pub struct FmaPeakRuns {
 /// resident threads on the largest GPUs, and few enough that a CPU driver (lavapipe) spends its
 /// time in the loop rather than in per-invocation overhead.
 const FMA_WORKGROUPS: u32 = 4_096;
-const FMA_WORKGROUP_SIZE: u32 = 64;
+const FMA_WORKGROUP_SIZE: u32 = shaders::FMA_PEAK.workgroup_size;
 /// One run of the FMA kernel is sized to take at least this long.
 const FMA_TARGET_SECONDS: f64 = 0.05;
 const FMA_MAX_TRIPS: u32 = 1 << 22;
@@ -141,7 +141,7 @@ impl Gpu {
         let source = if self.has_timestamps() { source } else { TimingSource::Wall };
         let invocations = FMA_WORKGROUPS as u64 * FMA_WORKGROUP_SIZE as u64;
         self.scoped("measuring the FMA peak", || -> Result<FmaPeakRuns, GpuError> {
-            let pipeline = self.pipeline(shaders::FMA_PEAK, &[("WORKGROUP_SIZE", FMA_WORKGROUP_SIZE as f64)])?;
+            let pipeline = self.pipeline(shaders::FMA_PEAK)?;
             let sink = self.output_buffer("FMA sink", (invocations * 4) as usize)?;
             let timed = |trips: u32, warmup: usize, repeats: usize| -> Result<Vec<f64>, GpuError> {
                 let params = PeakParams { trips, rate: 1.0e-3, _pad0: 0, _pad1: 0 };

@@ -9,9 +9,6 @@ use super::gemm::{pack_weights, GemmTile};
 use super::shaders::{self, Shader};
 use crate::shape::{ConvGeometry, ConvKind};
 
-/// Invocations per workgroup of every window kernel (and of the resize and concatenation).
-pub(crate) const WORKGROUP_SIZE: u32 = 64;
-
 /// What a convolution does to its sum before storing it (the fused epilogue).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Epilogue {
@@ -208,13 +205,8 @@ fn kernel_for(g: &ConvGeometry, choice: KernelChoice, traits: DeviceTraits) -> R
     })
 }
 
-/// Invocations per workgroup of the lanes kernels: one subgroup of eight, the fewest whose
-/// broadcasts bring the whole strip (larger workgroups measured no faster on lavapipe, and one
-/// size means one pipeline to compile per kernel, about 7 s each on lavapipe).
-const LANES_WORKGROUP: u32 = 8;
-
 /// Output channels per workgroup of the lanes kernels (128).
-const LANES_BLOCK: usize = shaders::CONV2D_LANES_CHANNELS * LANES_WORKGROUP as usize;
+const LANES_BLOCK: usize = shaders::CONV2D_LANES_CHANNELS * shaders::LANES_WORKGROUP_SIZE as usize;
 
 /// Whether a group's output channels fill at least two thirds of the lanes kernels' blocks: at
 /// 64 channels (half a block) the tiled kernel is faster on lavapipe, at 128 the lanes one is.
@@ -295,10 +287,10 @@ impl Gpu {
         choice: KernelChoice,
     ) -> Result<(), GpuError> {
         let kernel = self.kernel(geometry, choice)?;
-        let (shader, workgroups, workgroup_size) = match kernel {
+        let (shader, workgroups) = match kernel {
             Kernel::Direct(shader) => {
                 let (x, y) = self.workgroup_grid(geometry.output_shape().iter().product())?;
-                (shader, (x, y, 1), WORKGROUP_SIZE)
+                (shader, (x, y, 1))
             }
             Kernel::Tiled(shader) => {
                 // One invocation per quad of neighbouring pixels in a row. The transposed kernel
@@ -308,13 +300,13 @@ impl Gpu {
                     ConvKind::Transposed => {
                         let (s, o) = (geometry.stride, geometry.output);
                         let quads = geometry.batch * o.h.div_ceil(s.h) * o.w.div_ceil(s.w).div_ceil(quad);
-                        s.h * s.w * quads.next_multiple_of(WORKGROUP_SIZE as usize)
+                        s.h * s.w * quads.next_multiple_of(shader.workgroup_size as usize)
                     }
                     _ => geometry.batch * geometry.output.h * geometry.output.w.div_ceil(quad),
                 };
                 let (x, z) = self.workgroup_grid(invocations)?;
                 let y = self.channel_grid(geometry.groups * channel_tiles(geometry, shaders::CONV2D_TILED_CHANNELS))?;
-                (shader, (x, y, z), WORKGROUP_SIZE)
+                (shader, (x, y, z))
             }
             Kernel::Lanes(shader) => {
                 // One workgroup per strip of pixels (of each phase's grid, for the transposed
@@ -326,16 +318,15 @@ impl Gpu {
                 };
                 let (x, z) = self.spread(workgroups as u64)?;
                 let y = self.channel_grid(geometry.groups * channel_tiles(geometry, LANES_BLOCK))?;
-                (shader, (x, y, z), LANES_WORKGROUP)
+                (shader, (x, y, z))
             }
             Kernel::Gemm(shader, tile) => {
                 let (x, z) = self.spread(tile.pixel_tiles(geometry) as u64)?;
                 let y = self.channel_grid(tile.channel_tiles(geometry))?;
-                // The workgroup size is the configuration's, fixed in the shader.
-                (shader, (x, y, z), WORKGROUP_SIZE)
+                (shader, (x, y, z))
             }
         };
-        let pipeline = self.pipeline(shader, &[("WORKGROUP_SIZE", workgroup_size as f64)])?;
+        let pipeline = self.pipeline(shader)?;
         let epilogue = Epilogue { bias: buffers.bias.is_some(), residual: buffers.residual.is_some(), relu };
         let uniform = WindowUniform::new(geometry, epilogue)?;
         let params = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -413,7 +404,7 @@ impl Gpu {
     /// Workgroups for one invocation per element, spread over x and y when x alone would pass
     /// the device's per-dimension limit.
     pub(crate) fn workgroup_grid(&self, invocations: usize) -> Result<(u32, u32), GpuError> {
-        self.spread(invocations.div_ceil(WORKGROUP_SIZE as usize) as u64)
+        self.spread(invocations.div_ceil(shaders::WORKGROUP_SIZE as usize) as u64)
     }
 
     /// `groups` workgroups as an x × y grid, y > 1 only when x alone would pass the device's limit.

@@ -5,8 +5,9 @@
 
 use atrous::gpu::shaders::Shader;
 
-/// The module with its override constants applied (WORKGROUP_SIZE = 64 where declared), and its
-/// validation info: what wgpu hands a backend writer. Panics naming the shader on any error.
+/// The module with its override constants applied (their WGSL defaults, as atrous creates every
+/// pipeline), and its validation info: what wgpu hands a backend writer. Panics naming the shader
+/// on any error.
 pub fn processed(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(shader.source)
         .unwrap_or_else(|e| panic!("{} does not parse:\n{}", shader.name, e.emit_to_string(shader.source)));
@@ -14,10 +15,7 @@ pub fn processed(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{} does not validate:\n{}", shader.name, e.emit_to_string(shader.source)));
-    let mut constants = naga::back::PipelineConstants::default();
-    if module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some("WORKGROUP_SIZE")) {
-        constants.insert("WORKGROUP_SIZE".to_owned(), 64.0);
-    }
+    let constants = naga::back::PipelineConstants::default();
     let stage = Some((naga::ShaderStage::Compute, shader.entry_point));
     let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, stage, &constants)
         .unwrap_or_else(|e| panic!("{}: override constants: {e}", shader.name));
