@@ -38,13 +38,21 @@ fn every_shader_file_is_used() {
 }
 
 #[test]
-fn host_and_shader_agree_on_the_tile_size() {
-    use atrous::gpu::shaders::{self, CONV2D_TILED_CHANNELS, CONV2D_TILED_PIXELS};
-    let declared = [format!("const CO_TILE: u32 = {CONV2D_TILED_CHANNELS}u;"), format!("const PIXEL_TILE: u32 = {CONV2D_TILED_PIXELS}u;")];
+fn host_and_shader_agree_on_the_tile_sizes() {
+    use atrous::gpu::kernels::{lanes, tiled};
+    use atrous::gpu::shaders;
+    let tiled_lines = [format!("const CO_TILE: u32 = {}u;", tiled::CHANNELS), format!("const PIXEL_TILE: u32 = {}u;", tiled::PIXELS)];
     for shader in [shaders::CONV2D_TILED, shaders::CONV2D_TILED_SUBGROUP, shaders::CONV_TRANSPOSE2D_TILED, shaders::CONV_TRANSPOSE2D_TILED_SUBGROUP] {
-        for line in &declared {
+        for line in &tiled_lines {
             assert!(shader.source.contains(line.as_str()), "{} must declare `{line}`", shader.name);
         }
+    }
+    let lanes_lines = [format!("const LANE_CHANNELS: u32 = {}u;", lanes::CHANNELS), format!("const STRIP: u32 = {}u;", lanes::PIXELS)];
+    for shader in [shaders::CONV2D_LANES, shaders::CONV_TRANSPOSE2D_LANES] {
+        for line in &lanes_lines {
+            assert!(shader.source.contains(line.as_str()), "{} must declare `{line}`", shader.name);
+        }
+        assert_eq!(lanes::BLOCK, lanes::CHANNELS * shader.workgroup_size as usize);
     }
 }
 

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::context::{Gpu, GpuError, GpuOptions};
 use super::shaders;
 use super::timing::TimingSource;
-use super::window::KernelChoice;
+use super::kernels::KernelChoice;
 use crate::shape::{conv_output_size, conv_transpose_output_size, ConvGeometry, ConvKind};
 
 /// Version of the cache file's layout; a file of another version is ignored and rewritten.
@@ -313,11 +313,16 @@ impl Gpu {
         Ok(KernelChoice::FORCED.into_iter().find(|&k| self.kernel_name(geometry, k).is_ok_and(|s| s == shader)).unwrap_or(KernelChoice::Auto))
     }
 
-    /// The kernels tuning times for `geometry`: every forced one that applies (the lanes one
-    /// only where Auto may take it), the rule's pick first.
+    /// The kernels tuning times for `geometry` (and `atrous bench --gpu-kernel all`): every
+    /// forced one that applies (the lanes one only where Auto may take it; neither lanes nor the
+    /// GEMMs below [`super::TILED_MIN_CHANNELS`] output channels per group), the rule's pick first.
     pub fn tuning_candidates(&self, geometry: &ConvGeometry) -> Vec<KernelChoice> {
         let rule = self.rule_choice(geometry).unwrap_or(KernelChoice::Auto);
-        let applies = |k: KernelChoice| self.kernel_name(geometry, k).is_ok() && (k != KernelChoice::Lanes || !self.without_lanes);
+        // Below TILED_MIN_CHANNELS output channels per group (depthwise convs) the lanes and GEMM
+        // kernels compute ≥ 94% padding; on lavapipe a GEMM there took minutes per run.
+        let padded = |k: KernelChoice| matches!(k, KernelChoice::Lanes | KernelChoice::Gemm(_));
+        let few = geometry.c_out_per_group() < super::kernels::TILED_MIN_CHANNELS;
+        let applies = |k: KernelChoice| self.kernel_name(geometry, k).is_ok() && (k != KernelChoice::Lanes || !self.without_lanes) && !(few && padded(k));
         let mut candidates: Vec<KernelChoice> = std::iter::once(rule).filter(|&k| k != KernelChoice::Auto).collect();
         candidates.extend(KernelChoice::FORCED.into_iter().filter(|&k| k != rule && applies(k)));
         candidates

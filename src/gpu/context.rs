@@ -10,7 +10,7 @@ use thiserror::Error;
 use wgpu::util::DeviceExt;
 
 use super::shaders::Shader;
-use super::window::KernelChoice;
+use super::kernels::KernelChoice;
 
 /// What can go wrong on the GPU side.
 #[derive(Debug, Error)]

@@ -2,7 +2,7 @@
 
 mod autotune;
 mod context;
-mod gemm;
+pub mod kernels;
 mod network;
 mod resample;
 mod timing;
@@ -12,5 +12,4 @@ pub mod shaders;
 pub use autotune::{cache_dir as autotune_cache_dir, shape_class, TunedCandidate, TuningStats, CACHE_FILE, CACHE_VERSION};
 pub use context::{AdapterSummary, Gpu, GpuError, GpuOptions};
 pub use timing::{FmaPeakRuns, TimedConvolution, TimingSource};
-pub use gemm::GemmTile;
-pub use window::{KernelChoice, TILED_MIN_CHANNELS};
+pub use kernels::{GemmTile, KernelChoice, TILED_MIN_CHANNELS};

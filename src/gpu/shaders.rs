@@ -71,12 +71,6 @@ pub const CONV2D_TILED_SUBGROUP: Shader = Shader {
     workgroup_size: WORKGROUP_SIZE,
 };
 
-/// Output channels per invocation of the tiled kernels (`CO_TILE` in conv_tile.wgsl).
-pub const CONV2D_TILED_CHANNELS: usize = 32;
-
-/// Neighbouring pixels per invocation of the tiled kernels (`PIXEL_TILE` in conv_tile.wgsl).
-pub const CONV2D_TILED_PIXELS: usize = 4;
-
 /// The smallest subgroup the `_SUBGROUP` kernels work with: eight lanes each load one of the
 /// eight vec4s of a tap's weights (conv_weights_subgroup.wgsl).
 pub const SUBGROUP_LANES_NEEDED: u32 = 8;
@@ -111,12 +105,6 @@ pub const CONV_TRANSPOSE2D_LANES: Shader = Shader {
     subgroups: true,
     workgroup_size: LANES_WORKGROUP_SIZE,
 };
-
-/// Consecutive output pixels per workgroup of [`CONV2D_LANES`] and [`CONV_TRANSPOSE2D_LANES`] (`STRIP` in conv_lanes.wgsl).
-pub const CONV2D_LANES_PIXELS: usize = 32;
-
-/// Output channels per invocation of [`CONV2D_LANES`] (`LANE_CHANNELS` in conv_lanes.wgsl).
-pub const CONV2D_LANES_CHANNELS: usize = 16;
 
 pub const CONV_TRANSPOSE2D_TILED: Shader = Shader {
     name: "conv_transpose2d_tiled.wgsl",

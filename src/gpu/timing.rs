@@ -18,7 +18,8 @@ use wgpu::util::DeviceExt;
 
 use super::context::{Gpu, GpuError, PassTimestamps, MAX_TIMED_PASSES};
 use super::shaders;
-use super::window::{KernelChoice, WindowBuffers};
+use super::kernels::KernelChoice;
+use super::window::WindowBuffers;
 use crate::shape::ConvGeometry;
 
 /// How a GPU time was measured.

@@ -5,9 +5,9 @@
 use wgpu::util::DeviceExt;
 
 use super::context::{Gpu, GpuError};
-use super::gemm::{pack_weights, GemmTile};
-use super::shaders::{self, Shader};
-use crate::shape::{ConvGeometry, ConvKind};
+use super::kernels::{Grid, Kernel, KernelChoice};
+use super::shaders;
+use crate::shape::ConvGeometry;
 
 /// What a convolution does to its sum before storing it (the fused epilogue).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,143 +82,6 @@ impl WindowUniform {
     }
 }
 
-/// Which kernel computes a convolution: the one [`KernelChoice::Auto`] picks for the shape, or
-/// one forced (`atrous bench --gpu-kernel`, to measure one against the other).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum KernelChoice {
-    /// The fastest kernel measured on this device for the shape's class (autotuning, see
-    /// `src/gpu/autotune.rs`), or by rule where tuning is off: where a group has at least
-    /// [`TILED_MIN_CHANNELS`] output channels, on a CPU adapter the lanes kernel where the
-    /// channels fill two thirds of its blocks and the tiled one otherwise, on a GPU the
-    /// implicit GEMM ([`GemmTile::by_rule`]); else the direct one.
-    #[default]
-    Auto,
-    /// One output element per invocation.
-    Direct,
-    /// The register tile (output channels padded to the tile).
-    Tiled,
-    /// On devices with subgroups: sixteen output channels per lane, a strip of 32 pixels per
-    /// workgroup of eight lanes (output channels padded to a multiple of 128).
-    Lanes,
-    /// The implicit GEMM staged in workgroup memory, in one tile configuration.
-    Gemm(GemmTile),
-}
-
-impl KernelChoice {
-    /// Every kernel that can be forced, in the order `atrous bench --gpu-kernel all` times them.
-    pub const FORCED: [KernelChoice; 7] = [
-        KernelChoice::Direct,
-        KernelChoice::Tiled,
-        KernelChoice::Lanes,
-        KernelChoice::Gemm(GemmTile::Wide),
-        KernelChoice::Gemm(GemmTile::Square),
-        KernelChoice::Gemm(GemmTile::Narrow),
-        KernelChoice::Gemm(GemmTile::Tall),
-    ];
-
-    /// `auto`, `direct`, `tiled`, `lanes` or `gemm128x128` …, as `atrous bench --gpu-kernel`
-    /// spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            KernelChoice::Auto => "auto",
-            KernelChoice::Direct => "direct",
-            KernelChoice::Tiled => "tiled",
-            KernelChoice::Lanes => "lanes",
-            KernelChoice::Gemm(tile) => tile.name(),
-        }
-    }
-
-    /// The choice [`KernelChoice::name`] spells `name`.
-    pub fn from_name(name: &str) -> Option<KernelChoice> {
-        std::iter::once(KernelChoice::Auto).chain(KernelChoice::FORCED).find(|k| k.name() == name)
-    }
-}
-
-/// Output channels per group from which [`KernelChoice::Auto`] takes the tiled kernel: below
-/// that, most of its 32-channel tile would be padding.
-pub const TILED_MIN_CHANNELS: usize = 8;
-
-/// How a window op is computed on the GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kernel {
-    /// One output element per invocation, weights as PyTorch lays them out.
-    Direct(Shader),
-    /// A register tile of pixels × output channels per invocation, on weights repacked to
-    /// `[groups, kH, kW, C_in/groups, C_out/groups padded]`. The transposed one runs phase by
-    /// phase.
-    Tiled(Shader),
-    /// Output channels across the invocations, a strip of pixels per workgroup (conv_lanes.wgsl),
-    /// on weights repacked like the tiled kernels' but padded to a workgroup's channels. The
-    /// transposed one runs phase by phase.
-    Lanes(Shader),
-    /// The implicit GEMM (src/gpu/gemm.rs), on weights repacked like the tiled kernels' with the
-    /// input channels padded to a pair of steps of the K loop too.
-    Gemm(Shader, GemmTile),
-}
-
-/// What the kernel choice depends on besides the shape.
-#[derive(Clone, Copy, Debug)]
-struct DeviceTraits {
-    /// Subgroups of at least [`shaders::SUBGROUP_LANES_NEEDED`] lanes: the lanes kernels can run,
-    /// and the tiled kernels share their weight loads across a subgroup.
-    subgroups: bool,
-    /// See [`Gpu::lanes_by_default`].
-    lanes_by_default: bool,
-    /// A CPU adapter (lavapipe), where the kernels were tuned for loads rather than registers.
-    cpu: bool,
-}
-
-/// The one place that decides which kernel runs `g` for `choice` on a device with `traits`
-/// (`choice` is never [`KernelChoice::Auto`] once tuned: see [`Gpu::resolve`]).
-fn kernel_for(g: &ConvGeometry, choice: KernelChoice, traits: DeviceTraits) -> Result<Kernel, GpuError> {
-    let convolution = matches!(g.kind, ConvKind::Forward | ConvKind::Transposed);
-    let tiled = match choice {
-        KernelChoice::Auto if !convolution || g.c_out_per_group() < TILED_MIN_CHANNELS => false,
-        // On lavapipe the lanes kernels beat the tiled ones by 1.6× where a group's channels
-        // fill their blocks, and lose where half of each block is padding (BENCHMARKS.md).
-        KernelChoice::Auto if traits.cpu && traits.lanes_by_default && lanes_fill_their_blocks(g) => return kernel_for(g, KernelChoice::Lanes, traits),
-        KernelChoice::Auto if traits.cpu => true,
-        KernelChoice::Auto => return kernel_for(g, KernelChoice::Gemm(GemmTile::by_rule(g)), traits),
-        KernelChoice::Direct => false,
-        KernelChoice::Tiled => true,
-        KernelChoice::Lanes => {
-            return match (g.kind, traits.subgroups) {
-                (ConvKind::Forward, true) => Ok(Kernel::Lanes(shaders::CONV2D_LANES)),
-                (ConvKind::Transposed, true) => Ok(Kernel::Lanes(shaders::CONV_TRANSPOSE2D_LANES)),
-                (ConvKind::Forward | ConvKind::Transposed, false) => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "a device without subgroups of 8 lanes" }),
-                _ => Err(GpuError::NoSuchKernel { kernel: "lanes", op: "pooling" }),
-            };
-        }
-        KernelChoice::Gemm(tile) => {
-            return tile.shader(g.kind).map(|shader| Kernel::Gemm(shader, tile)).ok_or(GpuError::NoSuchKernel { kernel: tile.name(), op: "pooling" });
-        }
-    };
-    let pick = |plain, with_subgroups| if traits.subgroups { with_subgroups } else { plain };
-    Ok(match (g.kind, tiled) {
-        (ConvKind::Forward, true) => Kernel::Tiled(pick(shaders::CONV2D_TILED, shaders::CONV2D_TILED_SUBGROUP)),
-        (ConvKind::Forward, false) => Kernel::Direct(shaders::CONV2D),
-        (ConvKind::Transposed, true) => Kernel::Tiled(pick(shaders::CONV_TRANSPOSE2D_TILED, shaders::CONV_TRANSPOSE2D_TILED_SUBGROUP)),
-        (ConvKind::Transposed, false) => Kernel::Direct(shaders::CONV_TRANSPOSE2D),
-        (ConvKind::MaxPool, false) => Kernel::Direct(shaders::MAX_POOL2D),
-        (ConvKind::AvgPool, false) => Kernel::Direct(shaders::AVG_POOL2D),
-        (ConvKind::MaxPool | ConvKind::AvgPool, true) => return Err(GpuError::NoSuchKernel { kernel: "tiled", op: "pooling" }),
-    })
-}
-
-/// Output channels per workgroup of the lanes kernels (128).
-const LANES_BLOCK: usize = shaders::CONV2D_LANES_CHANNELS * shaders::LANES_WORKGROUP_SIZE as usize;
-
-/// Whether a group's output channels fill at least two thirds of the lanes kernels' blocks: at
-/// 64 channels (half a block) the tiled kernel is faster on lavapipe, at 128 the lanes one is.
-fn lanes_fill_their_blocks(g: &ConvGeometry) -> bool {
-    3 * g.c_out_per_group() >= 2 * channel_tiles(g, LANES_BLOCK) * LANES_BLOCK
-}
-
-/// Output-channel tiles (or blocks) of `tile` channels per group.
-fn channel_tiles(g: &ConvGeometry, tile: usize) -> usize {
-    g.c_out_per_group().div_ceil(tile)
-}
-
 /// The buffers a window op reads and writes. A convolution without bias or residual gets a
 /// one-element placeholder there (a storage binding cannot be empty), flagged off in the uniform.
 pub(crate) struct WindowBuffers<'a> {
@@ -244,16 +107,14 @@ impl Gpu {
         self.subgroups() && !self.without_lanes && self.summary().device_type == wgpu::DeviceType::Cpu
     }
 
-    fn kernel(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<Kernel, GpuError> {
-        let traits = DeviceTraits { subgroups: self.subgroups(), lanes_by_default: self.lanes_by_default(), cpu: self.summary().device_type == wgpu::DeviceType::Cpu };
-        kernel_for(geometry, self.resolve(geometry, choice)?, traits)
+    /// The kernel that runs `geometry` for `choice` on this device.
+    pub(crate) fn kernel(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<Kernel, GpuError> {
+        Kernel::for_device(geometry, self.resolve(geometry, choice)?, self)
     }
 
     /// The shader that runs `geometry` with the kernel `choice` picks on this device (for reports).
     pub fn kernel_name(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<&'static str, GpuError> {
-        Ok(match self.kernel(geometry, choice)? {
-            Kernel::Direct(shader) | Kernel::Tiled(shader) | Kernel::Lanes(shader) | Kernel::Gemm(shader, _) => shader.name,
-        })
+        Ok(self.kernel(geometry, choice)?.shader().name)
     }
 
     /// Uploads a conv weight in the layout its kernel reads.
@@ -263,12 +124,8 @@ impl Gpu {
 
     /// [`Gpu::weight_buffer`] for the kernel `choice` picks.
     pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
-        match self.kernel(geometry, choice)? {
-            Kernel::Tiled(_) => self.storage_buffer(what, &pack_weights(geometry, weight, shaders::CONV2D_TILED_CHANNELS, 1)),
-            Kernel::Lanes(_) => self.storage_buffer(what, &pack_weights(geometry, weight, LANES_BLOCK, 1)),
-            Kernel::Gemm(_, tile) => self.storage_buffer(what, &pack_weights(geometry, weight, tile.channels(), tile.channel_padding())),
-            Kernel::Direct(_) => self.storage_buffer(what, weight),
-        }
+        let kernel = self.kernel(geometry, choice)?;
+        self.storage_buffer(what, &kernel.weights(geometry, weight))
     }
 
     /// Records one window op into `pass`: `geometry` over `buffers`, with `relu` fused.
@@ -287,43 +144,15 @@ impl Gpu {
         choice: KernelChoice,
     ) -> Result<(), GpuError> {
         let kernel = self.kernel(geometry, choice)?;
-        let (shader, workgroups) = match kernel {
-            Kernel::Direct(shader) => {
-                let (x, y) = self.workgroup_grid(geometry.output_shape().iter().product())?;
-                (shader, (x, y, 1))
+        let shader = kernel.shader();
+        let workgroups = match kernel.grid(geometry) {
+            Grid::Elements(invocations) => {
+                let (x, y) = self.workgroup_grid(invocations)?;
+                (x, y, 1)
             }
-            Kernel::Tiled(shader) => {
-                // One invocation per quad of neighbouring pixels in a row. The transposed kernel
-                // walks every phase's grid, each padded to the largest and to whole workgroups.
-                let quad = shaders::CONV2D_TILED_PIXELS;
-                let invocations = match geometry.kind {
-                    ConvKind::Transposed => {
-                        let (s, o) = (geometry.stride, geometry.output);
-                        let quads = geometry.batch * o.h.div_ceil(s.h) * o.w.div_ceil(s.w).div_ceil(quad);
-                        s.h * s.w * quads.next_multiple_of(shader.workgroup_size as usize)
-                    }
-                    _ => geometry.batch * geometry.output.h * geometry.output.w.div_ceil(quad),
-                };
-                let (x, z) = self.workgroup_grid(invocations)?;
-                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, shaders::CONV2D_TILED_CHANNELS))?;
-                (shader, (x, y, z))
-            }
-            Kernel::Lanes(shader) => {
-                // One workgroup per strip of pixels (of each phase's grid, for the transposed
-                // kernel) and block of channels.
-                let (b, o, s) = (geometry.batch, geometry.output, geometry.stride);
-                let workgroups = match geometry.kind {
-                    ConvKind::Transposed => s.h * s.w * (b * o.h.div_ceil(s.h) * o.w.div_ceil(s.w)).div_ceil(shaders::CONV2D_LANES_PIXELS),
-                    _ => (b * o.h * o.w).div_ceil(shaders::CONV2D_LANES_PIXELS),
-                };
-                let (x, z) = self.spread(workgroups as u64)?;
-                let y = self.channel_grid(geometry.groups * channel_tiles(geometry, LANES_BLOCK))?;
-                (shader, (x, y, z))
-            }
-            Kernel::Gemm(shader, tile) => {
-                let (x, z) = self.spread(tile.pixel_tiles(geometry) as u64)?;
-                let y = self.channel_grid(tile.channel_tiles(geometry))?;
-                (shader, (x, y, z))
+            Grid::Tiles { pixel_workgroups, channel_tiles } => {
+                let (x, z) = self.spread(pixel_workgroups as u64)?;
+                (x, self.channel_grid(channel_tiles)?, z)
             }
         };
         let pipeline = self.pipeline(shader)?;

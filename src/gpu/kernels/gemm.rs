@@ -3,7 +3,8 @@
 //! tile of [`GemmTile::channels`] output channels × [`GemmTile::pixels`] output pixels with
 //! tiles of weights and gathered inputs staged in workgroup memory; see the WGSL for the loop.
 
-use super::shaders::{self, Shader};
+use super::phase_grids;
+use crate::gpu::shaders::{self, Shader};
 use crate::shape::{ConvGeometry, ConvKind};
 
 /// A tile configuration of the implicit-GEMM kernels: output channels × pixels per workgroup.
@@ -101,13 +102,8 @@ impl GemmTile {
     /// Workgroups along N: pixel tiles (of every phase's grid, for the transposed convolution,
     /// each padded to the largest phase's) — spread over x and z by the caller.
     pub(crate) fn pixel_tiles(self, g: &ConvGeometry) -> usize {
-        match g.kind {
-            ConvKind::Transposed => {
-                let (s, o) = (g.stride, g.output);
-                s.h * s.w * (g.batch * o.h.div_ceil(s.h) * o.w.div_ceil(s.w)).div_ceil(self.pixels())
-            }
-            _ => (g.batch * g.output.h * g.output.w).div_ceil(self.pixels()),
-        }
+        let (phases, pixels) = phase_grids(g);
+        phases * pixels.div_ceil(self.pixels())
     }
 
     /// Workgroups along M: channel tiles of every group.
@@ -131,30 +127,4 @@ impl GemmTile {
             GemmTile::Square
         }
     }
-}
-
-/// Repacks a conv weight — forward `[C_out, C_in/g, kH, kW]` or transposed
-/// `[C_in, C_out/g, kH, kW]` — to `[g, kH, kW, C_in/g rounded up to ci_tile, C_out/g rounded up
-/// to co_tile]`, zero-filled: the layout of the tiled, lanes and GEMM kernels.
-pub(crate) fn pack_weights(g: &ConvGeometry, weight: &[f32], co_tile: usize, ci_tile: usize) -> Vec<f32> {
-    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let row = cog.div_ceil(co_tile) * co_tile;
-    let rows = cig.div_ceil(ci_tile) * ci_tile;
-    let taps = g.kernel.h * g.kernel.w;
-    let mut packed = vec![0.0; g.groups * taps * rows * row];
-    for group in 0..g.groups {
-        for ci in 0..cig {
-            for co_local in 0..cog {
-                // Where the taps of (ci, co_local) start in PyTorch's layout.
-                let source = match g.kind {
-                    ConvKind::Transposed => ((group * cig + ci) * cog + co_local) * taps,
-                    _ => ((group * cog + co_local) * cig + ci) * taps,
-                };
-                for tap in 0..taps {
-                    packed[((group * taps + tap) * rows + ci) * row + co_local] = weight[source + tap];
-                }
-            }
-        }
-    }
-    packed
 }
