@@ -115,7 +115,8 @@ pub enum GpuTiming {
 pub enum GpuKernels {
     /// One: the auto choice, or one forced.
     One(KernelChoice),
-    /// Every kernel that applies to the shape, forced one after the other, then the auto choice.
+    /// Every kernel that tuning times for the shape ([`Gpu::tuning_candidates`]), forced one
+    /// after the other, then the auto choice.
     All,
 }
 
@@ -152,7 +153,7 @@ impl GpuKernels {
         match self {
             GpuKernels::One(kernel) => vec![kernel],
             GpuKernels::All => {
-                KernelChoice::FORCED.into_iter().filter(|&k| gpu.kernel_name(geometry, k).is_ok()).chain([KernelChoice::Auto]).collect()
+                gpu.tuning_candidates(geometry).into_iter().chain([KernelChoice::Auto]).collect()
             }
         }
     }

@@ -73,7 +73,10 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>
 where
     DB::ErrorType: 'static,
 {
+    // With `--gpu-kernel all` the GPU panel draws the auto choice's records (one line per op).
     let records: Vec<_> = report.records.iter().filter(|r| r.device == device).collect();
+    let auto_only = device == Device::Gpu && records.iter().any(|r| r.kernel.starts_with("auto:")) && records.iter().any(|r| !r.kernel.starts_with("auto:"));
+    let records: Vec<_> = records.into_iter().filter(|r| !auto_only || r.kernel.starts_with("auto:")).collect();
     let mut ops: Vec<Op> = Vec::new();
     for r in &records {
         if !ops.contains(&r.op) {
