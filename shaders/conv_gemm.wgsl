@@ -11,9 +11,9 @@
 // next step's tiles are loaded from global memory into registers while this step's products are
 // computed (double-buffered, one barrier per step).
 //
-// The host prepends GEMM_SM, GEMM_SN and GEMM_BK (8 or 16; one tile configuration per shader) and repacks the
-// weights to [groups, kH, kW, C_in/groups padded to 2 · GEMM_BK, C_out/groups padded to GEMM_BM],
-// zero-filled, so weight loads need no predicate. The entry file supplies the pixel geometry:
+// The host prepends GEMM_SM, GEMM_SN and GEMM_BK (8 or 16), one tile configuration per shader,
+// and repacks the weights to [groups, kH, kW, C_in/groups padded to 2 · GEMM_BK, C_out/groups
+// padded to GEMM_BM], zero-filled, so weight loads need no predicate. The entry file supplies the pixel geometry:
 // `tap_walk`, `pixel_origin` and `output_pixel`.
 //
 // No loop inside the K loop: wgpu bounds every WGSL loop with a counter, which keeps the driver

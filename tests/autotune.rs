@@ -147,3 +147,20 @@ fn a_tuned_transposed_and_depthwise_conv_agree_with_the_reference() {
     close(&conv2d(&gpu, &x, &w, None, &p).unwrap(), &conv2d(&CpuReference, &x, &w, None, &p).unwrap(), "tuned depthwise");
     assert_eq!(gpu.tuning().classes_tuned, 2);
 }
+
+#[test]
+fn past_the_budget_classes_follow_the_rule_until_a_later_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = GpuOptions { autotune: Some(true), cache_dir: Some(dir.path().to_path_buf()), tuning_budget: Some(0.0), ..Default::default() };
+    let spent = Gpu::new(&options).unwrap();
+    let (x, w, p, g) = dense();
+    assert_eq!(spent.resolve(&g, KernelChoice::Auto).unwrap(), KernelChoice::Auto, "no budget left: the rule");
+    assert_eq!(spent.tuning().deferred, 1);
+    assert_eq!(spent.tuning().classes_tuned, 0);
+    assert!(spent.tuning_line().contains("1 left to the rule until a later run"), "{}", spent.tuning_line());
+    close(&conv2d(&spent, &x, &w, None, &p).unwrap(), &conv2d(&CpuReference, &x, &w, None, &p).unwrap(), "deferred class");
+    // Nothing was stored, so a run with budget left tunes the class.
+    let later = tuning_gpu(dir.path());
+    assert_ne!(later.resolve(&g, KernelChoice::Auto).unwrap(), KernelChoice::Auto);
+    assert_eq!(later.tuning().classes_tuned, 1);
+}

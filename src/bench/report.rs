@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{BenchError, BenchReport, Device, Record, AGREEMENT_TOLERANCE};
 use crate::atomic_file::write_atomically;
+use crate::gpu::tuning_line;
 
 /// The keys of every record, in order (JSON keys and CSV columns).
 pub const COLUMNS: [&str; 24] = [
@@ -118,19 +119,8 @@ pub fn format_table(report: &BenchReport) -> String {
         out.push_str(&format!("GPU kernel for {} (--gpu-kernel {which}): {}\n", kernel.op, kernel.shader));
     }
     if let Some(tuning) = &report.tuning {
-        if tuning.enabled {
-            let s = &tuning.stats;
-            out.push_str(&format!(
-                "autotuning: {} shape classes tuned in {:.2} s ({} candidate runs), {} taken from the cache {}\n",
-                s.classes_tuned,
-                s.seconds,
-                s.candidates_timed,
-                s.disk_hits,
-                tuning.cache_file.as_deref().unwrap_or("(none: no cache directory)")
-            ));
-        } else {
-            out.push_str("autotuning: off (ATROUS_AUTOTUNE=0): auto follows the rule\n");
-        }
+        out.push_str(&tuning_line(tuning.enabled, &tuning.stats, tuning.cache_file.as_deref().map(Path::new)));
+        out.push('\n');
     }
     for peak in &report.peaks {
         out.push_str(&format!("{} peak FP32 FMA: {:.1} GFLOP/s ({}; {} timing)\n", peak.device.name().to_uppercase(), peak.gflops, peak.method, peak.timing));

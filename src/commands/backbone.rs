@@ -265,7 +265,10 @@ impl Run {
             (false, _) => "CPU ms",
         };
         print_table(&self.rows(network), label);
-        println!("total wall time {} ms (uploads and read-back included)", ms(self.primary.total_time));
+        println!("total wall time {} ms (uploads, read-back and any autotuning included)", ms(self.primary.total_time));
+        for note in executor.notes() {
+            println!("{note}");
+        }
         if let Some(m) = self.primary.memory {
             println!(
                 "GPU memory: weights {} + activations {} = {} peak (largest activation {})",

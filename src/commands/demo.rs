@@ -103,7 +103,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             .collect();
         print_table(&stage_ends, "GPU ms");
         println!(
-            "GPU total {} ms; worst layer's max relative error vs CPU {:.2e}: {}",
+            "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's max relative error vs CPU {:.2e}: {}",
             ms(run.primary.total_time),
             worst_error(run),
             if run.agree() { "agree" } else { "DISAGREE" }
@@ -113,13 +113,14 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     println!("\n{}: (seeded weights, so the classes are arbitrary; `atrous segment --weights` runs torchvision's)", segmenter.name);
     print_table(&segmented.rows(&segmenter)[segmenter.find("classifier.0.convs.0.0").expect("a DeepLabv3 head")..], "GPU ms");
     println!(
-        "GPU total {} ms; worst layer's max relative error vs CPU {:.2e}: {}; arg-max class differs at {:.3}% of pixels",
+        "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's max relative error vs CPU {:.2e}: {}; arg-max class differs at {:.3}% of pixels",
         ms(segmented.primary.total_time),
         worst_error(&segmented),
         if segmented.agree() { "agree" } else { "DISAGREE" },
         class_disagreement * 100.0
     );
     println!("class mask: {}, overlay: {}", mask.display(), overlay.display());
+    println!("{}", gpu.tuning_line());
     println!(
         "\nverdict: {} (every layer of all three networks within {NETWORK_TOLERANCE:e} relative)",
         if all_agree { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" }

@@ -18,7 +18,9 @@
 //! sixteenth of the rows, and is dropped when that predicts more than [`DROP_FACTOR`]× the best
 //! time so far (the direct kernel on 256 channels, the padded kernels on depthwise ones);
 //! candidates stop being timed once the class has taken [`CLASS_BUDGET_SECONDS`]. The time spent
-//! is accumulated ([`Gpu::tuning`]) so that commands can report it.
+//! is accumulated ([`Gpu::tuning`]) so that commands can report it. Once one `Gpu` has spent
+//! [`TUNING_BUDGET_SECONDS`] tuning, further classes follow the rule for its life and are left
+//! untuned on disk, for a later run.
 //!
 //! `ATROUS_AUTOTUNE=0` (or [`super::GpuOptions::autotune`] = `Some(false)`) switches tuning
 //! off; `ATROUS_CACHE_DIR` (or [`super::GpuOptions::cache_dir`]) moves the cache.
@@ -57,6 +59,10 @@ pub const DROP_FACTOR: f64 = 3.0;
 /// candidates not yet timed are skipped.
 pub const CLASS_BUDGET_SECONDS: f64 = 30.0;
 
+/// Once a [`Gpu`] has spent this long tuning, classes it has not tuned follow the rule (and are
+/// tuned by a later run): the first run of a large network on a new device stays bounded.
+pub const TUNING_BUDGET_SECONDS: f64 = 30.0;
+
 /// Timed runs of a candidate (after one warm-up).
 const REPEATS: usize = 3;
 
@@ -79,6 +85,24 @@ pub struct TuningStats {
     pub disk_hits: usize,
     /// Resolutions answered from memory.
     pub memory_hits: usize,
+    /// Classes left to the rule because [`TUNING_BUDGET_SECONDS`] was spent.
+    pub deferred: usize,
+}
+
+/// The report line of [`Gpu::tuning_line`] for tuning `enabled` with `stats`.
+pub fn tuning_line(enabled: bool, stats: &TuningStats, cache_file: Option<&Path>) -> String {
+    if !enabled {
+        return "autotuning: off (ATROUS_AUTOTUNE=0 or a forced kernel): auto follows the rule".to_owned();
+    }
+    let cache = cache_file.map_or_else(|| "(none: no cache directory)".to_owned(), |p| p.display().to_string());
+    let deferred = match stats.deferred {
+        0 => String::new(),
+        n => format!("; {n} left to the rule until a later run (the tuning budget was spent)"),
+    };
+    format!(
+        "autotuning: {} shape classes tuned in {:.2} s ({} candidate runs), {} taken from the cache {cache}{deferred}",
+        stats.classes_tuned, stats.seconds, stats.candidates_timed, stats.disk_hits
+    )
 }
 
 /// One timed candidate of a tuning, for reports.
@@ -95,6 +119,8 @@ pub struct TunedCandidate {
 pub(crate) struct Tuner {
     enabled: bool,
     cache_file: Option<PathBuf>,
+    /// [`super::GpuOptions::tuning_budget`].
+    budget: f64,
     choices: Mutex<HashMap<String, KernelChoice>>,
     /// Held while a class is tuned, so two threads never tune the same class twice.
     tuning: Mutex<()>,
@@ -115,7 +141,8 @@ impl Tuner {
     pub(crate) fn new(options: &GpuOptions) -> Tuner {
         let enabled = options.autotune.unwrap_or_else(|| std::env::var("ATROUS_AUTOTUNE").map_or(true, |v| v.trim() != "0"));
         let cache_file = options.cache_dir.clone().or_else(cache_dir).map(|dir| dir.join(CACHE_FILE));
-        Tuner { enabled, cache_file, choices: Mutex::default(), tuning: Mutex::new(()), stats: Mutex::default(), last: Mutex::default() }
+        let budget = options.tuning_budget.unwrap_or(TUNING_BUDGET_SECONDS);
+        Tuner { enabled, cache_file, budget, choices: Mutex::default(), tuning: Mutex::new(()), stats: Mutex::default(), last: Mutex::default() }
     }
 }
 
@@ -267,6 +294,12 @@ impl Gpu {
                 self.tuner.stats.lock().unwrap().disk_hits += 1;
                 kernel
             }
+            // Past the budget of one Gpu the rule decides, for this Gpu only: the class is left
+            // untuned on disk, for a later run to tune.
+            None if self.tuning().seconds >= self.tuner.budget => {
+                self.tuner.stats.lock().unwrap().deferred += 1;
+                KernelChoice::Auto
+            }
             None => {
                 let kernel = self.tune(geometry);
                 if kernel != KernelChoice::Auto {
@@ -287,6 +320,12 @@ impl Gpu {
     /// How much tuning this `Gpu` has done so far.
     pub fn tuning(&self) -> TuningStats {
         *self.tuner.stats.lock().unwrap()
+    }
+
+    /// One line on what tuning did (`autotuning: N shape classes tuned in X s …`), or that it is
+    /// off, for the commands' reports.
+    pub fn tuning_line(&self) -> String {
+        tuning_line(self.autotunes(), &self.tuning(), self.autotune_cache_file())
     }
 
     /// Wall-clock seconds spent tuning so far.

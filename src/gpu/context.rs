@@ -66,6 +66,9 @@ pub struct GpuOptions {
     /// Where the autotuning cache (`autotune.json`) lives; `None`: `$ATROUS_CACHE_DIR`, else
     /// `atrous` under the user's cache directory ([`super::autotune_cache_dir`]).
     pub cache_dir: Option<PathBuf>,
+    /// Seconds of tuning after which further shape classes follow the rule for the life of
+    /// this `Gpu` (left untuned on disk, for a later run); `None`: [`super::TUNING_BUDGET_SECONDS`].
+    pub tuning_budget: Option<f64>,
 }
 
 impl GpuOptions {

@@ -9,7 +9,7 @@ mod timing;
 mod window;
 pub mod shaders;
 
-pub use autotune::{cache_dir as autotune_cache_dir, shape_class, TunedCandidate, TuningStats, CACHE_FILE, CACHE_VERSION};
+pub use autotune::{cache_dir as autotune_cache_dir, shape_class, tuning_line, TunedCandidate, TuningStats, CACHE_FILE, CACHE_VERSION, TUNING_BUDGET_SECONDS};
 pub use context::{AdapterSummary, Gpu, GpuError, GpuOptions};
 pub use timing::{FmaPeakRuns, TimedConvolution, TimingSource};
 pub use kernels::{GemmTile, KernelChoice, TILED_MIN_CHANNELS};

@@ -151,6 +151,10 @@ impl Executor for Gpu {
         self.summary().to_string()
     }
 
+    fn notes(&self) -> Vec<String> {
+        vec![self.tuning_line()]
+    }
+
     /// Runs the network in one submission per chunk of the batch; the batch is split only when
     /// one layer's activation for the whole batch would exceed the adapter's buffer limit.
     fn forward(&self, network: &Network, input: &Tensor, keep: Keep) -> Result<Forward, Error> {

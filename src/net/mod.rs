@@ -193,6 +193,11 @@ pub trait Executor {
 
     /// Runs `network` on an NCHW `input`.
     fn forward(&self, network: &Network, input: &Tensor, keep: Keep) -> Result<Forward, Error>;
+
+    /// What a report should add about the runs so far (the GPU: what autotuning did).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl Network {
