@@ -13,8 +13,10 @@ use atrous::gpu::{shape_class, Gpu, GpuOptions, KernelChoice, CACHE_FILE, CACHE_
 use atrous::shape::ConvGeometry;
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Hw, Tensor};
 
+/// A tuning `Gpu` without the per-run budget (on a cold shader cache, compiling the candidates of
+/// one class can take longer than that).
 fn tuning_gpu(cache: &Path) -> Gpu {
-    Gpu::new(&GpuOptions { autotune: Some(true), cache_dir: Some(cache.to_path_buf()), ..Default::default() }).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
+    Gpu::new(&GpuOptions { autotune: Some(true), cache_dir: Some(cache.to_path_buf()), tuning_budget: Some(f64::INFINITY), ..Default::default() }).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
 }
 
 /// A small dense conv: 16→32 channels, 3×3 at dilation 2 on 12×12.

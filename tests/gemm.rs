@@ -1,15 +1,19 @@
 //! The implicit-GEMM kernels (every tile configuration, forward and transposed) against the f64
 //! CPU reference: random shapes, strides, paddings, dilations (larger than the input too),
 //! groups, batches and output paddings, with enough channels for partial and several tiles along
-//! M and K; and edge cases by hand.
+//! M and K; edge cases by hand; and a whole dilated ResNet, whose fused epilogues (bias from the
+//! folded batch norm, residual, ReLU) only networks exercise.
 
 mod common;
 
 use std::sync::OnceLock;
 
-use atrous::backend::CpuReference;
+use atrous::backend::{Cpu, CpuReference};
 use atrous::compare::difference;
 use atrous::gpu::{GemmTile, Gpu, GpuOptions, KernelChoice};
+use atrous::models::resnet::{resnet, Arch, ResNetConfig};
+use atrous::net::{Executor, Keep};
+use atrous::weights::SeededWeights;
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Hw, Tensor};
 use common::{gemm_conv_case, gemm_transposed_case, ConvCase, TransposedCase};
 use proptest::prelude::*;
@@ -89,5 +93,19 @@ fn every_configuration_handles_the_edge_cases() {
         let params = ConvTranspose2dParams { stride: Hw { h: 4, w: 3 }, padding: Hw { h: 2, w: 1 }, output_padding: Hw { h: 1, w: 2 }, dilation: Hw { h: 1, w: 2 }, groups: 1 };
         let case = TransposedCase { input: Tensor::random(vec![2, 12, 5, 6], 7), weight: Tensor::random(vec![12, 70, 8, 6], 8), bias: None, params };
         check_transposed(tile, &case).unwrap();
+    }
+}
+
+#[test]
+fn every_configuration_runs_a_dilated_resnet_like_the_cpu() {
+    let net = resnet(&ResNetConfig::new(Arch::ResNet18, 8), &mut SeededWeights::new(7)).unwrap();
+    let input = Tensor::random(vec![2, 3, 33, 41], 11);
+    let on_cpu = Cpu.forward(&net, &input, Keep::All).unwrap();
+    for tile in GemmTile::ALL {
+        let on_gpu = gpu_with(tile).forward(&net, &input, Keep::All).unwrap();
+        for (layer, (g, c)) in net.layers.iter().zip(on_gpu.outputs.iter().zip(&on_cpu.outputs)) {
+            let d = difference(g.as_ref().unwrap().data(), c.as_ref().unwrap().data());
+            assert!(d.within(1e-3), "{} layer {}: {d}", tile.name(), layer.name);
+        }
     }
 }

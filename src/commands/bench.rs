@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::backbone::{parse_size, Rates};
 use super::AdapterArgs;
 use atrous::bench::{self, BenchConfig, Device, GpuKernels, GpuTiming, Op};
+use atrous::gpu::GpuOptions;
 use atrous::Hw;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,7 +161,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             bail!("--plot {}: the plot is a PNG; give a file name ending in .png", plot.display());
         }
     }
-    let gpu = if config.devices.contains(&Device::Gpu) { Some(args.adapter.open()?) } else { None };
+    // A benchmark measures tuned kernels: no per-run tuning budget (each class stays bounded).
+    let options = GpuOptions { tuning_budget: Some(f64::INFINITY), ..args.adapter.options() };
+    let gpu = if config.devices.contains(&Device::Gpu) { Some(args.adapter.open_with(&options)?) } else { None };
 
     let progress = ProgressBar::new(config.steps(&cases))
         .with_style(ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));

@@ -28,7 +28,12 @@ impl AdapterArgs {
 
     /// Opens the GPU and says which adapter was chosen.
     pub fn open(&self) -> anyhow::Result<Gpu> {
-        let gpu = Gpu::new(&self.options())?;
+        self.open_with(&self.options())
+    }
+
+    /// [`AdapterArgs::open`] with `options` (which should start from [`AdapterArgs::options`]).
+    pub fn open_with(&self, options: &GpuOptions) -> anyhow::Result<Gpu> {
+        let gpu = Gpu::new(options)?;
         eprintln!("GPU: {}", gpu.summary());
         Ok(gpu)
     }

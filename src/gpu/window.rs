@@ -99,10 +99,11 @@ impl Gpu {
         self.device().features().contains(wgpu::Features::SUBGROUP) && self.device().adapter_info().subgroup_min_size >= shaders::SUBGROUP_LANES_NEEDED
     }
 
-    /// Whether [`KernelChoice::Auto`] may take the lanes kernels: on a CPU adapter (lavapipe,
-    /// where their tile was tuned) with subgroups, unless [`super::GpuOptions::without_lanes`].
-    /// Their 16 × 32 sums per invocation are far more than a hardware GPU's registers, so there
-    /// the register-tiled kernels run (untuned: no hardware GPU has been measured; BENCHMARKS.md).
+    /// Whether [`KernelChoice::Auto`]'s rule may take the lanes kernels: on a CPU adapter
+    /// (lavapipe, where their tile was tuned) with subgroups, unless
+    /// [`super::GpuOptions::without_lanes`]. Their 16 × 32 sums per invocation are far more than
+    /// a hardware GPU's registers (they spill on AMD's compiler, BENCHMARKS.md), so there the
+    /// rule takes the implicit GEMM.
     pub fn lanes_by_default(&self) -> bool {
         self.subgroups() && !self.without_lanes && self.summary().device_type == wgpu::DeviceType::Cpu
     }

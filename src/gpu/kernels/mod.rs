@@ -137,8 +137,8 @@ impl Kernel {
     }
 }
 
-/// The pixel grid a kernel walks for `g`, `pixels` per workgroup: the output's, or for the
-/// transposed convolution every phase's (each that of the largest phase, ⌈O / s⌉ per axis).
+/// The pixel grids a kernel walks for `g`, as (grids, pixels per grid): the output's, or for the
+/// transposed convolution one per phase (each that of the largest phase, ⌈O / s⌉ per axis).
 pub(crate) fn phase_grids(g: &ConvGeometry) -> (usize, usize) {
     match g.kind {
         ConvKind::Transposed => (g.stride.h * g.stride.w, g.batch * g.output.h.div_ceil(g.stride.h) * g.output.w.div_ceil(g.stride.w)),
