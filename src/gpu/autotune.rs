@@ -1,6 +1,6 @@
 //! Which kernel [`KernelChoice::Auto`] stands for on this device: the fastest one measured here
-//! for the convolution's shape class (autotuning), or the rule's (`kernel_for` in window.rs)
-//! where tuning is off.
+//! for the convolution's shape class (autotuning), or the rule's (`Kernel::for_device` in
+//! kernels/mod.rs) where tuning is off.
 //!
 //! The first time a shape class runs on a [`Gpu`], every kernel that applies to it (direct,
 //! tiled, lanes where the device has subgroups, the four GEMM configurations) is timed with
@@ -269,7 +269,7 @@ impl Gpu {
     /// The kernel `choice` stands for on this device: itself when forced, else
     /// [`super::GpuOptions::kernel`] for a convolution where that is forced, else the tuned
     /// kernel of the shape class (see the module's documentation), else (tuning off, or nothing
-    /// could be timed) [`KernelChoice::Auto`], the rule's choice in `kernel_for`. The answer for
+    /// could be timed) [`KernelChoice::Auto`], the rule's choice in `Kernel::for_device`. The answer for
     /// one shape class never changes during the life of the `Gpu`.
     pub fn resolve(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<KernelChoice, GpuError> {
         let convolution = matches!(geometry.kind, ConvKind::Forward | ConvKind::Transposed);

@@ -243,7 +243,7 @@ impl Gpu {
         .expect("adapters() returns a non-empty list");
         let summary = AdapterSummary::of(&adapter);
         let limits = adapter.limits();
-        // Subgroups let the tiled kernels share weight loads (src/gpu/window.rs).
+        // Subgroups let the tiled kernels share weight loads and run the lanes kernels (src/gpu/kernels/).
         let mut wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         if options.without_subgroups {
             wanted.remove(wgpu::Features::SUBGROUP);

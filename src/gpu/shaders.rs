@@ -75,9 +75,8 @@ pub const CONV2D_TILED_SUBGROUP: Shader = Shader {
 /// eight vec4s of a tap's weights (conv_weights_subgroup.wgsl).
 pub const SUBGROUP_LANES_NEEDED: u32 = 8;
 
-/// The forward kernel with output channels across lanes ([`CONV2D_LANES_CHANNELS`] per
-/// invocation) and a strip of [`CONV2D_LANES_PIXELS`] output pixels per workgroup, whose inputs
-/// reach the lanes by subgroup broadcast.
+/// The forward kernel with output channels across lanes and a strip of output pixels per
+/// workgroup, whose inputs reach the lanes by subgroup broadcast (`src/gpu/kernels/lanes.rs`).
 pub const CONV2D_LANES: Shader = Shader {
     name: "conv2d_lanes.wgsl",
     entry_point: "conv2d_lanes",
@@ -151,7 +150,7 @@ macro_rules! gemm_source {
 }
 
 /// The implicit-GEMM kernels (conv_gemm.wgsl), forward and transposed, one per tile
-/// configuration; `src/gpu/gemm.rs` is their host side.
+/// configuration; `src/gpu/kernels/gemm.rs` is their host side.
 macro_rules! gemm_shaders {
     ($($forward:ident, $transposed:ident: $sm:literal x $sn:literal, $bk:literal, $label:literal;)+) => {
         $(
