@@ -1,4 +1,4 @@
-//! The arithmetic of convolution shapes (see `DESIGN.md`), and validated parameter types.
+//! The arithmetic of convolution shapes (docs/ARCHITECTURE.md §1), and validated parameter types.
 //!
 //! Every combination that PyTorch would refuse becomes a [`ShapeError`] whose message names the
 //! numbers involved; nothing in here panics on user input.

@@ -1,4 +1,4 @@
-//! The shape arithmetic of DESIGN.md, checked against values computed by hand, and every
+//! The shape arithmetic of docs/ARCHITECTURE.md §1, checked against values computed by hand, and every
 //! invalid combination turned into an error that names its numbers.
 
 use atrous::shape::{conv_output_size, conv_transpose_output_size, effective_kernel};

@@ -1,4 +1,4 @@
-//! Receptive-field arithmetic per layer (DESIGN.md): `r_k = r_{k−1} + (k_eff − 1)·j_{k−1}`,
+//! Receptive-field arithmetic per layer (docs/ARCHITECTURE.md §1): `r_k = r_{k−1} + (k_eff − 1)·j_{k−1}`,
 //! `j_k = j_{k−1}·s_k`, from `r_0 = 1, j_0 = 1`. The jump `j` after the last layer is the
 //! network's output stride.
 

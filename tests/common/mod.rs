@@ -52,7 +52,7 @@ fn assert_values(got: &Tensor, shape: &[usize], expected: &[f32], what: &str) {
     }
 }
 
-/// Cases computed by hand from the formulas in DESIGN.md; every backend must reproduce them.
+/// Cases computed by hand from the formulas in docs/ARCHITECTURE.md §1; every backend must reproduce them.
 pub fn check_hand_computed_cases(backend: &dyn Backend) {
     // 4×4 input of h+w, 3×3 kernel of h+w, stride 2, padding 1 → 2×2:
     // (0,0) = 0·2 + 1·3 + 1·3 + 2·4 = 14; (0,1) = (1 + 4 + 9) + (4 + 9 + 16) = 43 = (1,0);
