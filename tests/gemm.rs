@@ -109,3 +109,14 @@ fn every_configuration_runs_a_dilated_resnet_like_the_cpu() {
         }
     }
 }
+
+#[test]
+fn the_gemm_kernels_fold_workgroups_into_a_third_dimension() {
+    // Stride 256 on a 1×1 input with output_padding 255: a 256×256 output of 65,536 phases of one
+    // pixel each, so 65,536 pixel tiles, one more than a dimension allows. Every phase but the
+    // first has no tap and stores the bias.
+    let p = ConvTranspose2dParams { stride: Hw::square(256), output_padding: Hw::square(255), ..Default::default() };
+    let case = TransposedCase { input: Tensor::random(vec![1, 3, 1, 1], 28), weight: Tensor::random(vec![3, 8, 1, 1], 29), bias: Some(Tensor::random(vec![8], 30)), params: p };
+    assert!(256 * 256 > gpu_with(GemmTile::Square).limits().max_compute_workgroups_per_dimension as usize, "the case must need a third dimension");
+    check_transposed(GemmTile::Square, &case).unwrap();
+}
