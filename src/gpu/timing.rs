@@ -1,5 +1,6 @@
 //! Timing GPU work for `atrous bench`: one convolution repeated, and the ALU-bound FMA kernel
-//! that measures the device's attainable FP32 rate.
+//! that measures the device's attainable FP32 rate; and the timestamp queries ([`PassTimestamps`])
+//! that this and the network executor's per-layer times (network.rs) are read from.
 //!
 //! Where the device has `TIMESTAMP_QUERY`, every timed repeat is its own compute pass with
 //! timestamp writes at its beginning and end, and its time is the tick difference times the
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
-use super::context::{Gpu, GpuError, PassTimestamps, MAX_TIMED_PASSES};
+use super::context::{Gpu, GpuError};
 use super::shaders;
 use super::kernels::KernelChoice;
 use super::window::WindowBuffers;
@@ -242,5 +243,66 @@ impl Gpu {
     /// Blocks until everything submitted so far has run.
     fn wait_for_timing(&self) -> Result<(), GpuError> {
         self.device().poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| GpuError::ReadBack(e.to_string()))
+    }
+}
+
+/// wgpu's cap on the queries in one query set: at most half as many timed passes.
+pub(crate) const MAX_TIMED_PASSES: usize = 4096 / 2;
+
+/// Timestamp queries around each of a number of compute passes, on the device's clock.
+pub(crate) struct PassTimestamps {
+    query_set: wgpu::QuerySet,
+    passes: u32,
+}
+
+impl PassTimestamps {
+    /// Where pass `index` writes its beginning and end timestamps.
+    pub(crate) fn writes(&self, index: usize) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.query_set,
+            beginning_of_pass_write_index: Some(2 * index as u32),
+            end_of_pass_write_index: Some(2 * index as u32 + 1),
+        }
+    }
+
+    /// Records the resolution of every timestamp into a mappable buffer (see [`Gpu::map_all`]).
+    pub(crate) fn resolve(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder) -> wgpu::Buffer {
+        let bytes = 16 * self.passes as u64;
+        let resolved = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resolved timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        encoder.resolve_query_set(&self.query_set, 0..2 * self.passes, &resolved, 0);
+        gpu.stage(encoder, &resolved, bytes)
+    }
+
+    /// Seconds per pass from the resolved bytes. Signed: a reversed pair (a clock that cannot
+    /// resolve the work) comes out as the negative time it is, for the caller to judge.
+    pub(crate) fn seconds(gpu: &Gpu, resolved: &[u8]) -> Vec<f64> {
+        let period_ns = gpu.queue().get_timestamp_period() as f64;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(resolved);
+        ticks.chunks(2).map(|pair| (pair[1] as i128 - pair[0] as i128) as f64 * period_ns * 1e-9).collect()
+    }
+}
+
+impl Gpu {
+    /// Whether this device can time passes with timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.device().features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Timestamp queries for `passes` passes (at most [`MAX_TIMED_PASSES`]), where the device
+    /// has them.
+    pub(crate) fn pass_timestamps(&self, passes: usize) -> Option<PassTimestamps> {
+        (self.has_timestamps() && passes <= MAX_TIMED_PASSES).then(|| PassTimestamps {
+            query_set: self.device().create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("pass times"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * passes as u32,
+            }),
+            passes: passes as u32,
+        })
     }
 }
