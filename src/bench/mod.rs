@@ -52,25 +52,25 @@ pub const PEAK_RUNS: usize = 5;
 const INPUT_SEED: u64 = 1;
 const WEIGHT_SEED: u64 = 2;
 
-/// Which convolution is measured.
+/// Which convolution is measured (named apart from [`crate::net::Op`], a layer of a network).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum Op {
+pub enum ConvOp {
     #[serde(rename = "conv2d")]
     Conv2d,
     #[serde(rename = "conv-transpose2d")]
     ConvTranspose2d,
 }
 
-impl Op {
+impl ConvOp {
     pub fn name(self) -> &'static str {
         match self {
-            Op::Conv2d => "conv2d",
-            Op::ConvTranspose2d => "conv-transpose2d",
+            ConvOp::Conv2d => "conv2d",
+            ConvOp::ConvTranspose2d => "conv-transpose2d",
         }
     }
 }
 
-impl fmt::Display for Op {
+impl fmt::Display for ConvOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -185,7 +185,7 @@ pub fn kernel_label(gpu: &Gpu, geometry: &ConvGeometry, kernel: KernelChoice) ->
 /// What `atrous bench` measures. [`Default`] gives the command line's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchConfig {
-    pub ops: Vec<Op>,
+    pub ops: Vec<ConvOp>,
     pub dilations: Vec<usize>,
     /// Input channels.
     pub channels: usize,
@@ -213,7 +213,7 @@ pub struct BenchConfig {
 impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
-            ops: vec![Op::Conv2d],
+            ops: vec![ConvOp::Conv2d],
             dilations: vec![1, 2, 4, 8, 16],
             channels: 256,
             out_channels: None,
@@ -235,7 +235,7 @@ impl Default for BenchConfig {
 /// One validated configuration: an op at one dilation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Case {
-    pub op: Op,
+    pub op: ConvOp,
     pub dilation: usize,
     pub geometry: ConvGeometry,
 }
@@ -246,7 +246,7 @@ pub enum BenchError {
     #[error("{0}")]
     Config(String),
     #[error("{op} at dilation {dilation} (padding {padding}): {source}")]
-    Shape { op: Op, dilation: usize, padding: usize, source: ShapeError },
+    Shape { op: ConvOp, dilation: usize, padding: usize, source: ShapeError },
     #[error(transparent)]
     Gpu(#[from] GpuError),
     #[error(
@@ -254,7 +254,7 @@ pub enum BenchError {
     )]
     NonPositiveTime { what: String, seconds: f64, timing: TimingSource },
     #[error("GPU and CPU disagree on {op} at dilation {dilation} (output {shape:?}): {difference}; the limit is {tolerance:e} relative")]
-    Mismatch { op: Op, dilation: usize, shape: [usize; 4], difference: Difference, tolerance: f64 },
+    Mismatch { op: ConvOp, dilation: usize, shape: [usize; 4], difference: Difference, tolerance: f64 },
     #[error("writing {path}: {source}")]
     Write { path: String, source: std::io::Error },
     #[error("drawing the plot: {0}")]
@@ -335,9 +335,9 @@ impl BenchConfig {
                 let input = [self.batch, self.channels, self.size.h, self.size.w];
                 let (k, s, p, d) = (Hw::square(self.kernel), Hw::square(self.stride), Hw::square(padding), Hw::square(dilation));
                 let geometry = match op {
-                    Op::Conv2d => Conv2dParams { stride: s, padding: p, dilation: d, groups: self.groups }
+                    ConvOp::Conv2d => Conv2dParams { stride: s, padding: p, dilation: d, groups: self.groups }
                         .geometry(&input, &[c_out, per_group(self.channels), k.h, k.w], None),
-                    Op::ConvTranspose2d => ConvTranspose2dParams { stride: s, padding: p, output_padding: Hw::square(0), dilation: d, groups: self.groups }
+                    ConvOp::ConvTranspose2d => ConvTranspose2dParams { stride: s, padding: p, output_padding: Hw::square(0), dilation: d, groups: self.groups }
                         .geometry(&input, &[self.channels, per_group(c_out), k.h, k.w], None),
                 }
                 .map_err(shape_error)?;
@@ -396,7 +396,7 @@ pub fn gflop(geometry: &ConvGeometry) -> f64 {
 /// the peak fields only when a peak was measured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Record {
-    pub op: Op,
+    pub op: ConvOp,
     pub device: Device,
     /// The GPU adapter's name, or the CPU's model and thread count.
     pub adapter: String,
@@ -472,7 +472,7 @@ impl Record {
     /// Everything that makes two records the same series except the dilation (and what
     /// follows from it). The auto choice is one series whatever it picked at each dilation.
     #[allow(clippy::type_complexity)]
-    fn series_key(&self) -> (Op, Device, &str, &str, usize, usize, usize, usize, usize, usize, usize, usize) {
+    fn series_key(&self) -> (ConvOp, Device, &str, &str, usize, usize, usize, usize, usize, usize, usize, usize) {
         let kernel = if self.kernel.starts_with("auto:") { "auto" } else { self.kernel.as_str() };
         (self.op, self.device, self.adapter.as_str(), kernel, self.batch, self.cin, self.cout, self.h, self.w, self.kernel_size, self.stride, self.groups)
     }
@@ -519,7 +519,7 @@ pub fn apply_peaks(records: &mut [Record], peaks: &[Peak]) {
 /// The GPU-vs-CPU check of one configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
-    pub op: Op,
+    pub op: ConvOp,
     /// The GPU kernel checked, as its records name it.
     pub kernel: String,
     pub dilation: usize,
@@ -541,7 +541,7 @@ pub struct Runner {
 /// The GPU shader that ran an op, for the table's header.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuKernel {
-    pub op: Op,
+    pub op: ConvOp,
     /// As the records name it (`tiled`, `auto:lanes`, …).
     pub kernel: String,
     pub shader: &'static str,
@@ -622,7 +622,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
         let first = cases.iter().find(|c| c.op == *op).expect("every op has cases");
         data.push((*op, tensors(first)));
     }
-    let data_of = |op: Op| &data.iter().find(|(o, _)| *o == op).expect("tensors for every op").1;
+    let data_of = |op: ConvOp| &data.iter().find(|(o, _)| *o == op).expect("tensors for every op").1;
 
     let mut peaks = Vec::new();
     if config.peak {
@@ -652,7 +652,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
     let mut kernels = Vec::new();
     if let (Some(gpu), Some(runner)) = (gpu, &gpu_runner) {
         // The CPU's result of the first configuration of each op, which every kernel is checked on.
-        let mut references: Vec<(Op, Vec<f32>)> = Vec::new();
+        let mut references: Vec<(ConvOp, Vec<f32>)> = Vec::new();
         for case in &cases {
             for kernel in config.gpu_kernel.kernels(gpu, &case.geometry) {
                 // Resolving the auto choice first tunes its class (outside the timed runs).

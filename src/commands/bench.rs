@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::backbone::{parse_size, Rates};
 use super::AdapterArgs;
-use atrous::bench::{self, BenchConfig, Device, GpuKernels, GpuTiming, Op};
+use atrous::bench::{self, BenchConfig, Device, GpuKernels, GpuTiming, ConvOp};
 use atrous::gpu::GpuOptions;
 use atrous::Hw;
 
@@ -107,9 +107,9 @@ impl BenchArgs {
     fn config(&self) -> BenchConfig {
         BenchConfig {
             ops: match self.op {
-                OpChoice::Conv2d => vec![Op::Conv2d],
-                OpChoice::ConvTranspose2d => vec![Op::ConvTranspose2d],
-                OpChoice::Both => vec![Op::Conv2d, Op::ConvTranspose2d],
+                OpChoice::Conv2d => vec![ConvOp::Conv2d],
+                OpChoice::ConvTranspose2d => vec![ConvOp::ConvTranspose2d],
+                OpChoice::Both => vec![ConvOp::Conv2d, ConvOp::ConvTranspose2d],
             },
             dilations: self.dilations.0.clone(),
             channels: self.channels,
