@@ -2,7 +2,7 @@
 //! path or on the f64 reference, so "compare GPU with CPU" is "run both, diff".
 
 use crate::gpu::Gpu;
-use crate::shape::{ConvGeometry, ConvKind};
+use crate::shape::{WindowGeometry, ConvKind};
 use crate::{cpu, Error};
 
 /// Something that executes a validated convolution on flat NCHW data.
@@ -12,7 +12,7 @@ pub trait Backend {
 
     /// Runs `geometry`: a convolution (forward or transposed), or a pooling (whose `weight` is
     /// ignored). The slices match the geometry's shapes.
-    fn convolve(&self, geometry: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error>;
+    fn convolve(&self, geometry: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error>;
 }
 
 /// The fast CPU path: im2col / col2im around an SGEMM, parallel with rayon.
@@ -28,7 +28,7 @@ impl Backend for Cpu {
         format!("CPU (im2col + SGEMM, {} threads)", rayon::current_num_threads())
     }
 
-    fn convolve(&self, g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
+    fn convolve(&self, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
         Ok(match g.kind {
             ConvKind::Forward => cpu::conv2d(g, input, weight, bias),
             ConvKind::Transposed => cpu::conv_transpose2d(g, input, weight, bias),
@@ -43,7 +43,7 @@ impl Backend for CpuReference {
         "CPU reference (direct loop, f64 accumulation)".to_owned()
     }
 
-    fn convolve(&self, g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
+    fn convolve(&self, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
         Ok(match g.kind {
             ConvKind::Forward => cpu::conv2d_reference(g, input, weight, bias),
             ConvKind::Transposed => cpu::conv_transpose2d_reference(g, input, weight, bias),
@@ -58,7 +58,7 @@ impl Backend for Gpu {
         self.summary().to_string()
     }
 
-    fn convolve(&self, g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
+    fn convolve(&self, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
         Ok(Gpu::convolve(self, g, input, weight, bias)?)
     }
 }

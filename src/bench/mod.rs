@@ -2,10 +2,10 @@
 //! dilation grows, on the GPU and on the fast CPU path, in useful GFLOP/s.
 //!
 //! A [`BenchConfig`] describes one shape and a list of dilations; every configuration is
-//! validated through [`ConvGeometry`] before anything runs ([`BenchConfig::cases`]). Padding is
+//! validated through [`WindowGeometry`] before anything runs ([`BenchConfig::cases`]). Padding is
 //! `dilation·(k−1)/2`, which keeps the size at stride 1 (for the transposed op too). [`run`]
 //! times each configuration — warm-up runs first, then the timed repeats, summarised as median,
-//! min and max — and returns [`Record`]s: useful GFLOP ([`ConvGeometry::flops`]), GFLOP/s at the
+//! min and max — and returns [`Record`]s: useful GFLOP ([`WindowGeometry::flops`]), GFLOP/s at the
 //! median, and the dilation penalty (throughput relative to the dilation-1 row of the same op
 //! and device). With `peak` set, each device's attainable FP32 FMA rate is measured first and
 //! every record gets its fraction of it.
@@ -39,7 +39,7 @@ use thiserror::Error;
 use crate::backend::Cpu;
 use crate::compare::{difference, Difference};
 use crate::gpu::{shaders, Gpu, GpuError, KernelChoice, TuningStats};
-use crate::shape::{Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, ShapeError};
+use crate::shape::{Conv2dParams, WindowGeometry, ConvTranspose2dParams, Hw, ShapeError};
 use crate::{Backend, Tensor};
 
 /// Relative tolerance of the GPU-vs-CPU check of the first configuration of each op.
@@ -149,7 +149,7 @@ impl GpuKernels {
     }
 
     /// The kernels to time on `geometry`, in order.
-    pub fn kernels(self, gpu: &Gpu, geometry: &ConvGeometry) -> Vec<KernelChoice> {
+    pub fn kernels(self, gpu: &Gpu, geometry: &WindowGeometry) -> Vec<KernelChoice> {
         match self {
             GpuKernels::One(kernel) => vec![kernel],
             GpuKernels::All => {
@@ -169,7 +169,7 @@ impl GpuKernels {
 
 /// What `kernel` ran `geometry` on `gpu` as a record names it: the forced kernel's name, or
 /// `auto:NAME` for the auto choice, NAME being the kernel it picked.
-pub fn kernel_label(gpu: &Gpu, geometry: &ConvGeometry, kernel: KernelChoice) -> Result<String, GpuError> {
+pub fn kernel_label(gpu: &Gpu, geometry: &WindowGeometry, kernel: KernelChoice) -> Result<String, GpuError> {
     Ok(match kernel {
         KernelChoice::Auto => {
             let picked = match gpu.resolve(geometry, KernelChoice::Auto)? {
@@ -237,7 +237,7 @@ impl Default for BenchConfig {
 pub struct Case {
     pub op: ConvOp,
     pub dilation: usize,
-    pub geometry: ConvGeometry,
+    pub geometry: WindowGeometry,
 }
 
 /// Why a benchmark cannot run or failed.
@@ -293,7 +293,7 @@ impl BenchConfig {
     }
 
     /// Every configuration, ops in order and dilations as listed, each validated through
-    /// [`ConvGeometry`]; the first problem found is the error.
+    /// [`WindowGeometry`]; the first problem found is the error.
     pub fn cases(&self) -> Result<Vec<Case>, BenchError> {
         let config = |message: String| Err(BenchError::Config(message));
         if self.ops.is_empty() {
@@ -386,9 +386,9 @@ pub fn summarize(what: &str, timing: TimingSource, seconds: &[f64]) -> Result<St
     Ok(Stats { median, min: sorted[0], max: sorted[n - 1] })
 }
 
-/// Useful GFLOP of one configuration: [`ConvGeometry::flops`] / 10⁹ (a transposed convolution
+/// Useful GFLOP of one configuration: [`WindowGeometry::flops`] / 10⁹ (a transposed convolution
 /// counts its input positions, not the zeros a strided transposed conv inserts).
-pub fn gflop(geometry: &ConvGeometry) -> f64 {
+pub fn gflop(geometry: &WindowGeometry) -> f64 {
     geometry.flops() as f64 / 1e9
 }
 

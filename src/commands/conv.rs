@@ -10,7 +10,7 @@ use super::{AdapterArgs, Device};
 use atrous::backend::Cpu;
 use atrous::compare::difference;
 use atrous::npy::{read_npy, write_npy};
-use atrous::{Backend, Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, Tensor};
+use atrous::{Backend, Conv2dParams, WindowGeometry, ConvTranspose2dParams, Hw, Tensor};
 
 /// Relative tolerance under which `--compare` calls GPU and CPU in agreement.
 const AGREEMENT_TOLERANCE: f64 = 1e-4;
@@ -82,7 +82,7 @@ pub fn conv_transpose2d(conv: &ConvArgs, output_padding: Hw) -> Result<ExitCode>
     convolve("conv-transpose2d", conv, &tensors, geometry)
 }
 
-fn describe(op: &str, g: &ConvGeometry) -> String {
+fn describe(op: &str, g: &WindowGeometry) -> String {
     format!(
         "{op}: input {:?} weight {:?} -> output {:?} (stride {}, padding {}, dilation {}, groups {})",
         g.input_shape(),
@@ -95,7 +95,7 @@ fn describe(op: &str, g: &ConvGeometry) -> String {
     )
 }
 
-fn convolve(op: &str, args: &ConvArgs, t: &Loaded, geometry: ConvGeometry) -> Result<ExitCode> {
+fn convolve(op: &str, args: &ConvArgs, t: &Loaded, geometry: WindowGeometry) -> Result<ExitCode> {
     println!("{}", describe(op, &geometry));
     let gpu = if args.device == Device::Gpu || args.compare { Some(args.adapter.open()?) } else { None };
     let execute = |backend: &dyn Backend| -> Result<Tensor> {

@@ -21,7 +21,7 @@ use super::context::{Gpu, GpuError};
 use super::shaders;
 use super::kernels::KernelChoice;
 use super::window::WindowBuffers;
-use crate::shape::ConvGeometry;
+use crate::shape::WindowGeometry;
 
 /// How a GPU time was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,7 +111,7 @@ impl Gpu {
     #[allow(clippy::too_many_arguments)] // each is one knob of `atrous bench`
     pub fn time_convolution(
         &self,
-        geometry: &ConvGeometry,
+        geometry: &WindowGeometry,
         input: &[f32],
         weight: &[f32],
         warmup: usize,

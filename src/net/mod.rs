@@ -9,7 +9,7 @@ use std::time::Duration;
 
 pub use receptive_field::{receptive_fields, FieldOfView};
 
-use crate::shape::{global_average_pool, Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError};
+use crate::shape::{global_average_pool, Conv2dParams, WindowGeometry, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError};
 use crate::{Error, Tensor};
 
 /// Which tensor a layer reads: the network's input, or the output of an earlier layer.
@@ -98,7 +98,7 @@ impl Layer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LayerGeometry {
     /// A convolution (forward or transposed) or a pooling window.
-    Window(ConvGeometry),
+    Window(WindowGeometry),
     /// Bilinear interpolation of every channel from `input` to `output` size.
     Resize { batch: usize, channels: usize, input: Hw, output: Hw },
     /// Concatenation along channels of tensors of one image size; `channels` of each, in order.
@@ -115,7 +115,7 @@ impl LayerGeometry {
     }
 
     /// The window op's geometry, if this is one.
-    pub fn window(&self) -> Option<&ConvGeometry> {
+    pub fn window(&self) -> Option<&WindowGeometry> {
         match self {
             LayerGeometry::Window(g) => Some(g),
             _ => None,
@@ -124,13 +124,13 @@ impl LayerGeometry {
 
     /// Useful floating-point operations (multiply-adds of convolutions; data movement counts none).
     pub fn flops(&self) -> u64 {
-        self.window().map_or(0, ConvGeometry::flops)
+        self.window().map_or(0, WindowGeometry::flops)
     }
 
     /// The same layer for a batch of `batch`.
     pub fn with_batch(&self, batch: usize) -> LayerGeometry {
         match self.clone() {
-            LayerGeometry::Window(g) => LayerGeometry::Window(ConvGeometry { batch, ..g }),
+            LayerGeometry::Window(g) => LayerGeometry::Window(WindowGeometry { batch, ..g }),
             LayerGeometry::Resize { channels, input, output, .. } => LayerGeometry::Resize { batch, channels, input, output },
             LayerGeometry::Concat { channels, size, .. } => LayerGeometry::Concat { batch, channels, size },
         }
