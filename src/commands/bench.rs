@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::backbone::{parse_size, Rates};
+use super::parse::{parse_size, Rates};
 use super::AdapterArgs;
 use atrous::bench::{self, BenchConfig, Device, GpuKernels, GpuTiming, ConvOp};
 use atrous::gpu::GpuOptions;

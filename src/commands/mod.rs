@@ -1,10 +1,13 @@
-//! One module per subcommand, each a thin layer over the library; shared flags live here.
+//! One module per subcommand, each a thin layer over the library; shared flags live here, the
+//! running and reporting of a network in [`run`], and the parsers of flag values in [`parse`].
 
 pub mod backbone;
 pub mod bench;
 pub mod conv;
 pub mod demo;
 pub mod devices;
+pub mod parse;
+pub mod run;
 pub mod segment;
 
 use clap::{Args, ValueEnum};
