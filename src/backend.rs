@@ -1,9 +1,50 @@
 //! One trait, several backends: the same validated convolution runs on the GPU, on the fast CPU
 //! path or on the f64 reference, so "compare GPU with CPU" is "run both, diff".
 
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
 use crate::gpu::Gpu;
 use crate::shape::{WindowGeometry, ConvKind};
 use crate::{cpu, Error};
+
+/// Where a computation runs: one name for the CLI's `--device` and the bench's records, which
+/// spell it `gpu` or `cpu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Device {
+    #[serde(rename = "gpu")]
+    Gpu,
+    #[serde(rename = "cpu")]
+    Cpu,
+}
+
+impl Device {
+    /// Every device, in the order `--help` lists them.
+    pub const ALL: [Device; 2] = [Device::Gpu, Device::Cpu];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Gpu => "gpu",
+            Device::Cpu => "cpu",
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Device::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| format!("unknown device '{s}': expected gpu or cpu"))
+    }
+}
 
 /// Something that executes a validated convolution on flat NCHW data.
 pub trait Backend {

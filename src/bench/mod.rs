@@ -28,6 +28,7 @@ pub use peak::{cpu_fma_peak, cpu_name, CpuPeakRuns};
 pub use plot::{plot_png, write_plot};
 pub use report::{format_table, to_csv, to_json, write_csv, write_json, COLUMNS, PEAK_COLUMNS};
 
+pub use crate::backend::Device;
 pub use crate::gpu::TimingSource;
 
 use std::fmt;
@@ -71,30 +72,6 @@ impl ConvOp {
 }
 
 impl fmt::Display for ConvOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Where it runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum Device {
-    #[serde(rename = "gpu")]
-    Gpu,
-    #[serde(rename = "cpu")]
-    Cpu,
-}
-
-impl Device {
-    pub fn name(self) -> &'static str {
-        match self {
-            Device::Gpu => "gpu",
-            Device::Cpu => "cpu",
-        }
-    }
-}
-
-impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{AdapterArgs, Device};
+use super::{device_parser, AdapterArgs, Device};
 use atrous::backend::Cpu;
 use atrous::compare::difference;
 use atrous::npy::{read_npy, write_npy};
@@ -42,7 +42,7 @@ pub struct ConvArgs {
     #[arg(long, default_value_t = 1)]
     groups: usize,
     /// Where to run; the output file holds this device's result
-    #[arg(long, value_enum, default_value = "gpu")]
+    #[arg(long, value_parser = device_parser(), default_value = "gpu")]
     device: Device,
     /// Run on both GPU and CPU and report their max absolute and relative difference
     /// (exit status 2 when they disagree by more than 1e-4 relative)

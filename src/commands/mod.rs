@@ -10,7 +10,8 @@ pub mod parse;
 pub mod run;
 pub mod segment;
 
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Args;
 
 use atrous::gpu::{Gpu, GpuOptions};
 
@@ -42,10 +43,12 @@ impl AdapterArgs {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Device {
-    Gpu,
-    Cpu,
+pub use atrous::backend::Device;
+
+/// `--device`'s parser: the library's [`Device`] by name, its values listed in `--help` and in
+/// the error for a wrong one as a `ValueEnum` would (the library does not depend on clap's traits).
+pub fn device_parser() -> impl TypedValueParser<Value = Device> {
+    PossibleValuesParser::new(Device::ALL.map(Device::name)).map(|name| name.parse::<Device>().expect("one of the possible values"))
 }
 
 /// Milliseconds with three decimals, for tables.

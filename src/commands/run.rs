@@ -9,7 +9,7 @@ use image::RgbImage;
 use serde_json::json;
 
 use super::parse::parse_size;
-use super::{mib, ms, AdapterArgs, Device};
+use super::{device_parser, mib, ms, AdapterArgs, Device};
 use atrous::backend::Cpu;
 use atrous::compare::{difference, Difference};
 use atrous::imaging::{image_to_tensor, load_image};
@@ -64,7 +64,7 @@ impl InputArgs {
 #[derive(Args)]
 pub struct RunArgs {
     /// Where to run; --output holds this device's result
-    #[arg(long, value_enum, default_value = "gpu")]
+    #[arg(long, value_parser = device_parser(), default_value = "gpu")]
     pub device: Device,
     /// Run on GPU and CPU and report each layer's max abs and relative error and a verdict
     /// (exit status 2 when some layer disagrees by more than 1e-3 relative)
