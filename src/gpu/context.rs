@@ -10,6 +10,7 @@ use thiserror::Error;
 use wgpu::util::DeviceExt;
 
 use super::shaders::Shader;
+use super::timing::PassTimestamps;
 use super::kernels::KernelChoice;
 
 /// What can go wrong on the GPU side.
@@ -438,6 +439,32 @@ impl Gpu {
                 Ok(bytes)
             })
             .collect()
+    }
+
+    /// An encoder holding `passes` compute passes, each recorded by `record` (and timed by
+    /// `timestamps` where given), for the caller to add its copies to and submit: the one place
+    /// a dispatch is encoded.
+    pub(crate) fn encode_passes(
+        &self,
+        label: &str,
+        passes: usize,
+        timestamps: Option<&PassTimestamps>,
+        mut record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>,
+    ) -> Result<wgpu::CommandEncoder, GpuError> {
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        for index in 0..passes {
+            let timestamp_writes = timestamps.map(|t| t.writes(index));
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes });
+            record(&mut pass)?;
+        }
+        Ok(encoder)
+    }
+
+    /// [`Gpu::encode_passes`] without timestamps, submitted.
+    pub(crate) fn submit_passes(&self, label: &str, passes: usize, record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>) -> Result<(), GpuError> {
+        let encoder = self.encode_passes(label, passes, None, record)?;
+        self.queue.submit([encoder.finish()]);
+        Ok(())
     }
 
     /// Copies `len` f32s out of `buffer` after everything submitted so far has run.

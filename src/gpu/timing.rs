@@ -129,10 +129,7 @@ impl Gpu {
             let buffers = WindowBuffers { input: &input, weight: Some(&weight), bias: None, residual: None, output: &output };
             let record = |pass: &mut wgpu::ComputePass<'_>| self.record_window_for(pass, geometry, &buffers, false, kernel);
             let seconds = self.time_passes(warmup, repeats, source, &record)?;
-            let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
-            let staged = self.stage(&mut encoder, &output, (out_len * 4) as u64);
-            self.queue().submit([encoder.finish()]);
-            let output = bytemuck::pod_collect_to_vec(&self.map_all(&[staged])?.remove(0));
+            let output = self.read_back(&output, out_len)?;
             Ok(TimedConvolution { source, seconds, output })
         })?
     }
@@ -191,12 +188,7 @@ impl Gpu {
     /// Records, submits and times `repeats` passes made by `record`, after `warmup` untimed ones.
     fn time_passes(&self, warmup: usize, repeats: usize, source: TimingSource, record: &Record) -> Result<Vec<f64>, GpuError> {
         if warmup > 0 {
-            let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("warm-up") });
-            for _ in 0..warmup {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("warm-up"), timestamp_writes: None });
-                record(&mut pass)?;
-            }
-            self.queue().submit([encoder.finish()]);
+            self.submit_passes("warm-up", warmup, record)?;
             self.wait_for_timing()?;
         }
         match source {
@@ -212,12 +204,7 @@ impl Gpu {
             }
             TimingSource::Wall => (0..repeats)
                 .map(|_| {
-                    let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });
-                    {
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed"), timestamp_writes: None });
-                        record(&mut pass)?;
-                    }
-                    let commands = encoder.finish();
+                    let commands = self.encode_passes("timed", 1, None, record)?.finish();
                     let start = Instant::now();
                     self.queue().submit([commands]);
                     self.wait_for_timing()?;
@@ -230,11 +217,7 @@ impl Gpu {
     /// `count` passes in one submission, each between its own pair of timestamps.
     fn time_with_timestamps(&self, count: usize, record: &Record) -> Result<Vec<f64>, GpuError> {
         let timestamps = self.pass_timestamps(count).expect("callers check has_timestamps and MAX_TIMED_PASSES");
-        let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });
-        for index in 0..count {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed"), timestamp_writes: Some(timestamps.writes(index)) });
-            record(&mut pass)?;
-        }
+        let mut encoder = self.encode_passes("timed", count, Some(&timestamps), record)?;
         let staged = timestamps.resolve(self, &mut encoder);
         self.queue().submit([encoder.finish()]);
         Ok(PassTimestamps::seconds(self, &self.map_all(&[staged])?.remove(0)))

@@ -210,12 +210,7 @@ impl Gpu {
                 let input = self.storage_buffer("input", &input[first * sample_in..(first + chunk.batch) * sample_in])?;
                 let out_buffer = self.output_buffer("output", out_len)?;
                 let buffers = WindowBuffers { input: &input, weight: weight.as_ref(), bias: bias.as_ref(), residual: None, output: &out_buffer };
-                let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("window op") });
-                {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-                    self.record_window(&mut pass, &chunk, &buffers, false)?;
-                }
-                self.queue().submit([encoder.finish()]);
+                self.submit_passes("window op", 1, |pass| self.record_window(pass, &chunk, &buffers, false))?;
                 Ok(out_buffer)
             })??;
             output.extend(self.read_back(&out_buffer, out_len)?);
