@@ -41,20 +41,23 @@ impl fmt::Display for Hw {
 }
 
 /// Parses `"3"` (both axes) or `"3,2"` (H, W), as the command line takes them.
+/// The one spelling of a pair on the command line (sizes, strides, paddings, dilations): `N`
+/// for the same value on both axes, or `HxW`, or `H,W`.
 impl FromStr for Hw {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parse = |part: &str| {
-            part.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("'{s}' is not a size: expected N or H,W with non-negative integers"))
-        };
-        match s.split_once(',') {
+        let parse = |part: &str| part.trim().parse::<usize>().map_err(|_| format!("'{s}' is not a size: expected non-negative integers as {}", Hw::FORMS));
+        match s.split_once([',', 'x', 'X']) {
             None => Ok(Hw::square(parse(s)?)),
             Some((h, w)) => Ok(Hw::new(parse(h)?, parse(w)?)),
         }
     }
+}
+
+impl Hw {
+    /// The spellings [`Hw::from_str`] accepts, for error messages.
+    pub const FORMS: &'static str = "N, HxW or H,W (e.g. 65, 65x65 or 65,65)";
 }
 
 /// Why a convolution's parameters or tensor shapes cannot work together.
@@ -513,5 +516,9 @@ mod tests {
         assert_eq!("2, 5".parse::<Hw>(), Ok(Hw::new(2, 5)));
         assert!("2,x".parse::<Hw>().is_err());
         assert!("-1".parse::<Hw>().is_err());
+        assert_eq!("65x33".parse::<Hw>(), Ok(Hw::new(65, 33)));
+        assert_eq!("65X33".parse::<Hw>(), Ok(Hw::new(65, 33)));
+        assert!("65x".parse::<Hw>().is_err());
+        assert!("6,5x3".parse::<Hw>().is_err());
     }
 }

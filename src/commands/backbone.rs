@@ -102,7 +102,7 @@ fn print_json(args: &BackboneArgs, network: &Network, input: &Tensor, executor: 
 pub struct RfArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Input size HxW (or N) for the feature-map sizes
+    /// Input size HxW or H,W (or N) for the feature-map sizes
     #[arg(long, value_parser = parse_size, default_value = "513", value_name = "HxW")]
     pub size: Hw,
 }

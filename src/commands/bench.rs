@@ -56,7 +56,7 @@ pub struct BenchArgs {
     /// Output channels (default: as many as the input)
     #[arg(long, value_name = "N")]
     out_channels: Option<usize>,
-    /// Input size: N (square) or HxW
+    /// Input size: N (square), HxW or H,W
     #[arg(long, default_value = "65", value_parser = parse_size, value_name = "N|HxW")]
     size: Hw,
     /// Kernel side (square kernels)

@@ -29,13 +29,13 @@ pub struct ConvArgs {
     /// Where to write the result (float32 .npy); written only if the whole run succeeds
     #[arg(long, value_name = "Y.npy")]
     output: Option<PathBuf>,
-    /// Stride: S or SH,SW
+    /// Stride: S, SHxSW or SH,SW
     #[arg(long, default_value = "1", value_name = "S|SH,SW")]
     stride: Hw,
-    /// Zero padding on each side: P or PH,PW
+    /// Zero padding on each side: P, PHxPW or PH,PW
     #[arg(long, default_value = "0", value_name = "P|PH,PW")]
     padding: Hw,
-    /// Dilation (spacing between kernel taps): D or DH,DW
+    /// Dilation (spacing between kernel taps): D, DHxDW or DH,DW
     #[arg(long, default_value = "1", value_name = "D|DH,DW")]
     dilation: Hw,
     /// Channel groups (C_in for depthwise)

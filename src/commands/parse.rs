@@ -2,13 +2,14 @@
 
 use atrous::Hw;
 
-/// Parses `"HxW"` or `"N"` (square).
+/// An image size: a pair as every pair flag spells it ([`Hw`]'s `N`, `HxW` or `H,W`), both sides
+/// at least 1.
 pub fn parse_size(s: &str) -> Result<Hw, String> {
-    let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(|| format!("'{s}' is not a size: expected HxW or N, e.g. 513x513"));
-    match s.split_once(['x', 'X']) {
-        Some((h, w)) => Ok(Hw::new(parse(h)?, parse(w)?)),
-        None => Ok(Hw::square(parse(s)?)),
+    let size = s.parse::<Hw>()?;
+    if size.h == 0 || size.w == 0 {
+        return Err(format!("'{s}' is not a size: expected integers of at least 1 as {}", Hw::FORMS));
     }
+    Ok(size)
 }
 
 /// A comma-separated list of rates, e.g. `1,2,4`.

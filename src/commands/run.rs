@@ -34,7 +34,7 @@ pub struct InputArgs {
     /// A PNG or JPEG photo; ImageNet mean/std are applied (resized when --size is also given)
     #[arg(long, value_name = "PHOTO", group = "source")]
     pub image: Option<PathBuf>,
-    /// Input size HxW: with no --input/--image, a seeded random input of this size
+    /// Input size HxW (or H,W, or N for a square): with no --input/--image, a seeded random input of this size
     #[arg(long, value_parser = parse_size, value_name = "HxW")]
     pub size: Option<Hw>,
     /// Batch size of the random input (with --size)
