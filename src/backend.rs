@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::gpu::Gpu;
-use crate::shape::{WindowGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 use crate::{cpu, Error};
 
 /// Where a computation runs: one name for the CLI's `--device` and the bench's records, which

@@ -33,7 +33,7 @@ pub mod weights;
 
 pub use backend::Backend;
 pub use error::Error;
-pub use shape::{Conv2dParams, WindowGeometry, ConvKind, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError};
+pub use shape::{Conv2dParams, ConvKind, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError, WindowGeometry};
 pub use tensor::{LengthMismatch, Tensor};
 
 fn run(backend: &dyn Backend, geometry: WindowGeometry, input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, Error> {

@@ -40,7 +40,7 @@ use thiserror::Error;
 use crate::backend::Cpu;
 use crate::compare::{difference, Difference};
 use crate::gpu::{shaders, Gpu, GpuError, KernelChoice, TuningStats};
-use crate::shape::{Conv2dParams, WindowGeometry, ConvTranspose2dParams, Hw, ShapeError};
+use crate::shape::{Conv2dParams, ConvTranspose2dParams, Hw, ShapeError, WindowGeometry};
 use crate::{Backend, Tensor};
 
 /// Relative tolerance of the GPU-vs-CPU check of the first configuration of each op.

@@ -10,7 +10,7 @@ use super::{device_parser, AdapterArgs, Device};
 use atrous::backend::Cpu;
 use atrous::compare::difference;
 use atrous::npy::{read_npy, write_npy};
-use atrous::{Backend, Conv2dParams, WindowGeometry, ConvTranspose2dParams, Hw, Tensor};
+use atrous::{Backend, Conv2dParams, ConvTranspose2dParams, Hw, Tensor, WindowGeometry};
 
 /// Relative tolerance under which `--compare` calls GPU and CPU in agreement.
 const AGREEMENT_TOLERANCE: f64 = 1e-4;

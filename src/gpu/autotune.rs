@@ -38,7 +38,7 @@ use super::context::{Gpu, GpuError, GpuOptions};
 use super::shaders;
 use super::timing::TimingSource;
 use super::kernels::KernelChoice;
-use crate::shape::{conv_output_size, conv_transpose_output_size, WindowGeometry, ConvKind};
+use crate::shape::{conv_output_size, conv_transpose_output_size, ConvKind, WindowGeometry};
 
 /// Version of the cache file's layout; a file of another version is ignored and rewritten.
 pub const CACHE_VERSION: u32 = 1;

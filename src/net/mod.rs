@@ -9,7 +9,7 @@ use std::time::Duration;
 
 pub use receptive_field::{receptive_fields, FieldOfView};
 
-use crate::shape::{global_average_pool, Conv2dParams, WindowGeometry, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError};
+use crate::shape::{global_average_pool, Conv2dParams, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError, WindowGeometry};
 use crate::{Error, Tensor};
 
 /// Why a layer cannot run on what it is wired to read: the wiring of a network, where a

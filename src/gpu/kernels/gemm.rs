@@ -5,7 +5,7 @@
 
 use super::phase_grids;
 use crate::gpu::shaders::{self, Shader};
-use crate::shape::{WindowGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 
 /// A tile configuration of the implicit-GEMM kernels: output channels × pixels per workgroup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,7 +7,7 @@
 use super::Grid;
 use crate::gpu::context::GpuError;
 use crate::gpu::shaders::{self, Shader};
-use crate::shape::{WindowGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 
 /// Output channels per invocation (`LANE_CHANNELS` in conv_lanes.wgsl).
 pub const CHANNELS: usize = 16;

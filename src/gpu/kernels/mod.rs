@@ -16,7 +16,7 @@ pub use gemm::GemmTile;
 
 use super::context::{Gpu, GpuError};
 use super::shaders::Shader;
-use crate::shape::{WindowGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 
 /// Which kernel computes a convolution: the one [`KernelChoice::Auto`] picks for the shape, or
 /// one forced (`atrous bench --gpu-kernel`, to measure one against the other).

@@ -5,7 +5,7 @@
 
 use super::Grid;
 use crate::gpu::shaders::{self, Shader};
-use crate::shape::{WindowGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 
 /// Output channels per invocation (`CO_TILE` in conv_tile.wgsl).
 pub const CHANNELS: usize = 32;
