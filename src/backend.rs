@@ -1,9 +1,50 @@
 //! One trait, several backends: the same validated convolution runs on the GPU, on the fast CPU
 //! path or on the f64 reference, so "compare GPU with CPU" is "run both, diff".
 
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
 use crate::gpu::Gpu;
-use crate::shape::{ConvGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 use crate::{cpu, Error};
+
+/// Where a computation runs: one name for the CLI's `--device` and the bench's records, which
+/// spell it `gpu` or `cpu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Device {
+    #[serde(rename = "gpu")]
+    Gpu,
+    #[serde(rename = "cpu")]
+    Cpu,
+}
+
+impl Device {
+    /// Every device, in the order `--help` lists them.
+    pub const ALL: [Device; 2] = [Device::Gpu, Device::Cpu];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Gpu => "gpu",
+            Device::Cpu => "cpu",
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Device::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| format!("unknown device '{s}': expected gpu or cpu"))
+    }
+}
 
 /// Something that executes a validated convolution on flat NCHW data.
 pub trait Backend {
@@ -12,7 +53,7 @@ pub trait Backend {
 
     /// Runs `geometry`: a convolution (forward or transposed), or a pooling (whose `weight` is
     /// ignored). The slices match the geometry's shapes.
-    fn convolve(&self, geometry: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error>;
+    fn convolve(&self, geometry: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error>;
 }
 
 /// The fast CPU path: im2col / col2im around an SGEMM, parallel with rayon.
@@ -28,7 +69,7 @@ impl Backend for Cpu {
         format!("CPU (im2col + SGEMM, {} threads)", rayon::current_num_threads())
     }
 
-    fn convolve(&self, g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
+    fn convolve(&self, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
         Ok(match g.kind {
             ConvKind::Forward => cpu::conv2d(g, input, weight, bias),
             ConvKind::Transposed => cpu::conv_transpose2d(g, input, weight, bias),
@@ -43,7 +84,7 @@ impl Backend for CpuReference {
         "CPU reference (direct loop, f64 accumulation)".to_owned()
     }
 
-    fn convolve(&self, g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
+    fn convolve(&self, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
         Ok(match g.kind {
             ConvKind::Forward => cpu::conv2d_reference(g, input, weight, bias),
             ConvKind::Transposed => cpu::conv_transpose2d_reference(g, input, weight, bias),
@@ -58,7 +99,7 @@ impl Backend for Gpu {
         self.summary().to_string()
     }
 
-    fn convolve(&self, g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
+    fn convolve(&self, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
         Ok(Gpu::convolve(self, g, input, weight, bias)?)
     }
 }

@@ -13,8 +13,8 @@ pub enum Error {
     Npy(#[from] crate::npy::NpyError),
     #[error("layer {layer}: {source}")]
     Layer { layer: String, source: crate::shape::ShapeError },
-    #[error("{0}")]
-    Network(String),
+    #[error("layer {layer}: {source}")]
+    Network { layer: String, source: crate::net::NetworkError },
     #[error(transparent)]
     Weights(#[from] crate::weights::WeightError),
     #[error("{0}")]

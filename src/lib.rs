@@ -33,10 +33,10 @@ pub mod weights;
 
 pub use backend::Backend;
 pub use error::Error;
-pub use shape::{Conv2dParams, ConvGeometry, ConvKind, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError};
+pub use shape::{Conv2dParams, ConvKind, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError, WindowGeometry};
 pub use tensor::{LengthMismatch, Tensor};
 
-fn run(backend: &dyn Backend, geometry: ConvGeometry, input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, Error> {
+fn run(backend: &dyn Backend, geometry: WindowGeometry, input: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, Error> {
     let data = backend.convolve(&geometry, input.data(), weight.data(), bias.map(Tensor::data))?;
     Ok(Tensor::new(geometry.output_shape().to_vec(), data).expect("backends return the geometry's output size"))
 }

@@ -35,7 +35,7 @@ enum Command {
     ConvTranspose2d {
         #[command(flatten)]
         conv: conv::ConvArgs,
-        /// Extra rows/columns added to one side of the output: P or PH,PW; must be < max(stride, dilation)
+        /// Extra rows/columns added to one side of the output: P, PHxPW or PH,PW; must be < max(stride, dilation)
         #[arg(long, default_value = "0", value_name = "P|PH,PW")]
         output_padding: Hw,
     },

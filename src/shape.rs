@@ -41,20 +41,23 @@ impl fmt::Display for Hw {
 }
 
 /// Parses `"3"` (both axes) or `"3,2"` (H, W), as the command line takes them.
+/// The one spelling of a pair on the command line (sizes, strides, paddings, dilations): `N`
+/// for the same value on both axes, or `HxW`, or `H,W`.
 impl FromStr for Hw {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parse = |part: &str| {
-            part.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("'{s}' is not a size: expected N or H,W with non-negative integers"))
-        };
-        match s.split_once(',') {
+        let parse = |part: &str| part.trim().parse::<usize>().map_err(|_| format!("'{s}' is not a size: expected non-negative integers as {}", Hw::FORMS));
+        match s.split_once([',', 'x', 'X']) {
             None => Ok(Hw::square(parse(s)?)),
             Some((h, w)) => Ok(Hw::new(parse(h)?, parse(w)?)),
         }
     }
+}
+
+impl Hw {
+    /// The spellings [`Hw::from_str`] accepts, for error messages.
+    pub const FORMS: &'static str = "N, HxW or H,W (e.g. 65, 65x65 or 65,65)";
 }
 
 /// Why a convolution's parameters or tensor shapes cannot work together.
@@ -199,12 +202,13 @@ pub enum ConvKind {
     AvgPool,
 }
 
-/// Every size of one convolution, resolved and validated: what both backends execute.
+/// Every size of one sliding-window op (a convolution, forward or transposed, or a pooling),
+/// resolved and validated: what both backends execute.
 ///
 /// For a forward convolution the weight is `[c_out, c_in/groups, kernel.h, kernel.w]`; for a
 /// transposed one it is `[c_in, c_out/groups, kernel.h, kernel.w]` (PyTorch's layouts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConvGeometry {
+pub struct WindowGeometry {
     pub kind: ConvKind,
     pub batch: usize,
     pub c_in: usize,
@@ -225,7 +229,7 @@ const MAX_ELEMENTS: u128 = u32::MAX as u128;
 /// positions in `i32`, and this bound keeps every size formula free of overflow.
 pub const MAX_PARAMETER: usize = i32::MAX as usize;
 
-impl ConvGeometry {
+impl WindowGeometry {
     pub fn c_in_per_group(&self) -> usize {
         self.c_in / self.groups
     }
@@ -325,7 +329,7 @@ fn axes(v: Hw) -> [usize; 2] {
     [v.h, v.w]
 }
 
-fn check_output_elements(geometry: &ConvGeometry) -> Result<(), ShapeError> {
+fn check_output_elements(geometry: &WindowGeometry) -> Result<(), ShapeError> {
     let value = geometry.output_shape().iter().map(|&d| d as u128).product::<u128>();
     if value > MAX_ELEMENTS {
         return Err(ShapeError::TooLarge { what: "number of output elements", value, limit: MAX_ELEMENTS });
@@ -356,7 +360,7 @@ fn window_output(size: Hw, kernel: Hw, stride: Hw, padding: Hw, dilation: Hw) ->
 impl Conv2dParams {
     /// Validates these parameters against an NCHW input, a `[C_out, C_in/groups, kH, kW]`
     /// weight and an optional `[C_out]` bias, and resolves every size.
-    pub fn geometry(&self, input: &[usize], weight: &[usize], bias: Option<&[usize]>) -> Result<ConvGeometry, ShapeError> {
+    pub fn geometry(&self, input: &[usize], weight: &[usize], bias: Option<&[usize]>) -> Result<WindowGeometry, ShapeError> {
         let [batch, c_in, in_h, in_w] = rank4("input", input, "N, C, H, W")?;
         let [c_out, per_group, k_h, k_w] = rank4("weight", weight, "C_out, C_in/groups, kH, kW")?;
         check_nonzero("stride", self.stride)?;
@@ -371,7 +375,7 @@ impl Conv2dParams {
         let size = Hw::new(in_h, in_w);
         let kernel = Hw::new(k_h, k_w);
         let output = window_output(size, kernel, self.stride, self.padding, self.dilation)?;
-        let geometry = ConvGeometry {
+        let geometry = WindowGeometry {
             kind: ConvKind::Forward,
             batch,
             c_in,
@@ -392,7 +396,7 @@ impl Conv2dParams {
 impl ConvTranspose2dParams {
     /// Validates these parameters against an NCHW input, a `[C_in, C_out/groups, kH, kW]`
     /// weight and an optional `[C_out]` bias, and resolves every size.
-    pub fn geometry(&self, input: &[usize], weight: &[usize], bias: Option<&[usize]>) -> Result<ConvGeometry, ShapeError> {
+    pub fn geometry(&self, input: &[usize], weight: &[usize], bias: Option<&[usize]>) -> Result<WindowGeometry, ShapeError> {
         let [batch, c_in, in_h, in_w] = rank4("input", input, "N, C, H, W")?;
         let [w_in, per_group, k_h, k_w] = rank4("weight", weight, "C_in, C_out/groups, kH, kW")?;
         check_nonzero("stride", self.stride)?;
@@ -432,7 +436,7 @@ impl ConvTranspose2dParams {
                 value: transposed_size_signed(n, k, s, p, d, op),
             })?;
         }
-        let geometry = ConvGeometry {
+        let geometry = WindowGeometry {
             kind: ConvKind::Transposed,
             batch,
             c_in,
@@ -453,7 +457,7 @@ impl ConvTranspose2dParams {
 impl Pool2dParams {
     /// Validates these parameters against an NCHW input and resolves every size. Like PyTorch,
     /// padding may be at most half the kernel, so no window lies wholly in padding.
-    pub fn geometry(&self, input: &[usize]) -> Result<ConvGeometry, ShapeError> {
+    pub fn geometry(&self, input: &[usize]) -> Result<WindowGeometry, ShapeError> {
         let [batch, channels, in_h, in_w] = rank4("input", input, "N, C, H, W")?;
         check_nonzero("kernel", self.kernel)?;
         check_nonzero("stride", self.stride)?;
@@ -466,7 +470,7 @@ impl Pool2dParams {
         }
         let size = Hw::new(in_h, in_w);
         let output = window_output(size, self.kernel, self.stride, self.padding, self.dilation)?;
-        Ok(ConvGeometry {
+        Ok(WindowGeometry {
             kind: ConvKind::MaxPool,
             batch,
             c_in: channels,
@@ -484,10 +488,10 @@ impl Pool2dParams {
 
 /// Global average pooling (PyTorch's `AdaptiveAvgPool2d(1)`) as a window op: one window, the
 /// whole image, per channel; the output is `[N, C, 1, 1]`.
-pub fn global_average_pool(input: &[usize]) -> Result<ConvGeometry, ShapeError> {
+pub fn global_average_pool(input: &[usize]) -> Result<WindowGeometry, ShapeError> {
     let [batch, channels, in_h, in_w] = rank4("input", input, "N, C, H, W")?;
     let size = Hw::new(in_h, in_w);
-    Ok(ConvGeometry {
+    Ok(WindowGeometry {
         kind: ConvKind::AvgPool,
         batch,
         c_in: channels,
@@ -512,5 +516,9 @@ mod tests {
         assert_eq!("2, 5".parse::<Hw>(), Ok(Hw::new(2, 5)));
         assert!("2,x".parse::<Hw>().is_err());
         assert!("-1".parse::<Hw>().is_err());
+        assert_eq!("65x33".parse::<Hw>(), Ok(Hw::new(65, 33)));
+        assert_eq!("65X33".parse::<Hw>(), Ok(Hw::new(65, 33)));
+        assert!("65x".parse::<Hw>().is_err());
+        assert!("6,5x3".parse::<Hw>().is_err());
     }
 }

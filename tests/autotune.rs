@@ -10,7 +10,7 @@ use std::path::Path;
 
 use atrous::backend::CpuReference;
 use atrous::gpu::{shape_class, Gpu, GpuOptions, KernelChoice, CACHE_FILE, CACHE_VERSION};
-use atrous::shape::ConvGeometry;
+use atrous::shape::WindowGeometry;
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Hw, Tensor};
 
 /// A tuning `Gpu` without the per-run budget (on a cold shader cache, compiling the candidates of
@@ -20,7 +20,7 @@ fn tuning_gpu(cache: &Path) -> Gpu {
 }
 
 /// A small dense conv: 16→32 channels, 3×3 at dilation 2 on 12×12.
-fn dense() -> (Tensor, Tensor, Conv2dParams, ConvGeometry) {
+fn dense() -> (Tensor, Tensor, Conv2dParams, WindowGeometry) {
     let x = Tensor::random(vec![1, 16, 12, 12], 5);
     let w = Tensor::random(vec![32, 16, 3, 3], 6);
     let p = Conv2dParams { padding: Hw::square(2), dilation: Hw::square(2), ..Default::default() };

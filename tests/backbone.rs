@@ -161,3 +161,17 @@ fn an_integer_parameter_is_refused_as_such_not_as_missing() {
     let err = SafetensorsWeights::open(&path).err().expect("an I32 parameter cannot be read");
     assert!(matches!(&err, WeightError::UnsupportedDtype { name, .. } if name == "bn1.bias"), "{err}");
 }
+
+#[test]
+fn miswired_layers_are_refused_naming_the_layer_and_the_wiring() {
+    use atrous::net::{Layer, NetworkError, Source};
+    let network = |layers: Vec<Layer>| Network { name: "wiring".into(), layers, extra_outputs: Vec::new() };
+    let later = network(vec![Layer::new("up", Op::Resize { size_of: Source::Layer(1) }, Source::Input), Layer::new("up2", Op::GlobalAvgPool, Source::Input)]);
+    let error = later.geometries(&[1, 3, 8, 8]).unwrap_err();
+    assert!(matches!(&error, Error::Network { layer, source: NetworkError::ReadsLaterLayer(1) } if layer == "up"), "{error:?}");
+    assert_eq!(error.to_string(), "layer up: reads layer 1, which does not run before it");
+    let mut pool = Layer::new("pool", Op::GlobalAvgPool, Source::Input);
+    pool.residual = Some(Source::Input);
+    let error = network(vec![pool]).geometries(&[1, 3, 8, 8]).unwrap_err();
+    assert_eq!(error.to_string(), "layer pool: only convolutions take a residual, not a global_avg_pool");
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use cli::{assert_ok, atrous, atrous_with_env, text};
 
 use atrous::bench::{
-    self, check_positive_time, fill_penalties, gflop, summarize, BenchConfig, BenchError, BenchReport, Device, Op, Peak, Record, Runner,
+    self, check_positive_time, fill_penalties, gflop, summarize, BenchConfig, BenchError, BenchReport, Device, ConvOp, Peak, Record, Runner,
     TimingSource, COLUMNS, PEAK_COLUMNS,
 };
 use atrous::gpu::shaders;
@@ -18,7 +18,7 @@ use atrous::Hw;
 
 
 
-fn config(ops: Vec<Op>, channels: usize, out_channels: usize, size: Hw, groups: usize, stride: usize) -> BenchConfig {
+fn config(ops: Vec<ConvOp>, channels: usize, out_channels: usize, size: Hw, groups: usize, stride: usize) -> BenchConfig {
     BenchConfig { ops, channels, out_channels: Some(out_channels), size, groups, stride, batch: 2, dilations: vec![1, 2, 3], ..Default::default() }
 }
 
@@ -26,7 +26,7 @@ fn config(ops: Vec<Op>, channels: usize, out_channels: usize, size: Hw, groups: 
 fn gflop_follows_the_formula() {
     // Forward: 2·N·OH·OW·C_out·(C_in/groups)·k², at every dilation (padding keeps the size).
     for (cin, cout, groups) in [(8, 16, 1), (8, 16, 2), (12, 12, 12)] {
-        let cases = config(vec![Op::Conv2d], cin, cout, Hw::new(17, 19), groups, 1).cases().unwrap();
+        let cases = config(vec![ConvOp::Conv2d], cin, cout, Hw::new(17, 19), groups, 1).cases().unwrap();
         assert_eq!(cases.len(), 3);
         for case in &cases {
             let g = &case.geometry;
@@ -39,7 +39,7 @@ fn gflop_follows_the_formula() {
     // Transposed: counts input positions, 2·N·H·W·C_in·(C_out/groups)·k² — also at stride 2,
     // where the output is larger but no inserted zero is counted.
     for (cin, cout, groups, stride) in [(8, 16, 1, 1), (8, 16, 4, 1), (6, 4, 2, 2)] {
-        let cases = config(vec![Op::ConvTranspose2d], cin, cout, Hw::new(9, 11), groups, stride).cases().unwrap();
+        let cases = config(vec![ConvOp::ConvTranspose2d], cin, cout, Hw::new(9, 11), groups, stride).cases().unwrap();
         for case in &cases {
             let g = &case.geometry;
             if stride == 1 {
@@ -53,7 +53,7 @@ fn gflop_follows_the_formula() {
     }
 }
 
-fn record(op: Op, device: Device, dilation: usize, gflops: f64) -> Record {
+fn record(op: ConvOp, device: Device, dilation: usize, gflops: f64) -> Record {
     Record {
         op,
         device,
@@ -87,13 +87,13 @@ fn record(op: Op, device: Device, dilation: usize, gflops: f64) -> Record {
 #[test]
 fn penalty_is_relative_to_the_dilation_1_row_of_the_same_op_and_device() {
     let mut records = vec![
-        record(Op::Conv2d, Device::Gpu, 1, 10.0),
-        record(Op::Conv2d, Device::Gpu, 2, 8.0),
-        record(Op::Conv2d, Device::Gpu, 4, 2.5),
-        record(Op::Conv2d, Device::Cpu, 4, 30.0),
-        record(Op::Conv2d, Device::Cpu, 1, 40.0),
-        record(Op::ConvTranspose2d, Device::Gpu, 2, 5.0),
-        record(Op::ConvTranspose2d, Device::Gpu, 4, 4.0),
+        record(ConvOp::Conv2d, Device::Gpu, 1, 10.0),
+        record(ConvOp::Conv2d, Device::Gpu, 2, 8.0),
+        record(ConvOp::Conv2d, Device::Gpu, 4, 2.5),
+        record(ConvOp::Conv2d, Device::Cpu, 4, 30.0),
+        record(ConvOp::Conv2d, Device::Cpu, 1, 40.0),
+        record(ConvOp::ConvTranspose2d, Device::Gpu, 2, 5.0),
+        record(ConvOp::ConvTranspose2d, Device::Gpu, 4, 4.0),
     ];
     fill_penalties(&mut records);
     let penalties: Vec<Option<f64>> = records.iter().map(|r| r.dilation_penalty).collect();
@@ -142,7 +142,7 @@ fn configurations_are_validated_before_anything_runs() {
     refused(BenchConfig { dilations: vec![1, 2, 2], ..base.clone() }, &["dilation 2", "twice"]);
     refused(BenchConfig { dilations: vec![], ..base.clone() }, &["dilations"]);
     refused(BenchConfig { groups: 3, ..base.clone() }, &["groups=3", "8"]);
-    refused(BenchConfig { out_channels: Some(10), groups: 4, ops: vec![Op::ConvTranspose2d], ..base.clone() }, &["groups=4", "10", "output"]);
+    refused(BenchConfig { out_channels: Some(10), groups: 4, ops: vec![ConvOp::ConvTranspose2d], ..base.clone() }, &["groups=4", "10", "output"]);
     refused(BenchConfig { groups: 0, ..base.clone() }, &["groups"]);
     refused(BenchConfig { repeats: 0, ..base.clone() }, &["repeats"]);
     refused(BenchConfig { kernel: 0, ..base.clone() }, &["kernel"]);
@@ -162,7 +162,7 @@ fn the_fma_kernel_declares_its_chains() {
 
 #[test]
 fn the_plot_draws_without_system_fonts() {
-    let mut records = vec![record(Op::Conv2d, Device::Gpu, 1, 10.0), record(Op::Conv2d, Device::Gpu, 2, 7.0), record(Op::Conv2d, Device::Gpu, 16, 3.0)];
+    let mut records = vec![record(ConvOp::Conv2d, Device::Gpu, 1, 10.0), record(ConvOp::Conv2d, Device::Gpu, 2, 7.0), record(ConvOp::Conv2d, Device::Gpu, 16, 3.0)];
     fill_penalties(&mut records);
     let runner = Runner { device: Device::Gpu, name: "test adapter".into(), description: "test adapter".into(), backend: "vulkan".into(), timing: TimingSource::Timestamp };
     let peak = Peak { device: Device::Gpu, gflops: 20.0, timing: TimingSource::Timestamp, method: "test".into() };
@@ -367,7 +367,7 @@ fn bench_refuses_bad_flags_and_writes_nothing() {
 #[test]
 fn a_disagreement_names_its_numbers() {
     let difference = atrous::compare::difference(&[1.0, 2.5], &[1.0, 2.0]);
-    let error = BenchError::Mismatch { op: Op::ConvTranspose2d, dilation: 4, shape: [1, 8, 17, 17], difference, tolerance: bench::AGREEMENT_TOLERANCE };
+    let error = BenchError::Mismatch { op: ConvOp::ConvTranspose2d, dilation: 4, shape: [1, 8, 17, 17], difference, tolerance: bench::AGREEMENT_TOLERANCE };
     let message = error.to_string();
     for word in ["conv-transpose2d", "dilation 4", "[1, 8, 17, 17]", "max abs error 5.000e-1", "max relative error 2.500e-1", "1e-3"] {
         assert!(message.contains(word), "'{message}' lacks '{word}'");

@@ -348,6 +348,7 @@ fn malformed_stride() {
     conv2d_fails(&dir, None, None, &["--stride", "2,x"], &["--stride", "'2,x'", "not a size"]);
     // A negative size (written with '=' so that clap does not take "-1" for a flag).
     conv2d_fails(&dir, None, None, &["--padding=-1"], &["--padding", "'-1'", "not a size"]);
+    conv2d_fails(&dir, None, None, &["--dilation", "2x"], &["--dilation", "'2x'", "not a size", "N, HxW or H,W"]);
 }
 
 /// conv-transpose2d refuses output_padding ≥ max(stride, dilation), and names the limit.
@@ -478,6 +479,44 @@ fn conv2d_on_cpu_matches_reference() {
     assert_eq!(expected.0, [2, 6, 7, 7]);
     assert!(stdout(&out).contains("[2, 6, 7, 7]"), "{}", stdout(&out));
     assert_output_matches(&output, expected, 1e-5);
+}
+
+/// Every pair flag takes `HxW` as well as `H,W`: the same case spelt with `x` gives the same result.
+#[test]
+fn pair_flags_take_x_as_well_as_a_comma() {
+    let dir = Dir::new();
+    let mut case = conv2d_case();
+    case.flags = vec!["--stride", "2x1", "--padding", "2X1", "--dilation", "2x3", "--groups", "2"];
+    let (output, out) = case.run(&dir, &["--device", "cpu"]);
+    assert_success(&out);
+    assert_output_matches(&output, case.expected(), 1e-5);
+}
+
+/// `--size` takes `N`, `HxW` and `H,W` alike, and refuses anything else naming the flag and the
+/// spellings it takes (`atrous rf` computes nothing: the feature-map sizes tell the size read).
+#[test]
+fn size_takes_n_hxw_and_h_comma_w() {
+    let rf = |size: &str| atrous(&["rf", "--arch", "resnet18", "--size", size]);
+    let square = rf("65");
+    assert_success(&square);
+    assert!(stdout(&square).contains("with a 65x65 input"), "{}", stdout(&square));
+    for spelling in ["65x65", "65,65"] {
+        let out = rf(spelling);
+        assert_success(&out);
+        assert_eq!(stdout(&out), stdout(&square), "--size {spelling}");
+    }
+    let out = rf("65,33");
+    assert_success(&out);
+    assert!(stdout(&out).contains("with a 65x33 input"), "{}", stdout(&out));
+    for bad in ["65;65", "65x", "0x65"] {
+        let out = rf(bad);
+        assert_eq!(out.status.code(), Some(1), "--size {bad}: {}", stderr(&out));
+        let err = stderr(&out);
+        for needle in ["--size", &format!("'{bad}'"), "not a size", "N, HxW or H,W"] {
+            assert!(err.contains(needle), "--size {bad}: stderr lacks {needle:?}:\n{err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 /// `conv-transpose2d --device cpu` writes the reference's result.

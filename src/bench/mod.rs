@@ -2,10 +2,10 @@
 //! dilation grows, on the GPU and on the fast CPU path, in useful GFLOP/s.
 //!
 //! A [`BenchConfig`] describes one shape and a list of dilations; every configuration is
-//! validated through [`ConvGeometry`] before anything runs ([`BenchConfig::cases`]). Padding is
+//! validated through [`WindowGeometry`] before anything runs ([`BenchConfig::cases`]). Padding is
 //! `dilation·(k−1)/2`, which keeps the size at stride 1 (for the transposed op too). [`run`]
 //! times each configuration — warm-up runs first, then the timed repeats, summarised as median,
-//! min and max — and returns [`Record`]s: useful GFLOP ([`ConvGeometry::flops`]), GFLOP/s at the
+//! min and max — and returns [`Record`]s: useful GFLOP ([`WindowGeometry::flops`]), GFLOP/s at the
 //! median, and the dilation penalty (throughput relative to the dilation-1 row of the same op
 //! and device). With `peak` set, each device's attainable FP32 FMA rate is measured first and
 //! every record gets its fraction of it.
@@ -28,6 +28,7 @@ pub use peak::{cpu_fma_peak, cpu_name, CpuPeakRuns};
 pub use plot::{plot_png, write_plot};
 pub use report::{format_table, to_csv, to_json, write_csv, write_json, COLUMNS, PEAK_COLUMNS};
 
+pub use crate::backend::Device;
 pub use crate::gpu::TimingSource;
 
 use std::fmt;
@@ -39,7 +40,7 @@ use thiserror::Error;
 use crate::backend::Cpu;
 use crate::compare::{difference, Difference};
 use crate::gpu::{shaders, Gpu, GpuError, KernelChoice, TuningStats};
-use crate::shape::{Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, ShapeError};
+use crate::shape::{Conv2dParams, ConvTranspose2dParams, Hw, ShapeError, WindowGeometry};
 use crate::{Backend, Tensor};
 
 /// Relative tolerance of the GPU-vs-CPU check of the first configuration of each op.
@@ -52,49 +53,25 @@ pub const PEAK_RUNS: usize = 5;
 const INPUT_SEED: u64 = 1;
 const WEIGHT_SEED: u64 = 2;
 
-/// Which convolution is measured.
+/// Which convolution is measured (named apart from [`crate::net::Op`], a layer of a network).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum Op {
+pub enum ConvOp {
     #[serde(rename = "conv2d")]
     Conv2d,
     #[serde(rename = "conv-transpose2d")]
     ConvTranspose2d,
 }
 
-impl Op {
+impl ConvOp {
     pub fn name(self) -> &'static str {
         match self {
-            Op::Conv2d => "conv2d",
-            Op::ConvTranspose2d => "conv-transpose2d",
+            ConvOp::Conv2d => "conv2d",
+            ConvOp::ConvTranspose2d => "conv-transpose2d",
         }
     }
 }
 
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Where it runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum Device {
-    #[serde(rename = "gpu")]
-    Gpu,
-    #[serde(rename = "cpu")]
-    Cpu,
-}
-
-impl Device {
-    pub fn name(self) -> &'static str {
-        match self {
-            Device::Gpu => "gpu",
-            Device::Cpu => "cpu",
-        }
-    }
-}
-
-impl fmt::Display for Device {
+impl fmt::Display for ConvOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -149,7 +126,7 @@ impl GpuKernels {
     }
 
     /// The kernels to time on `geometry`, in order.
-    pub fn kernels(self, gpu: &Gpu, geometry: &ConvGeometry) -> Vec<KernelChoice> {
+    pub fn kernels(self, gpu: &Gpu, geometry: &WindowGeometry) -> Vec<KernelChoice> {
         match self {
             GpuKernels::One(kernel) => vec![kernel],
             GpuKernels::All => {
@@ -169,7 +146,7 @@ impl GpuKernels {
 
 /// What `kernel` ran `geometry` on `gpu` as a record names it: the forced kernel's name, or
 /// `auto:NAME` for the auto choice, NAME being the kernel it picked.
-pub fn kernel_label(gpu: &Gpu, geometry: &ConvGeometry, kernel: KernelChoice) -> Result<String, GpuError> {
+pub fn kernel_label(gpu: &Gpu, geometry: &WindowGeometry, kernel: KernelChoice) -> Result<String, GpuError> {
     Ok(match kernel {
         KernelChoice::Auto => {
             let picked = match gpu.resolve(geometry, KernelChoice::Auto)? {
@@ -185,7 +162,7 @@ pub fn kernel_label(gpu: &Gpu, geometry: &ConvGeometry, kernel: KernelChoice) ->
 /// What `atrous bench` measures. [`Default`] gives the command line's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchConfig {
-    pub ops: Vec<Op>,
+    pub ops: Vec<ConvOp>,
     pub dilations: Vec<usize>,
     /// Input channels.
     pub channels: usize,
@@ -213,7 +190,7 @@ pub struct BenchConfig {
 impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
-            ops: vec![Op::Conv2d],
+            ops: vec![ConvOp::Conv2d],
             dilations: vec![1, 2, 4, 8, 16],
             channels: 256,
             out_channels: None,
@@ -235,9 +212,9 @@ impl Default for BenchConfig {
 /// One validated configuration: an op at one dilation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Case {
-    pub op: Op,
+    pub op: ConvOp,
     pub dilation: usize,
-    pub geometry: ConvGeometry,
+    pub geometry: WindowGeometry,
 }
 
 /// Why a benchmark cannot run or failed.
@@ -246,15 +223,18 @@ pub enum BenchError {
     #[error("{0}")]
     Config(String),
     #[error("{op} at dilation {dilation} (padding {padding}): {source}")]
-    Shape { op: Op, dilation: usize, padding: usize, source: ShapeError },
+    Shape { op: ConvOp, dilation: usize, padding: usize, source: ShapeError },
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    /// The CPU's convolution (the reference the GPU is checked against, or the CPU's timed run).
+    #[error(transparent)]
+    Cpu(crate::Error),
     #[error(
         "{what}: the measured time is {seconds:e} s, not positive — the {timing} clock cannot resolve this work, and its GFLOP/s would be meaningless; give each run more work (a larger --size, --channels or --batch)"
     )]
     NonPositiveTime { what: String, seconds: f64, timing: TimingSource },
     #[error("GPU and CPU disagree on {op} at dilation {dilation} (output {shape:?}): {difference}; the limit is {tolerance:e} relative")]
-    Mismatch { op: Op, dilation: usize, shape: [usize; 4], difference: Difference, tolerance: f64 },
+    Mismatch { op: ConvOp, dilation: usize, shape: [usize; 4], difference: Difference, tolerance: f64 },
     #[error("writing {path}: {source}")]
     Write { path: String, source: std::io::Error },
     #[error("drawing the plot: {0}")]
@@ -293,7 +273,7 @@ impl BenchConfig {
     }
 
     /// Every configuration, ops in order and dilations as listed, each validated through
-    /// [`ConvGeometry`]; the first problem found is the error.
+    /// [`WindowGeometry`]; the first problem found is the error.
     pub fn cases(&self) -> Result<Vec<Case>, BenchError> {
         let config = |message: String| Err(BenchError::Config(message));
         if self.ops.is_empty() {
@@ -335,9 +315,9 @@ impl BenchConfig {
                 let input = [self.batch, self.channels, self.size.h, self.size.w];
                 let (k, s, p, d) = (Hw::square(self.kernel), Hw::square(self.stride), Hw::square(padding), Hw::square(dilation));
                 let geometry = match op {
-                    Op::Conv2d => Conv2dParams { stride: s, padding: p, dilation: d, groups: self.groups }
+                    ConvOp::Conv2d => Conv2dParams { stride: s, padding: p, dilation: d, groups: self.groups }
                         .geometry(&input, &[c_out, per_group(self.channels), k.h, k.w], None),
-                    Op::ConvTranspose2d => ConvTranspose2dParams { stride: s, padding: p, output_padding: Hw::square(0), dilation: d, groups: self.groups }
+                    ConvOp::ConvTranspose2d => ConvTranspose2dParams { stride: s, padding: p, output_padding: Hw::square(0), dilation: d, groups: self.groups }
                         .geometry(&input, &[self.channels, per_group(c_out), k.h, k.w], None),
                 }
                 .map_err(shape_error)?;
@@ -386,9 +366,9 @@ pub fn summarize(what: &str, timing: TimingSource, seconds: &[f64]) -> Result<St
     Ok(Stats { median, min: sorted[0], max: sorted[n - 1] })
 }
 
-/// Useful GFLOP of one configuration: [`ConvGeometry::flops`] / 10⁹ (a transposed convolution
+/// Useful GFLOP of one configuration: [`WindowGeometry::flops`] / 10⁹ (a transposed convolution
 /// counts its input positions, not the zeros a strided transposed conv inserts).
-pub fn gflop(geometry: &ConvGeometry) -> f64 {
+pub fn gflop(geometry: &WindowGeometry) -> f64 {
     geometry.flops() as f64 / 1e9
 }
 
@@ -396,7 +376,7 @@ pub fn gflop(geometry: &ConvGeometry) -> f64 {
 /// the peak fields only when a peak was measured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Record {
-    pub op: Op,
+    pub op: ConvOp,
     pub device: Device,
     /// The GPU adapter's name, or the CPU's model and thread count.
     pub adapter: String,
@@ -472,7 +452,7 @@ impl Record {
     /// Everything that makes two records the same series except the dilation (and what
     /// follows from it). The auto choice is one series whatever it picked at each dilation.
     #[allow(clippy::type_complexity)]
-    fn series_key(&self) -> (Op, Device, &str, &str, usize, usize, usize, usize, usize, usize, usize, usize) {
+    fn series_key(&self) -> (ConvOp, Device, &str, &str, usize, usize, usize, usize, usize, usize, usize, usize) {
         let kernel = if self.kernel.starts_with("auto:") { "auto" } else { self.kernel.as_str() };
         (self.op, self.device, self.adapter.as_str(), kernel, self.batch, self.cin, self.cout, self.h, self.w, self.kernel_size, self.stride, self.groups)
     }
@@ -519,7 +499,7 @@ pub fn apply_peaks(records: &mut [Record], peaks: &[Peak]) {
 /// The GPU-vs-CPU check of one configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
-    pub op: Op,
+    pub op: ConvOp,
     /// The GPU kernel checked, as its records name it.
     pub kernel: String,
     pub dilation: usize,
@@ -541,7 +521,7 @@ pub struct Runner {
 /// The GPU shader that ran an op, for the table's header.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuKernel {
-    pub op: Op,
+    pub op: ConvOp,
     /// As the records name it (`tiled`, `auto:lanes`, …).
     pub kernel: String,
     pub shader: &'static str,
@@ -622,7 +602,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
         let first = cases.iter().find(|c| c.op == *op).expect("every op has cases");
         data.push((*op, tensors(first)));
     }
-    let data_of = |op: Op| &data.iter().find(|(o, _)| *o == op).expect("tensors for every op").1;
+    let data_of = |op: ConvOp| &data.iter().find(|(o, _)| *o == op).expect("tensors for every op").1;
 
     let mut peaks = Vec::new();
     if config.peak {
@@ -652,7 +632,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
     let mut kernels = Vec::new();
     if let (Some(gpu), Some(runner)) = (gpu, &gpu_runner) {
         // The CPU's result of the first configuration of each op, which every kernel is checked on.
-        let mut references: Vec<(Op, Vec<f32>)> = Vec::new();
+        let mut references: Vec<(ConvOp, Vec<f32>)> = Vec::new();
         for case in &cases {
             for kernel in config.gpu_kernel.kernels(gpu, &case.geometry) {
                 // Resolving the auto choice first tunes its class (outside the timed runs).
@@ -669,7 +649,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
                 let first_of_op = cases.iter().find(|c| c.op == case.op).is_some_and(|c| c == case);
                 if first_of_op {
                     if !references.iter().any(|(op, _)| *op == case.op) {
-                        let reference = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(|e| BenchError::Config(e.to_string()))?;
+                        let reference = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(BenchError::Cpu)?;
                         references.push((case.op, reference));
                     }
                     let reference = &references.iter().find(|(op, _)| *op == case.op).expect("just computed").1;
@@ -696,7 +676,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
             let mut seconds = Vec::with_capacity(config.repeats);
             for run in 0..config.warmup + config.repeats {
                 let start = Instant::now();
-                let output = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(|e| BenchError::Config(e.to_string()))?;
+                let output = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(BenchError::Cpu)?;
                 let elapsed = start.elapsed().as_secs_f64();
                 std::hint::black_box(output);
                 if run >= config.warmup {

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use image::RgbImage;
 use plotters::prelude::*;
 
-use super::{BenchError, BenchReport, Device, Op, TimingSource};
+use super::{BenchError, BenchReport, Device, ConvOp, TimingSource};
 use crate::imaging::save_png;
 
 /// Width of one device's panel, and the picture's height.
@@ -29,12 +29,12 @@ fn register_font() -> Result<(), BenchError> {
 }
 
 /// One colour per (op, device) series, distinguishable in print.
-fn colour(op: Op, device: Device) -> RGBColor {
+fn colour(op: ConvOp, device: Device) -> RGBColor {
     match (op, device) {
-        (Op::Conv2d, Device::Gpu) => RGBColor(31, 119, 180),
-        (Op::ConvTranspose2d, Device::Gpu) => RGBColor(214, 39, 40),
-        (Op::Conv2d, Device::Cpu) => RGBColor(44, 160, 44),
-        (Op::ConvTranspose2d, Device::Cpu) => RGBColor(148, 103, 189),
+        (ConvOp::Conv2d, Device::Gpu) => RGBColor(31, 119, 180),
+        (ConvOp::ConvTranspose2d, Device::Gpu) => RGBColor(214, 39, 40),
+        (ConvOp::Conv2d, Device::Cpu) => RGBColor(44, 160, 44),
+        (ConvOp::ConvTranspose2d, Device::Cpu) => RGBColor(148, 103, 189),
     }
 }
 
@@ -77,7 +77,7 @@ where
     let records: Vec<_> = report.records.iter().filter(|r| r.device == device).collect();
     let auto_only = device == Device::Gpu && records.iter().any(|r| r.kernel.starts_with("auto:")) && records.iter().any(|r| !r.kernel.starts_with("auto:"));
     let records: Vec<_> = records.into_iter().filter(|r| !auto_only || r.kernel.starts_with("auto:")).collect();
-    let mut ops: Vec<Op> = Vec::new();
+    let mut ops: Vec<ConvOp> = Vec::new();
     for r in &records {
         if !ops.contains(&r.op) {
             ops.push(r.op);
@@ -139,7 +139,7 @@ where
             .map_err(plot_error)?;
     }
 
-    let value = |op: Op, dilation: usize| records.iter().find(|r| r.op == op && r.dilation == dilation).map(|r| r.gflops);
+    let value = |op: ConvOp, dilation: usize| records.iter().find(|r| r.op == op && r.dilation == dilation).map(|r| r.gflops);
     for &op in &ops {
         let colour = colour(op, device);
         let mut points: Vec<(usize, f64)> = records.iter().filter(|r| r.op == op).map(|r| (r.dilation, r.gflops)).collect();

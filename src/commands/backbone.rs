@@ -1,89 +1,20 @@
 //! `atrous backbone` (run a ResNet, optionally compare GPU with CPU layer by layer) and
 //! `atrous rf` (the receptive-field arithmetic, no computation).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
-use super::{mib, ms, AdapterArgs, Device};
-use atrous::backend::Cpu;
-use atrous::compare::{difference, Difference};
-use atrous::imaging::{image_to_tensor, load_image};
-use image::RgbImage;
+use super::parse::{parse_size, Rates};
+use super::run::{note_unused, InputArgs, Run, RunArgs, DEFAULT_SEED};
 use atrous::models::resnet::{resnet, Arch, ResNetConfig};
-use atrous::net::{receptive_fields, Executor, FieldOfView, Forward, Keep, LayerGeometry, Network};
-use atrous::npy::{read_npy, write_npy};
+use atrous::net::{receptive_fields, Executor, Network};
+use atrous::npy::write_npy;
 use atrous::weights::{Prefixed, SafetensorsWeights, SeededWeights};
 use atrous::{Hw, Tensor};
-
-/// Relative tolerance under which a layer's GPU and CPU outputs are said to agree; whole
-/// networks accumulate more rounding than one op.
-pub const NETWORK_TOLERANCE: f64 = 1e-3;
-
-/// Seed of the built-in weights (used when no `--weights` file is given).
-pub const DEFAULT_SEED: u64 = 2024;
-
-/// Parses `"HxW"` or `"N"` (square).
-pub fn parse_size(s: &str) -> Result<Hw, String> {
-    let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&v| v > 0).ok_or_else(|| format!("'{s}' is not a size: expected HxW or N, e.g. 513x513"));
-    match s.split_once(['x', 'X']) {
-        Some((h, w)) => Ok(Hw::new(parse(h)?, parse(w)?)),
-        None => Ok(Hw::square(parse(s)?)),
-    }
-}
-
-/// A comma-separated list of rates, e.g. `1,2,4`.
-#[derive(Clone, Debug)]
-pub struct Rates(pub Vec<usize>);
-
-impl std::str::FromStr for Rates {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        s.split(',')
-            .map(|v| v.trim().parse::<usize>().map_err(|_| format!("'{s}' is not a comma-separated list of integers")))
-            .collect::<Result<_, _>>()
-            .map(Rates)
-    }
-}
-
-/// What a network runs on: a tensor file, a photo, or a seeded random tensor.
-#[derive(Args, Clone)]
-pub struct InputArgs {
-    /// Input tensor, NCHW float .npy with 3 channels (already normalised)
-    #[arg(long, value_name = "X.npy", group = "source")]
-    pub input: Option<PathBuf>,
-    /// A PNG or JPEG photo; ImageNet mean/std are applied (resized when --size is also given)
-    #[arg(long, value_name = "PHOTO", group = "source")]
-    pub image: Option<PathBuf>,
-    /// Input size HxW: with no --input/--image, a seeded random input of this size
-    #[arg(long, value_parser = parse_size, value_name = "HxW")]
-    pub size: Option<Hw>,
-    /// Batch size of the random input (with --size)
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-}
-
-impl InputArgs {
-    /// The input tensor, and the photo when one was given.
-    pub fn load(&self) -> Result<(Tensor, Option<RgbImage>)> {
-        if let Some(path) = &self.input {
-            return Ok((read_npy(path).context("reading --input")?, None));
-        }
-        if let Some(path) = &self.image {
-            let image = load_image(path, self.size)?;
-            return Ok((image_to_tensor(&image), Some(image)));
-        }
-        let Some(size) = self.size else { bail!("give an input: --input X.npy, --image PHOTO, or --size HxW for a random one") };
-        if self.batch == 0 {
-            bail!("--batch must be at least 1");
-        }
-        Ok((Tensor::random(vec![self.batch, 3, size.h, size.w], DEFAULT_SEED), None))
-    }
-}
 
 /// Which backbone, with which weights.
 #[derive(Args, Clone)]
@@ -126,45 +57,6 @@ pub struct BackboneArgs {
     pub run: RunArgs,
 }
 
-/// Where a network runs and how the run is reported (`backbone` and `segment`).
-#[derive(Args)]
-pub struct RunArgs {
-    /// Where to run; --output holds this device's result
-    #[arg(long, value_enum, default_value = "gpu")]
-    pub device: Device,
-    /// Run on GPU and CPU and report each layer's max abs and relative error and a verdict
-    /// (exit status 2 when some layer disagrees by more than 1e-3 relative)
-    #[arg(long)]
-    pub compare: bool,
-    /// Print one JSON object instead of the table
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub adapter: AdapterArgs,
-}
-
-impl RunArgs {
-    /// Opens the chosen device.
-    pub fn executor(&self) -> Result<Box<dyn Executor>> {
-        Ok(match self.device {
-            Device::Gpu => Box::new(self.adapter.open()?),
-            Device::Cpu => Box::new(Cpu),
-        })
-    }
-
-    /// Runs `network` on the chosen device (and on the CPU too with --compare).
-    pub fn run(&self, network: &Network, input: &Tensor) -> Result<(Box<dyn Executor>, Run)> {
-        let executor = self.executor()?;
-        let run = run_network(network, input, executor.as_ref(), self.compare)?;
-        Ok((executor, run))
-    }
-
-    /// The human-readable report of a run.
-    pub fn print(&self, run: &Run, network: &Network, input: &Tensor, executor: &dyn Executor) {
-        run.print(network, input, executor, self.device == Device::Gpu);
-    }
-}
-
 /// Builds the network with the chosen weights and reports unused tensors of a weights file.
 pub fn build(model: &ModelArgs, weights: Option<&PathBuf>, prefix: &str) -> Result<Network> {
     let config = model.config();
@@ -177,188 +69,6 @@ pub fn build(model: &ModelArgs, weights: Option<&PathBuf>, prefix: &str) -> Resu
             Ok(network)
         }
     }
-}
-
-/// Says which tensors of a weights file under `under` went unused (apart from `ignored` ones).
-pub fn note_unused(file: &SafetensorsWeights, path: &Path, under: &str, ignored: &[&str]) {
-    let unused = file.unused(under, ignored);
-    if !unused.is_empty() {
-        eprintln!("note: {} tensor(s) in {} were not used, e.g. {}", unused.len(), path.display(), unused[..unused.len().min(3)].join(", "));
-    }
-}
-
-/// One row of the per-layer table.
-pub struct Row<'a> {
-    pub name: &'a str,
-    pub geometry: &'a LayerGeometry,
-    pub field: FieldOfView,
-    pub time: Option<std::time::Duration>,
-    pub difference: Option<Difference>,
-}
-
-/// The window's kernel, stride and dilation as table cells; "-" for ops without a window.
-fn window_cells(g: &LayerGeometry) -> [String; 3] {
-    match g.window() {
-        Some(w) => [format!("{}x{}", w.kernel.h, w.kernel.w), w.stride.h.to_string(), w.dilation.h.to_string()],
-        None => ["-".to_owned(), "-".to_owned(), "-".to_owned()],
-    }
-}
-
-pub fn print_table(rows: &[Row], time_label: &str) {
-    let compare = rows.iter().any(|r| r.difference.is_some());
-    print!("{:<30} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}", "layer", "output (NCHW)", "kernel", "stride", "dil", "jump", "RF", time_label);
-    if compare {
-        print!(" {:>10} {:>10}  verdict", "max abs", "max rel");
-    }
-    println!();
-    for r in rows {
-        let shape = r.geometry.output_shape();
-        let [kernel, stride, dilation] = window_cells(r.geometry);
-        print!(
-            "{:<30} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}",
-            r.name,
-            format!("{}x{}x{}x{}", shape[0], shape[1], shape[2], shape[3]),
-            kernel,
-            stride,
-            dilation,
-            r.field.jump.h,
-            format!("{}x{}", r.field.receptive_field.h, r.field.receptive_field.w),
-            r.time.map_or("-".to_owned(), ms)
-        );
-        if let Some(d) = r.difference {
-            print!(" {:>10.3e} {:>10.3e}  {}", d.max_abs, d.max_rel, if d.within(NETWORK_TOLERANCE) { "ok" } else { "DISAGREE" });
-        }
-        println!();
-    }
-}
-
-/// What running a backbone produced, shared by `backbone` and `demo`.
-pub struct Run {
-    pub geometries: Vec<LayerGeometry>,
-    pub fields: Vec<FieldOfView>,
-    pub primary: Forward,
-    /// The CPU's pass, every layer kept, when compared.
-    pub reference: Option<Forward>,
-    pub differences: Option<Vec<Difference>>,
-}
-
-impl Run {
-    pub fn features(&self) -> &Tensor {
-        self.primary.outputs.last().and_then(Option::as_ref).expect("the last layer is always kept")
-    }
-
-    /// The CPU's output of the last layer, when compared.
-    pub fn reference_features(&self) -> Option<&Tensor> {
-        self.reference.as_ref().map(|r| r.outputs.last().and_then(Option::as_ref).expect("a compared run keeps every layer"))
-    }
-
-    pub fn agree(&self) -> bool {
-        self.differences.as_ref().is_none_or(|ds| ds.iter().all(|d| d.within(NETWORK_TOLERANCE)))
-    }
-
-    /// The human-readable report: the per-layer table, total time, GPU memory and the verdict.
-    pub fn print(&self, network: &Network, input: &Tensor, executor: &dyn Executor, on_gpu: bool) {
-        println!("{} on {:?}, {}", network.name, input.shape(), executor.describe());
-        let label = match (on_gpu, self.primary.layer_times.is_some()) {
-            (true, true) => "GPU ms",
-            (true, false) => "GPU ms (n/a)",
-            (false, _) => "CPU ms",
-        };
-        print_table(&self.rows(network), label);
-        println!("total wall time {} ms (uploads, read-back and any autotuning included)", ms(self.primary.total_time));
-        for note in executor.notes() {
-            println!("{note}");
-        }
-        if let Some(m) = self.primary.memory {
-            println!(
-                "GPU memory: weights {} + activations {} = {} peak (largest activation {})",
-                mib(m.weights),
-                mib(m.activations),
-                mib(m.peak()),
-                mib(m.largest_activation)
-            );
-        }
-        if self.differences.is_some() {
-            let verdict = if self.agree() { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" };
-            println!("verdict: {verdict} (every layer within {NETWORK_TOLERANCE:e} relative: {})", self.agree());
-        }
-    }
-
-    /// The machine-readable report of `--json`: shapes, device, times, memory and every layer.
-    pub fn report(&self, network: &Network, input: &Tensor, executor: &dyn Executor) -> serde_json::Map<String, serde_json::Value> {
-        let layers: Vec<_> = self
-            .rows(network)
-            .iter()
-            .zip(&network.layers)
-            .map(|(r, layer)| {
-                let window = r.geometry.window();
-                json!({
-                    "name": r.name,
-                    "op": layer.kind(),
-                    "output_shape": r.geometry.output_shape(),
-                    "kernel": window.map(|w| [w.kernel.h, w.kernel.w]),
-                    "stride": window.map(|w| [w.stride.h, w.stride.w]),
-                    "dilation": window.map(|w| [w.dilation.h, w.dilation.w]),
-                    "padding": window.map(|w| [w.padding.h, w.padding.w]),
-                    "jump": [r.field.jump.h, r.field.jump.w],
-                    "receptive_field": [r.field.receptive_field.h, r.field.receptive_field.w],
-                    "time_ms": r.time.map(|t| t.as_secs_f64() * 1e3),
-                    "gflop": r.geometry.flops() as f64 / 1e9,
-                    "max_abs_error": r.difference.map(|d| d.max_abs),
-                    "max_rel_error": r.difference.map(|d| d.max_rel),
-                    "agree": r.difference.map(|d| d.within(NETWORK_TOLERANCE)),
-                })
-            })
-            .collect();
-        let report = json!({
-            "input_shape": input.shape(),
-            "output_shape": self.features().shape(),
-            "device": executor.describe(),
-            "total_ms": self.primary.total_time.as_secs_f64() * 1e3,
-            "peak_memory_bytes": self.primary.memory.map(|m| m.peak()),
-            "weight_bytes": self.primary.memory.map(|m| m.weights),
-            "activation_bytes": self.primary.memory.map(|m| m.activations),
-            "agree": self.differences.as_ref().map(|_| self.agree()),
-            "layers": layers,
-        });
-        match report {
-            serde_json::Value::Object(map) => map,
-            _ => unreachable!("json! of braces is an object"),
-        }
-    }
-
-    pub fn rows<'a>(&'a self, network: &'a Network) -> Vec<Row<'a>> {
-        network
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, layer)| Row {
-                name: &layer.name,
-                geometry: &self.geometries[i],
-                field: self.fields[i],
-                time: self.primary.layer_times.as_ref().map(|t| t[i]),
-                difference: self.differences.as_ref().map(|d| d[i]),
-            })
-            .collect()
-    }
-}
-
-/// Runs `network` on `primary`, and with `compare` also on the CPU, diffing every layer.
-pub fn run_network(network: &Network, input: &Tensor, primary: &dyn Executor, compare: bool) -> Result<Run> {
-    let geometries = network.geometries(input.shape())?;
-    let fields = receptive_fields(network, &geometries);
-    let keep = if compare { Keep::All } else { Keep::Last };
-    let forward = primary.forward(network, input, keep)?;
-    let reference = if compare { Some(Cpu.forward(network, input, Keep::All)?) } else { None };
-    let differences = reference.as_ref().map(|reference| {
-        forward
-            .outputs
-            .iter()
-            .zip(&reference.outputs)
-            .map(|(a, b)| difference(a.as_ref().expect("kept").data(), b.as_ref().expect("kept").data()))
-            .collect()
-    });
-    Ok(Run { geometries, fields, primary: forward, reference, differences })
 }
 
 pub fn backbone(args: &BackboneArgs) -> Result<ExitCode> {
@@ -392,7 +102,7 @@ fn print_json(args: &BackboneArgs, network: &Network, input: &Tensor, executor: 
 pub struct RfArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Input size HxW (or N) for the feature-map sizes
+    /// Input size HxW or H,W (or N) for the feature-map sizes
     #[arg(long, value_parser = parse_size, default_value = "513", value_name = "HxW")]
     pub size: Hw,
 }

@@ -7,9 +7,9 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::backbone::{parse_size, Rates};
+use super::parse::{parse_size, Rates};
 use super::AdapterArgs;
-use atrous::bench::{self, BenchConfig, Device, GpuKernels, GpuTiming, Op};
+use atrous::bench::{self, BenchConfig, Device, GpuKernels, GpuTiming, ConvOp};
 use atrous::gpu::GpuOptions;
 use atrous::Hw;
 
@@ -56,7 +56,7 @@ pub struct BenchArgs {
     /// Output channels (default: as many as the input)
     #[arg(long, value_name = "N")]
     out_channels: Option<usize>,
-    /// Input size: N (square) or HxW
+    /// Input size: N (square), HxW or H,W
     #[arg(long, default_value = "65", value_parser = parse_size, value_name = "N|HxW")]
     size: Hw,
     /// Kernel side (square kernels)
@@ -107,9 +107,9 @@ impl BenchArgs {
     fn config(&self) -> BenchConfig {
         BenchConfig {
             ops: match self.op {
-                OpChoice::Conv2d => vec![Op::Conv2d],
-                OpChoice::ConvTranspose2d => vec![Op::ConvTranspose2d],
-                OpChoice::Both => vec![Op::Conv2d, Op::ConvTranspose2d],
+                OpChoice::Conv2d => vec![ConvOp::Conv2d],
+                OpChoice::ConvTranspose2d => vec![ConvOp::ConvTranspose2d],
+                OpChoice::Both => vec![ConvOp::Conv2d, ConvOp::ConvTranspose2d],
             },
             dilations: self.dilations.0.clone(),
             channels: self.channels,

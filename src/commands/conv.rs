@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{AdapterArgs, Device};
+use super::{device_parser, AdapterArgs, Device};
 use atrous::backend::Cpu;
 use atrous::compare::difference;
 use atrous::npy::{read_npy, write_npy};
-use atrous::{Backend, Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, Tensor};
+use atrous::{Backend, Conv2dParams, ConvTranspose2dParams, Hw, Tensor, WindowGeometry};
 
 /// Relative tolerance under which `--compare` calls GPU and CPU in agreement.
 const AGREEMENT_TOLERANCE: f64 = 1e-4;
@@ -29,20 +29,20 @@ pub struct ConvArgs {
     /// Where to write the result (float32 .npy); written only if the whole run succeeds
     #[arg(long, value_name = "Y.npy")]
     output: Option<PathBuf>,
-    /// Stride: S or SH,SW
+    /// Stride: S, SHxSW or SH,SW
     #[arg(long, default_value = "1", value_name = "S|SH,SW")]
     stride: Hw,
-    /// Zero padding on each side: P or PH,PW
+    /// Zero padding on each side: P, PHxPW or PH,PW
     #[arg(long, default_value = "0", value_name = "P|PH,PW")]
     padding: Hw,
-    /// Dilation (spacing between kernel taps): D or DH,DW
+    /// Dilation (spacing between kernel taps): D, DHxDW or DH,DW
     #[arg(long, default_value = "1", value_name = "D|DH,DW")]
     dilation: Hw,
     /// Channel groups (C_in for depthwise)
     #[arg(long, default_value_t = 1)]
     groups: usize,
     /// Where to run; the output file holds this device's result
-    #[arg(long, value_enum, default_value = "gpu")]
+    #[arg(long, value_parser = device_parser(), default_value = "gpu")]
     device: Device,
     /// Run on both GPU and CPU and report their max absolute and relative difference
     /// (exit status 2 when they disagree by more than 1e-4 relative)
@@ -82,7 +82,7 @@ pub fn conv_transpose2d(conv: &ConvArgs, output_padding: Hw) -> Result<ExitCode>
     convolve("conv-transpose2d", conv, &tensors, geometry)
 }
 
-fn describe(op: &str, g: &ConvGeometry) -> String {
+fn describe(op: &str, g: &WindowGeometry) -> String {
     format!(
         "{op}: input {:?} weight {:?} -> output {:?} (stride {}, padding {}, dilation {}, groups {})",
         g.input_shape(),
@@ -95,7 +95,7 @@ fn describe(op: &str, g: &ConvGeometry) -> String {
     )
 }
 
-fn convolve(op: &str, args: &ConvArgs, t: &Loaded, geometry: ConvGeometry) -> Result<ExitCode> {
+fn convolve(op: &str, args: &ConvArgs, t: &Loaded, geometry: WindowGeometry) -> Result<ExitCode> {
     println!("{}", describe(op, &geometry));
     let gpu = if args.device == Device::Gpu || args.compare { Some(args.adapter.open()?) } else { None };
     let execute = |backend: &dyn Backend| -> Result<Tensor> {

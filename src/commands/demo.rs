@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::backbone::{build, print_table, run_network, ModelArgs, Run, NETWORK_TOLERANCE};
+use super::backbone::{build, ModelArgs};
+use super::run::{print_table, run_network, Run, NETWORK_TOLERANCE};
 use super::segment::{argmax_disagreement, write_pictures, SegmentationModelArgs, UpsampleChoice};
 use super::{ms, AdapterArgs};
 use atrous::imaging::{heatmap_overlay, image_to_tensor, save_png, synthetic_image};

@@ -1,13 +1,17 @@
-//! One module per subcommand, each a thin layer over the library; shared flags live here.
+//! One module per subcommand, each a thin layer over the library; shared flags live here, the
+//! running and reporting of a network in [`run`], and the parsers of flag values in [`parse`].
 
 pub mod backbone;
 pub mod bench;
 pub mod conv;
 pub mod demo;
 pub mod devices;
+pub mod parse;
+pub mod run;
 pub mod segment;
 
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Args;
 
 use atrous::gpu::{Gpu, GpuOptions};
 
@@ -39,10 +43,12 @@ impl AdapterArgs {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Device {
-    Gpu,
-    Cpu,
+pub use atrous::backend::Device;
+
+/// `--device`'s parser: the library's [`Device`] by name, its values listed in `--help` and in
+/// the error for a wrong one as a `ValueEnum` would (the library does not depend on clap's traits).
+pub fn device_parser() -> impl TypedValueParser<Value = Device> {
+    PossibleValuesParser::new(Device::ALL.map(Device::name)).map(|name| name.parse::<Device>().expect("one of the possible values"))
 }
 
 /// Milliseconds with three decimals, for tables.

@@ -10,7 +10,8 @@ use clap::{Args, ValueEnum};
 use image::RgbImage;
 use serde_json::json;
 
-use super::backbone::{note_unused, InputArgs, Rates, Run, RunArgs, DEFAULT_SEED};
+use super::parse::Rates;
+use super::run::{note_unused, InputArgs, Run, RunArgs, DEFAULT_SEED};
 use atrous::imaging::{argmax_classes, mask_overlay, save_mask_png, save_png, tensor_to_image};
 use atrous::models::segmentation::{segmentation, Head, Model, SegmentationConfig, Upsample, VOC_CLASSES};
 use atrous::net::{Executor, Network};

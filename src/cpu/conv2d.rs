@@ -1,10 +1,10 @@
 use rayon::prelude::*;
 
 use super::{sgemm, tap_position};
-use crate::shape::ConvGeometry;
+use crate::shape::WindowGeometry;
 
 /// Direct-loop convolution accumulating in f64: slow, simple, and the gold standard.
-pub fn conv2d_reference(g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub fn conv2d_reference(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let mut out = Vec::with_capacity(g.output_shape().iter().product());
     for n in 0..g.batch {
@@ -34,7 +34,7 @@ pub fn conv2d_reference(g: &ConvGeometry, input: &[f32], weight: &[f32], bias: O
 }
 
 /// im2col + SGEMM convolution, parallel over (batch, group).
-pub fn conv2d(g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let in_plane = g.input.h * g.input.w;
     let pixels = g.output.h * g.output.w;
@@ -73,7 +73,7 @@ thread_local! {
 
 /// Unfolds one sample's group of channels into `cols`, a `[cig·kH·kW, OH·OW]` matrix, rows in
 /// parallel; every element is written (taps that fall into the padding are zero).
-fn im2col(g: &ConvGeometry, x: &[f32], cig: usize, cols: &mut Vec<f32>) {
+fn im2col(g: &WindowGeometry, x: &[f32], cig: usize, cols: &mut Vec<f32>) {
     let pixels = g.output.h * g.output.w;
     cols.resize(cig * g.kernel.h * g.kernel.w * pixels, 0.0);
     cols.par_chunks_mut(pixels).enumerate().for_each(|(row, col_row)| {

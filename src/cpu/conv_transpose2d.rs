@@ -1,7 +1,7 @@
 use rayon::prelude::*;
 
 use super::sgemm;
-use crate::shape::ConvGeometry;
+use crate::shape::WindowGeometry;
 
 /// The output position that input position `i` and kernel tap `tap` contribute to, if any:
 /// `i·stride + tap·dilation − padding`, within `0..size`.
@@ -12,7 +12,7 @@ fn scatter_position(i: usize, stride: usize, tap: usize, dilation: usize, paddin
 
 /// Direct-loop transposed convolution accumulating in f64: every input pixel scatters its
 /// kernel-weighted value into the output (the definition, no inserted zeros).
-pub fn conv_transpose2d_reference(g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub fn conv_transpose2d_reference(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let plane = g.output.h * g.output.w;
     let mut acc = vec![0.0f64; g.output_shape().iter().product()];
@@ -48,7 +48,7 @@ pub fn conv_transpose2d_reference(g: &ConvGeometry, input: &[f32], weight: &[f32
 
 /// SGEMM + col2im transposed convolution, parallel over (batch, group): the GEMM computes every
 /// (output channel, tap) contribution of every input pixel, col2im adds them into place.
-pub fn conv_transpose2d(g: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub fn conv_transpose2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let in_pixels = g.input.h * g.input.w;
     let out_plane = g.output.h * g.output.w;

@@ -4,7 +4,7 @@
 //! - the fast form: im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over
 //!   batch × groups with rayon — what the GPU is compared against on real networks.
 //!
-//! All functions take a validated [`ConvGeometry`](crate::shape::ConvGeometry) and flat NCHW
+//! All functions take a validated [`WindowGeometry`](crate::shape::WindowGeometry) and flat NCHW
 //! slices whose lengths match it.
 
 mod conv2d;

@@ -38,7 +38,7 @@ use super::context::{Gpu, GpuError, GpuOptions};
 use super::shaders;
 use super::timing::TimingSource;
 use super::kernels::KernelChoice;
-use crate::shape::{conv_output_size, conv_transpose_output_size, ConvGeometry, ConvKind};
+use crate::shape::{conv_output_size, conv_transpose_output_size, ConvKind, WindowGeometry};
 
 /// Version of the cache file's layout; a file of another version is ignored and rewritten.
 pub const CACHE_VERSION: u32 = 1;
@@ -169,7 +169,7 @@ pub fn cache_dir() -> Option<PathBuf> {
 /// `depthwise` where each group has one input channel, else `grouped`), input and output
 /// channels per group and output pixels per sample each rounded up to a power of two, and the
 /// batch rounded up to a power of two. E.g. `conv2d k3x3 s1x1 d2x2 dense cin256 cout256 px8192 n1`.
-pub fn shape_class(g: &ConvGeometry) -> String {
+pub fn shape_class(g: &WindowGeometry) -> String {
     let op = match g.kind {
         ConvKind::Forward => "conv2d",
         ConvKind::Transposed => "conv-transpose2d",
@@ -201,7 +201,7 @@ pub fn shape_class(g: &ConvGeometry) -> String {
 
 /// `g` on `rows` input rows (at least one; the output follows), or `g` itself where that would
 /// not be a valid convolution.
-fn with_input_rows(g: &ConvGeometry, rows: usize) -> ConvGeometry {
+fn with_input_rows(g: &WindowGeometry, rows: usize) -> WindowGeometry {
     let rows = rows.clamp(1, g.input.h);
     let output = match g.kind {
         ConvKind::Forward => (rows..=g.input.h).find_map(|r| conv_output_size(r, g.kernel.h, g.stride.h, g.padding.h, g.dilation.h).map(|o| (r, o))),
@@ -213,15 +213,15 @@ fn with_input_rows(g: &ConvGeometry, rows: usize) -> ConvGeometry {
         ConvKind::MaxPool | ConvKind::AvgPool => None,
     };
     match output {
-        Some((r, o)) => ConvGeometry { input: crate::Hw::new(r, g.input.w), output: crate::Hw::new(o, g.output.w), ..*g },
+        Some((r, o)) => WindowGeometry { input: crate::Hw::new(r, g.input.w), output: crate::Hw::new(o, g.output.w), ..*g },
         None => *g,
     }
 }
 
 /// The geometry a class is timed on: `g` at batch 1, its rows cut to stay under
 /// [`MAX_TUNING_FLOP`].
-fn tuning_geometry(g: &ConvGeometry) -> ConvGeometry {
-    let one = ConvGeometry { batch: 1, ..*g };
+fn tuning_geometry(g: &WindowGeometry) -> WindowGeometry {
+    let one = WindowGeometry { batch: 1, ..*g };
     let flop = one.flops();
     if flop <= MAX_TUNING_FLOP {
         return one;
@@ -271,7 +271,7 @@ impl Gpu {
     /// kernel of the shape class (see the module's documentation), else (tuning off, or nothing
     /// could be timed) [`KernelChoice::Auto`], the rule's choice in `Kernel::for_device`. The answer for
     /// one shape class never changes during the life of the `Gpu`.
-    pub fn resolve(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<KernelChoice, GpuError> {
+    pub fn resolve(&self, geometry: &WindowGeometry, choice: KernelChoice) -> Result<KernelChoice, GpuError> {
         let convolution = matches!(geometry.kind, ConvKind::Forward | ConvKind::Transposed);
         if choice != KernelChoice::Auto || !convolution {
             return Ok(choice);
@@ -344,7 +344,7 @@ impl Gpu {
     }
 
     /// The kernel the rule picks for `geometry` (what Auto runs with tuning off).
-    pub fn rule_choice(&self, geometry: &ConvGeometry) -> Result<KernelChoice, GpuError> {
+    pub fn rule_choice(&self, geometry: &WindowGeometry) -> Result<KernelChoice, GpuError> {
         let previous = BY_RULE.replace(true);
         let shader = self.kernel_name(geometry, KernelChoice::Auto);
         BY_RULE.set(previous);
@@ -355,7 +355,7 @@ impl Gpu {
     /// The kernels tuning times for `geometry` (and `atrous bench --gpu-kernel all`): every
     /// forced one that applies (the lanes one only where Auto may take it; neither lanes nor the
     /// GEMMs below [`super::TILED_MIN_CHANNELS`] output channels per group), the rule's pick first.
-    pub fn tuning_candidates(&self, geometry: &ConvGeometry) -> Vec<KernelChoice> {
+    pub fn tuning_candidates(&self, geometry: &WindowGeometry) -> Vec<KernelChoice> {
         let rule = self.rule_choice(geometry).unwrap_or(KernelChoice::Auto);
         // Below TILED_MIN_CHANNELS output channels per group (depthwise convs) the lanes and GEMM
         // kernels compute ≥ 94% padding; on lavapipe a GEMM there took minutes per run.
@@ -374,7 +374,7 @@ impl Gpu {
     }
 
     /// The kernel the cache file holds for `class`, if it is there and still runs `geometry`.
-    fn cached_choice(&self, geometry: &ConvGeometry, class: &str) -> Option<KernelChoice> {
+    fn cached_choice(&self, geometry: &WindowGeometry, class: &str) -> Option<KernelChoice> {
         let file = CacheFile::read(self.tuner.cache_file.as_deref()?)?;
         let name = file.adapters.get(&self.adapter_key())?.get(class)?;
         let kernel = KernelChoice::from_name(name).filter(|&k| k != KernelChoice::Auto)?;
@@ -400,7 +400,7 @@ impl Gpu {
 
     /// Times the candidates for `geometry`'s class and returns the fastest
     /// ([`KernelChoice::Auto`], the rule, when none could be timed).
-    fn tune(&self, geometry: &ConvGeometry) -> KernelChoice {
+    fn tune(&self, geometry: &WindowGeometry) -> KernelChoice {
         let start = Instant::now();
         let g = tuning_geometry(geometry);
         let weight_len = g.weight_shape().map_or(0, |s| s.iter().product());

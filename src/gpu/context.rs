@@ -10,6 +10,7 @@ use thiserror::Error;
 use wgpu::util::DeviceExt;
 
 use super::shaders::Shader;
+use super::timing::PassTimestamps;
 use super::kernels::KernelChoice;
 
 /// What can go wrong on the GPU side.
@@ -440,6 +441,32 @@ impl Gpu {
             .collect()
     }
 
+    /// An encoder holding `passes` compute passes, each recorded by `record` (and timed by
+    /// `timestamps` where given), for the caller to add its copies to and submit: the one place
+    /// a dispatch is encoded.
+    pub(crate) fn encode_passes(
+        &self,
+        label: &str,
+        passes: usize,
+        timestamps: Option<&PassTimestamps>,
+        mut record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>,
+    ) -> Result<wgpu::CommandEncoder, GpuError> {
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        for index in 0..passes {
+            let timestamp_writes = timestamps.map(|t| t.writes(index));
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes });
+            record(&mut pass)?;
+        }
+        Ok(encoder)
+    }
+
+    /// [`Gpu::encode_passes`] without timestamps, submitted.
+    pub(crate) fn submit_passes(&self, label: &str, passes: usize, record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>) -> Result<(), GpuError> {
+        let encoder = self.encode_passes(label, passes, None, record)?;
+        self.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
     /// Copies `len` f32s out of `buffer` after everything submitted so far has run.
     pub(crate) fn read_back(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
@@ -447,66 +474,5 @@ impl Gpu {
         self.queue.submit([encoder.finish()]);
         let bytes = self.map_all(&[staging])?.remove(0);
         Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-}
-
-/// wgpu's cap on the queries in one query set: at most half as many timed passes.
-pub(crate) const MAX_TIMED_PASSES: usize = 4096 / 2;
-
-/// Timestamp queries around each of a number of compute passes, on the device's clock.
-pub(crate) struct PassTimestamps {
-    query_set: wgpu::QuerySet,
-    passes: u32,
-}
-
-impl PassTimestamps {
-    /// Where pass `index` writes its beginning and end timestamps.
-    pub(crate) fn writes(&self, index: usize) -> wgpu::ComputePassTimestampWrites<'_> {
-        wgpu::ComputePassTimestampWrites {
-            query_set: &self.query_set,
-            beginning_of_pass_write_index: Some(2 * index as u32),
-            end_of_pass_write_index: Some(2 * index as u32 + 1),
-        }
-    }
-
-    /// Records the resolution of every timestamp into a mappable buffer (see [`Gpu::map_all`]).
-    pub(crate) fn resolve(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder) -> wgpu::Buffer {
-        let bytes = 16 * self.passes as u64;
-        let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("resolved timestamps"),
-            size: bytes,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        encoder.resolve_query_set(&self.query_set, 0..2 * self.passes, &resolved, 0);
-        gpu.stage(encoder, &resolved, bytes)
-    }
-
-    /// Seconds per pass from the resolved bytes. Signed: a reversed pair (a clock that cannot
-    /// resolve the work) comes out as the negative time it is, for the caller to judge.
-    pub(crate) fn seconds(gpu: &Gpu, resolved: &[u8]) -> Vec<f64> {
-        let period_ns = gpu.queue.get_timestamp_period() as f64;
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(resolved);
-        ticks.chunks(2).map(|pair| (pair[1] as i128 - pair[0] as i128) as f64 * period_ns * 1e-9).collect()
-    }
-}
-
-impl Gpu {
-    /// Whether this device can time passes with timestamp queries.
-    pub fn has_timestamps(&self) -> bool {
-        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
-    }
-
-    /// Timestamp queries for `passes` passes (at most [`MAX_TIMED_PASSES`]), where the device
-    /// has them.
-    pub(crate) fn pass_timestamps(&self, passes: usize) -> Option<PassTimestamps> {
-        (self.has_timestamps() && passes <= MAX_TIMED_PASSES).then(|| PassTimestamps {
-            query_set: self.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("pass times"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2 * passes as u32,
-            }),
-            passes: passes as u32,
-        })
     }
 }

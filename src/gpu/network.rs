@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::context::{Gpu, GpuError, PassTimestamps};
+use super::context::{Gpu, GpuError};
+use super::timing::PassTimestamps;
 use super::window::WindowBuffers;
 use crate::net::{Executor, Forward, Keep, LayerGeometry, MemoryUse, Network, Op, Source};
 use crate::{Error, Tensor};

@@ -104,12 +104,7 @@ impl Gpu {
         let output = self.scoped("resizing", || -> Result<wgpu::Buffer, GpuError> {
             let source = self.storage_buffer("input", input)?;
             let output = self.output_buffer("output", len)?;
-            let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("resize") });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-                self.record_resize(&mut pass, planes, from, to, &source, &output)?;
-            }
-            self.queue().submit([encoder.finish()]);
+            self.submit_passes("resize", 1, |pass| self.record_resize(pass, planes, from, to, &source, &output))?;
             Ok(output)
         })??;
         self.read_back(&output, len)

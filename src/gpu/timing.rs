@@ -1,5 +1,6 @@
 //! Timing GPU work for `atrous bench`: one convolution repeated, and the ALU-bound FMA kernel
-//! that measures the device's attainable FP32 rate.
+//! that measures the device's attainable FP32 rate; and the timestamp queries ([`PassTimestamps`])
+//! that this and the network executor's per-layer times (network.rs) are read from.
 //!
 //! Where the device has `TIMESTAMP_QUERY`, every timed repeat is its own compute pass with
 //! timestamp writes at its beginning and end, and its time is the tick difference times the
@@ -16,11 +17,11 @@ use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
-use super::context::{Gpu, GpuError, PassTimestamps, MAX_TIMED_PASSES};
+use super::context::{Gpu, GpuError};
 use super::shaders;
 use super::kernels::KernelChoice;
 use super::window::WindowBuffers;
-use crate::shape::ConvGeometry;
+use crate::shape::WindowGeometry;
 
 /// How a GPU time was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,7 +111,7 @@ impl Gpu {
     #[allow(clippy::too_many_arguments)] // each is one knob of `atrous bench`
     pub fn time_convolution(
         &self,
-        geometry: &ConvGeometry,
+        geometry: &WindowGeometry,
         input: &[f32],
         weight: &[f32],
         warmup: usize,
@@ -128,10 +129,7 @@ impl Gpu {
             let buffers = WindowBuffers { input: &input, weight: Some(&weight), bias: None, residual: None, output: &output };
             let record = |pass: &mut wgpu::ComputePass<'_>| self.record_window_for(pass, geometry, &buffers, false, kernel);
             let seconds = self.time_passes(warmup, repeats, source, &record)?;
-            let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
-            let staged = self.stage(&mut encoder, &output, (out_len * 4) as u64);
-            self.queue().submit([encoder.finish()]);
-            let output = bytemuck::pod_collect_to_vec(&self.map_all(&[staged])?.remove(0));
+            let output = self.read_back(&output, out_len)?;
             Ok(TimedConvolution { source, seconds, output })
         })?
     }
@@ -190,12 +188,7 @@ impl Gpu {
     /// Records, submits and times `repeats` passes made by `record`, after `warmup` untimed ones.
     fn time_passes(&self, warmup: usize, repeats: usize, source: TimingSource, record: &Record) -> Result<Vec<f64>, GpuError> {
         if warmup > 0 {
-            let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("warm-up") });
-            for _ in 0..warmup {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("warm-up"), timestamp_writes: None });
-                record(&mut pass)?;
-            }
-            self.queue().submit([encoder.finish()]);
+            self.submit_passes("warm-up", warmup, record)?;
             self.wait_for_timing()?;
         }
         match source {
@@ -211,12 +204,7 @@ impl Gpu {
             }
             TimingSource::Wall => (0..repeats)
                 .map(|_| {
-                    let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });
-                    {
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed"), timestamp_writes: None });
-                        record(&mut pass)?;
-                    }
-                    let commands = encoder.finish();
+                    let commands = self.encode_passes("timed", 1, None, record)?.finish();
                     let start = Instant::now();
                     self.queue().submit([commands]);
                     self.wait_for_timing()?;
@@ -229,11 +217,7 @@ impl Gpu {
     /// `count` passes in one submission, each between its own pair of timestamps.
     fn time_with_timestamps(&self, count: usize, record: &Record) -> Result<Vec<f64>, GpuError> {
         let timestamps = self.pass_timestamps(count).expect("callers check has_timestamps and MAX_TIMED_PASSES");
-        let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });
-        for index in 0..count {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("timed"), timestamp_writes: Some(timestamps.writes(index)) });
-            record(&mut pass)?;
-        }
+        let mut encoder = self.encode_passes("timed", count, Some(&timestamps), record)?;
         let staged = timestamps.resolve(self, &mut encoder);
         self.queue().submit([encoder.finish()]);
         Ok(PassTimestamps::seconds(self, &self.map_all(&[staged])?.remove(0)))
@@ -242,5 +226,66 @@ impl Gpu {
     /// Blocks until everything submitted so far has run.
     fn wait_for_timing(&self) -> Result<(), GpuError> {
         self.device().poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| GpuError::ReadBack(e.to_string()))
+    }
+}
+
+/// wgpu's cap on the queries in one query set: at most half as many timed passes.
+pub(crate) const MAX_TIMED_PASSES: usize = 4096 / 2;
+
+/// Timestamp queries around each of a number of compute passes, on the device's clock.
+pub(crate) struct PassTimestamps {
+    query_set: wgpu::QuerySet,
+    passes: u32,
+}
+
+impl PassTimestamps {
+    /// Where pass `index` writes its beginning and end timestamps.
+    pub(crate) fn writes(&self, index: usize) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.query_set,
+            beginning_of_pass_write_index: Some(2 * index as u32),
+            end_of_pass_write_index: Some(2 * index as u32 + 1),
+        }
+    }
+
+    /// Records the resolution of every timestamp into a mappable buffer (see [`Gpu::map_all`]).
+    pub(crate) fn resolve(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder) -> wgpu::Buffer {
+        let bytes = 16 * self.passes as u64;
+        let resolved = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resolved timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        encoder.resolve_query_set(&self.query_set, 0..2 * self.passes, &resolved, 0);
+        gpu.stage(encoder, &resolved, bytes)
+    }
+
+    /// Seconds per pass from the resolved bytes. Signed: a reversed pair (a clock that cannot
+    /// resolve the work) comes out as the negative time it is, for the caller to judge.
+    pub(crate) fn seconds(gpu: &Gpu, resolved: &[u8]) -> Vec<f64> {
+        let period_ns = gpu.queue().get_timestamp_period() as f64;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(resolved);
+        ticks.chunks(2).map(|pair| (pair[1] as i128 - pair[0] as i128) as f64 * period_ns * 1e-9).collect()
+    }
+}
+
+impl Gpu {
+    /// Whether this device can time passes with timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.device().features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Timestamp queries for `passes` passes (at most [`MAX_TIMED_PASSES`]), where the device
+    /// has them.
+    pub(crate) fn pass_timestamps(&self, passes: usize) -> Option<PassTimestamps> {
+        (self.has_timestamps() && passes <= MAX_TIMED_PASSES).then(|| PassTimestamps {
+            query_set: self.device().create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("pass times"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * passes as u32,
+            }),
+            passes: passes as u32,
+        })
     }
 }

@@ -7,7 +7,7 @@ use wgpu::util::DeviceExt;
 use super::context::{Gpu, GpuError};
 use super::kernels::{Grid, Kernel, KernelChoice};
 use super::shaders;
-use crate::shape::ConvGeometry;
+use crate::shape::WindowGeometry;
 
 /// What a convolution does to its sum before storing it (the fused epilogue).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub(crate) fn to_u32(what: &'static str, value: usize) -> Result<u32, GpuError> 
 }
 
 impl WindowUniform {
-    fn new(g: &ConvGeometry, epilogue: Epilogue) -> Result<Self, GpuError> {
+    fn new(g: &WindowGeometry, epilogue: Epilogue) -> Result<Self, GpuError> {
         // The shaders compute tap coordinates in i32; the largest is below size + 2·padding
         // (forward) or output + padding (transposed).
         let reach = (g.input.h.max(g.output.h) + 2 * g.padding.h).max(g.input.w.max(g.output.w) + 2 * g.padding.w);
@@ -109,28 +109,28 @@ impl Gpu {
     }
 
     /// The kernel that runs `geometry` for `choice` on this device.
-    pub(crate) fn kernel(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<Kernel, GpuError> {
+    pub(crate) fn kernel(&self, geometry: &WindowGeometry, choice: KernelChoice) -> Result<Kernel, GpuError> {
         Kernel::for_device(geometry, self.resolve(geometry, choice)?, self)
     }
 
     /// The shader that runs `geometry` with the kernel `choice` picks on this device (for reports).
-    pub fn kernel_name(&self, geometry: &ConvGeometry, choice: KernelChoice) -> Result<&'static str, GpuError> {
+    pub fn kernel_name(&self, geometry: &WindowGeometry, choice: KernelChoice) -> Result<&'static str, GpuError> {
         Ok(self.kernel(geometry, choice)?.shader().name)
     }
 
     /// Uploads a conv weight in the layout its kernel reads.
-    pub(crate) fn weight_buffer(&self, geometry: &ConvGeometry, what: &str, weight: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+    pub(crate) fn weight_buffer(&self, geometry: &WindowGeometry, what: &str, weight: &[f32]) -> Result<wgpu::Buffer, GpuError> {
         self.weight_buffer_for(geometry, what, weight, KernelChoice::Auto)
     }
 
     /// [`Gpu::weight_buffer`] for the kernel `choice` picks.
-    pub(crate) fn weight_buffer_for(&self, geometry: &ConvGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
+    pub(crate) fn weight_buffer_for(&self, geometry: &WindowGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
         let kernel = self.kernel(geometry, choice)?;
         self.storage_buffer(what, &kernel.weights(geometry, weight))
     }
 
     /// Records one window op into `pass`: `geometry` over `buffers`, with `relu` fused.
-    pub(crate) fn record_window(&self, pass: &mut wgpu::ComputePass, geometry: &ConvGeometry, buffers: &WindowBuffers, relu: bool) -> Result<(), GpuError> {
+    pub(crate) fn record_window(&self, pass: &mut wgpu::ComputePass, geometry: &WindowGeometry, buffers: &WindowBuffers, relu: bool) -> Result<(), GpuError> {
         self.record_window_for(pass, geometry, buffers, relu, KernelChoice::Auto)
     }
 
@@ -139,7 +139,7 @@ impl Gpu {
     pub(crate) fn record_window_for(
         &self,
         pass: &mut wgpu::ComputePass,
-        geometry: &ConvGeometry,
+        geometry: &WindowGeometry,
         buffers: &WindowBuffers,
         relu: bool,
         choice: KernelChoice,
@@ -192,7 +192,7 @@ impl Gpu {
     /// When the batch's input or output exceeds what one buffer may hold, the batch is split
     /// into chunks that fit; a single sample (or the weight) that does not fit is refused with
     /// the adapter's limit named.
-    pub fn convolve(&self, geometry: &ConvGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, GpuError> {
+    pub fn convolve(&self, geometry: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, GpuError> {
         let sample_in = input.len() / geometry.batch;
         let sample_out = geometry.output_shape()[1..].iter().product::<usize>();
         self.check_size("one sample of the input", sample_in as u64 * 4)?;
@@ -204,18 +204,13 @@ impl Gpu {
         let bias = bias.map(|b| self.storage_buffer("bias", b)).transpose()?;
         let mut output = Vec::with_capacity(geometry.batch * sample_out);
         for first in (0..geometry.batch).step_by(per_chunk) {
-            let chunk = ConvGeometry { batch: per_chunk.min(geometry.batch - first), ..*geometry };
+            let chunk = WindowGeometry { batch: per_chunk.min(geometry.batch - first), ..*geometry };
             let out_len = chunk.batch * sample_out;
             let out_buffer = self.scoped("running a window op", || -> Result<wgpu::Buffer, GpuError> {
                 let input = self.storage_buffer("input", &input[first * sample_in..(first + chunk.batch) * sample_in])?;
                 let out_buffer = self.output_buffer("output", out_len)?;
                 let buffers = WindowBuffers { input: &input, weight: weight.as_ref(), bias: bias.as_ref(), residual: None, output: &out_buffer };
-                let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("window op") });
-                {
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-                    self.record_window(&mut pass, &chunk, &buffers, false)?;
-                }
-                self.queue().submit([encoder.finish()]);
+                self.submit_passes("window op", 1, |pass| self.record_window(pass, &chunk, &buffers, false))?;
                 Ok(out_buffer)
             })??;
             output.extend(self.read_back(&out_buffer, out_len)?);

@@ -9,8 +9,28 @@ use std::time::Duration;
 
 pub use receptive_field::{receptive_fields, FieldOfView};
 
-use crate::shape::{global_average_pool, Conv2dParams, ConvGeometry, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError};
+use crate::shape::{global_average_pool, Conv2dParams, ConvTranspose2dParams, Hw, Pool2dParams, ShapeError, WindowGeometry};
 use crate::{Error, Tensor};
+
+/// Why a layer cannot run on what it is wired to read: the wiring of a network, where a
+/// [`ShapeError`] is about one op's own sizes. [`Error::Network`] names the layer.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum NetworkError {
+    #[error("reads layer {0}, which does not run before it")]
+    ReadsLaterLayer(usize),
+    #[error("needs an NCHW tensor, got shape {0:?}")]
+    NotAnImage(Vec<usize>),
+    #[error("cannot crop a {}x{} output to {}x{}", output.h, output.w, crop.h, crop.w)]
+    CropTooLarge { output: Hw, crop: Hw },
+    #[error("cannot concatenate {shape:?} with {input:?}: batch and image size must agree")]
+    ConcatMismatch { shape: Vec<usize>, input: Vec<usize> },
+    #[error("its output would have {0} elements; the GPU kernels index at most {max}", max = u32::MAX)]
+    TooManyElements(u128),
+    #[error("only convolutions take a residual, not a {0}")]
+    ResidualOnNonConv(&'static str),
+    #[error("residual shape {residual:?} differs from the output shape {output:?}")]
+    ResidualShape { residual: Vec<usize>, output: Vec<usize> },
+}
 
 /// Which tensor a layer reads: the network's input, or the output of an earlier layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,7 +118,7 @@ impl Layer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LayerGeometry {
     /// A convolution (forward or transposed) or a pooling window.
-    Window(ConvGeometry),
+    Window(WindowGeometry),
     /// Bilinear interpolation of every channel from `input` to `output` size.
     Resize { batch: usize, channels: usize, input: Hw, output: Hw },
     /// Concatenation along channels of tensors of one image size; `channels` of each, in order.
@@ -115,7 +135,7 @@ impl LayerGeometry {
     }
 
     /// The window op's geometry, if this is one.
-    pub fn window(&self) -> Option<&ConvGeometry> {
+    pub fn window(&self) -> Option<&WindowGeometry> {
         match self {
             LayerGeometry::Window(g) => Some(g),
             _ => None,
@@ -124,13 +144,13 @@ impl LayerGeometry {
 
     /// Useful floating-point operations (multiply-adds of convolutions; data movement counts none).
     pub fn flops(&self) -> u64 {
-        self.window().map_or(0, ConvGeometry::flops)
+        self.window().map_or(0, WindowGeometry::flops)
     }
 
     /// The same layer for a batch of `batch`.
     pub fn with_batch(&self, batch: usize) -> LayerGeometry {
         match self.clone() {
-            LayerGeometry::Window(g) => LayerGeometry::Window(ConvGeometry { batch, ..g }),
+            LayerGeometry::Window(g) => LayerGeometry::Window(WindowGeometry { batch, ..g }),
             LayerGeometry::Resize { channels, input, output, .. } => LayerGeometry::Resize { batch, channels, input, output },
             LayerGeometry::Concat { channels, size, .. } => LayerGeometry::Concat { batch, channels, size },
         }
@@ -208,19 +228,19 @@ impl Network {
         let mut geometries = Vec::with_capacity(self.layers.len());
         for (index, layer) in self.layers.iter().enumerate() {
             let in_error = |source: ShapeError| Error::Layer { layer: layer.name.clone(), source };
-            let refuse = |what: String| Error::Network(format!("layer {}: {what}", layer.name));
+            let refuse = |source: NetworkError| Error::Network { layer: layer.name.clone(), source };
             let shape_of = |source: Source| -> Result<Vec<usize>, Error> {
                 match source {
                     Source::Input => Ok(input_shape.to_vec()),
                     Source::Layer(i) if i < index => Ok(shapes[i].to_vec()),
-                    Source::Layer(i) => Err(refuse(format!("reads layer {i}, which does not run before it"))),
+                    Source::Layer(i) => Err(refuse(NetworkError::ReadsLaterLayer(i))),
                 }
             };
             let image_of = |source: Source| -> Result<Hw, Error> {
                 let shape = shape_of(source)?;
                 match shape[..] {
                     [_, _, h, w] => Ok(Hw::new(h, w)),
-                    _ => Err(refuse(format!("needs an NCHW tensor, got shape {shape:?}"))),
+                    _ => Err(refuse(NetworkError::NotAnImage(shape))),
                 }
             };
             let input = shape_of(layer.input)?;
@@ -233,7 +253,7 @@ impl Network {
                     if let Some(crop_to) = crop_to {
                         let crop = image_of(*crop_to)?;
                         if crop.h > g.output.h || crop.w > g.output.w {
-                            return Err(refuse(format!("cannot crop a {}x{} output to {}x{}", g.output.h, g.output.w, crop.h, crop.w)));
+                            return Err(refuse(NetworkError::CropTooLarge { output: g.output, crop }));
                         }
                         g.output = crop;
                     }
@@ -251,7 +271,7 @@ impl Network {
                     for source in layer.joined().skip(1) {
                         let shape = shape_of(source)?;
                         if shape.len() != 4 || shape[0] != input[0] || shape[2..] != input[2..] {
-                            return Err(refuse(format!("cannot concatenate {shape:?} with {input:?}: batch and image size must agree")));
+                            return Err(refuse(NetworkError::ConcatMismatch { shape, input: input.clone() }));
                         }
                         channels.push(shape[1]);
                     }
@@ -260,15 +280,15 @@ impl Network {
             };
             let elements = geometry.output_shape().iter().map(|&d| d as u128).product::<u128>();
             if elements > u32::MAX as u128 {
-                return Err(refuse(format!("its output would have {elements} elements; the GPU kernels index at most {}", u32::MAX)));
+                return Err(refuse(NetworkError::TooManyElements(elements)));
             }
             if let Some(residual) = layer.residual {
                 if !matches!(layer.op, Op::Conv { .. }) {
-                    return Err(refuse(format!("only convolutions take a residual, not a {}", layer.kind())));
+                    return Err(refuse(NetworkError::ResidualOnNonConv(layer.kind())));
                 }
                 let residual_shape = shape_of(residual)?;
                 if residual_shape != geometry.output_shape() {
-                    return Err(refuse(format!("residual shape {residual_shape:?} differs from the output shape {:?}", geometry.output_shape())));
+                    return Err(refuse(NetworkError::ResidualShape { residual: residual_shape, output: geometry.output_shape().to_vec() }));
                 }
             }
             shapes.push(geometry.output_shape());

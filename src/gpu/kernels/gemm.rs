@@ -5,7 +5,7 @@
 
 use super::phase_grids;
 use crate::gpu::shaders::{self, Shader};
-use crate::shape::{ConvGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 
 /// A tile configuration of the implicit-GEMM kernels: output channels × pixels per workgroup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,13 +101,13 @@ impl GemmTile {
 
     /// Workgroups along N: pixel tiles (of every phase's grid, for the transposed convolution,
     /// each padded to the largest phase's) — spread over x and z by the caller.
-    pub(crate) fn pixel_tiles(self, g: &ConvGeometry) -> usize {
+    pub(crate) fn pixel_tiles(self, g: &WindowGeometry) -> usize {
         let (phases, pixels) = phase_grids(g);
         phases * pixels.div_ceil(self.pixels())
     }
 
     /// Workgroups along M: channel tiles of every group.
-    pub(crate) fn channel_tiles(self, g: &ConvGeometry) -> usize {
+    pub(crate) fn channel_tiles(self, g: &WindowGeometry) -> usize {
         g.groups * g.c_out_per_group().div_ceil(self.channels())
     }
 
@@ -115,7 +115,7 @@ impl GemmTile {
     /// 32-channel tiles where a group has no more channels; else the widest tile where it still
     /// makes [`WIDE_MIN_WORKGROUPS`] workgroups (most work per value staged); else 128 × 32 on
     /// small maps and 64 × 64 elsewhere (more, smaller workgroups).
-    pub(crate) fn by_rule(g: &ConvGeometry) -> GemmTile {
+    pub(crate) fn by_rule(g: &WindowGeometry) -> GemmTile {
         let pixels = g.batch * g.output.h * g.output.w;
         if g.c_out_per_group() <= GemmTile::Narrow.channels() {
             GemmTile::Narrow

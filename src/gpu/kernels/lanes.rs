@@ -7,7 +7,7 @@
 use super::Grid;
 use crate::gpu::context::GpuError;
 use crate::gpu::shaders::{self, Shader};
-use crate::shape::{ConvGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 
 /// Output channels per invocation (`LANE_CHANNELS` in conv_lanes.wgsl).
 pub const CHANNELS: usize = 16;
@@ -29,13 +29,13 @@ pub(crate) fn shader(kind: ConvKind, subgroups: bool) -> Result<Shader, GpuError
 
 /// Whether a group's output channels fill at least two thirds of the blocks: at 64 channels
 /// (half a block) the tiled kernel is faster on lavapipe, at 128 the lanes one is.
-pub(crate) fn fills_its_blocks(g: &ConvGeometry) -> bool {
+pub(crate) fn fills_its_blocks(g: &WindowGeometry) -> bool {
     3 * g.c_out_per_group() >= 2 * g.c_out_per_group().div_ceil(BLOCK) * BLOCK
 }
 
 /// One workgroup per strip of pixels (of each phase's grid, for the transposed kernel) and block
 /// of channels.
-pub(crate) fn grid(g: &ConvGeometry) -> Grid {
+pub(crate) fn grid(g: &WindowGeometry) -> Grid {
     let (phases, pixels) = super::phase_grids(g);
     Grid::Tiles { pixel_workgroups: phases * pixels.div_ceil(PIXELS), channel_tiles: g.groups * g.c_out_per_group().div_ceil(BLOCK) }
 }

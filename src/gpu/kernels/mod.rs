@@ -16,7 +16,7 @@ pub use gemm::GemmTile;
 
 use super::context::{Gpu, GpuError};
 use super::shaders::Shader;
-use crate::shape::{ConvGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 
 /// Which kernel computes a convolution: the one [`KernelChoice::Auto`] picks for the shape, or
 /// one forced (`atrous bench --gpu-kernel`, to measure one against the other).
@@ -94,7 +94,7 @@ pub(crate) enum Grid {
 impl Kernel {
     /// The one place that decides which kernel runs `g` for `choice` on `gpu` (`choice` is
     /// [`KernelChoice::Auto`] only where tuning is off: then the rule decides).
-    pub(crate) fn for_device(g: &ConvGeometry, choice: KernelChoice, gpu: &Gpu) -> Result<Kernel, GpuError> {
+    pub(crate) fn for_device(g: &WindowGeometry, choice: KernelChoice, gpu: &Gpu) -> Result<Kernel, GpuError> {
         let convolution = matches!(g.kind, ConvKind::Forward | ConvKind::Transposed);
         let subgroups = gpu.subgroups();
         Ok(match choice {
@@ -118,7 +118,7 @@ impl Kernel {
     }
 
     /// A conv weight (PyTorch's layout) in the layout this kernel reads.
-    pub(crate) fn weights<'a>(self, g: &ConvGeometry, weight: &'a [f32]) -> Cow<'a, [f32]> {
+    pub(crate) fn weights<'a>(self, g: &WindowGeometry, weight: &'a [f32]) -> Cow<'a, [f32]> {
         match self {
             Kernel::Direct(_) => Cow::Borrowed(weight),
             Kernel::Tiled(_) => Cow::Owned(pack_weights(g, weight, tiled::CHANNELS, 1)),
@@ -127,7 +127,7 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn grid(self, g: &ConvGeometry) -> Grid {
+    pub(crate) fn grid(self, g: &WindowGeometry) -> Grid {
         match self {
             Kernel::Direct(_) => Grid::Elements(g.output_shape().iter().product()),
             Kernel::Tiled(shader) => tiled::grid(g, shader),
@@ -139,7 +139,7 @@ impl Kernel {
 
 /// The pixel grids a kernel walks for `g`, as (grids, pixels per grid): the output's, or for the
 /// transposed convolution one per phase (each that of the largest phase, ⌈O / s⌉ per axis).
-pub(crate) fn phase_grids(g: &ConvGeometry) -> (usize, usize) {
+pub(crate) fn phase_grids(g: &WindowGeometry) -> (usize, usize) {
     match g.kind {
         ConvKind::Transposed => (g.stride.h * g.stride.w, g.batch * g.output.h.div_ceil(g.stride.h) * g.output.w.div_ceil(g.stride.w)),
         _ => (1, g.batch * g.output.h * g.output.w),
@@ -149,7 +149,7 @@ pub(crate) fn phase_grids(g: &ConvGeometry) -> (usize, usize) {
 /// Repacks a conv weight — forward `[C_out, C_in/g, kH, kW]` or transposed
 /// `[C_in, C_out/g, kH, kW]` — to `[g, kH, kW, C_in/g rounded up to ci_tile, C_out/g rounded up
 /// to co_tile]`, zero-filled: the layout of the tiled, lanes and GEMM kernels.
-pub(crate) fn pack_weights(g: &ConvGeometry, weight: &[f32], co_tile: usize, ci_tile: usize) -> Vec<f32> {
+pub(crate) fn pack_weights(g: &WindowGeometry, weight: &[f32], co_tile: usize, ci_tile: usize) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let row = cog.div_ceil(co_tile) * co_tile;
     let rows = cig.div_ceil(ci_tile) * ci_tile;

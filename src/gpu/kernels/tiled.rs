@@ -5,7 +5,7 @@
 
 use super::Grid;
 use crate::gpu::shaders::{self, Shader};
-use crate::shape::{ConvGeometry, ConvKind};
+use crate::shape::{ConvKind, WindowGeometry};
 
 /// Output channels per invocation (`CO_TILE` in conv_tile.wgsl).
 pub const CHANNELS: usize = 32;
@@ -26,7 +26,7 @@ pub(crate) fn shader(kind: ConvKind, subgroups: bool) -> Option<Shader> {
 
 /// One invocation per quad of neighbouring pixels in a row; the transposed kernel walks every
 /// phase's grid, each padded to whole workgroups.
-pub(crate) fn grid(g: &ConvGeometry, shader: Shader) -> Grid {
+pub(crate) fn grid(g: &WindowGeometry, shader: Shader) -> Grid {
     let workgroup = shader.workgroup_size as usize;
     let quads = match g.kind {
         ConvKind::Transposed => {
