@@ -441,28 +441,29 @@ impl Gpu {
             .collect()
     }
 
-    /// An encoder holding `passes` compute passes, each recorded by `record` (and timed by
-    /// `timestamps` where given), for the caller to add its copies to and submit: the one place
-    /// a dispatch is encoded.
-    pub(crate) fn encode_passes(
+    /// An encoder holding `passes` compute passes, pass `i` labelled `pass_label(i)` and recorded
+    /// by `record(i, pass)` (and timed by `timestamps` where given), for the caller to add its
+    /// copies to and submit: the one place a dispatch is encoded.
+    pub(crate) fn encode_passes<'l>(
         &self,
         label: &str,
         passes: usize,
+        pass_label: impl Fn(usize) -> &'l str,
         timestamps: Option<&PassTimestamps>,
-        mut record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>,
+        mut record: impl FnMut(usize, &mut wgpu::ComputePass<'_>) -> Result<(), GpuError>,
     ) -> Result<wgpu::CommandEncoder, GpuError> {
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         for index in 0..passes {
             let timestamp_writes = timestamps.map(|t| t.writes(index));
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes });
-            record(&mut pass)?;
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(pass_label(index)), timestamp_writes });
+            record(index, &mut pass)?;
         }
         Ok(encoder)
     }
 
-    /// [`Gpu::encode_passes`] without timestamps, submitted.
-    pub(crate) fn submit_passes(&self, label: &str, passes: usize, record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>) -> Result<(), GpuError> {
-        let encoder = self.encode_passes(label, passes, None, record)?;
+    /// `passes` identical passes labelled `label`, recorded by `record`, submitted.
+    pub(crate) fn submit_passes(&self, label: &str, passes: usize, record: impl Fn(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>) -> Result<(), GpuError> {
+        let encoder = self.encode_passes(label, passes, |_| label, None, |_, pass| record(pass))?;
         self.queue.submit([encoder.finish()]);
         Ok(())
     }

@@ -100,27 +100,25 @@ impl Gpu {
             let buffer_of = |source: Source| &slots[plan.slot_of_value[value_index(source)]];
             let timestamps = self.pass_timestamps(layers);
 
-            let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&network.name) });
-            for (index, (layer, geometry)) in network.layers.iter().zip(geometries).enumerate() {
-                let timestamp_writes = timestamps.as_ref().map(|t| t.writes(index));
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&layer.name), timestamp_writes });
-                let output = buffer_of(Source::Layer(index));
-                match geometry {
+            let record = |index: usize, pass: &mut wgpu::ComputePass<'_>| -> Result<(), GpuError> {
+                let (layer, output) = (&network.layers[index], buffer_of(Source::Layer(index)));
+                match &geometries[index] {
                     LayerGeometry::Window(g) => {
                         let (weight, bias) = weights[index].as_ref().map_or((None, None), |(w, b)| (Some(w), b.as_ref()));
                         let relu = matches!(layer.op, Op::Conv { relu: true, .. });
                         let buffers = WindowBuffers { input: buffer_of(layer.input), weight, bias, residual: layer.residual.map(buffer_of), output };
-                        self.record_window(&mut pass, g, &buffers, relu)?;
+                        self.record_window(pass, g, &buffers, relu)
                     }
                     LayerGeometry::Resize { batch, channels, input: from, output: to } => {
-                        self.record_resize(&mut pass, batch * channels, *from, *to, buffer_of(layer.input), output)?;
+                        self.record_resize(pass, batch * channels, *from, *to, buffer_of(layer.input), output)
                     }
                     LayerGeometry::Concat { batch, channels, size } => {
                         let parts: Vec<(&wgpu::Buffer, usize)> = layer.joined().map(buffer_of).zip(channels.iter().copied()).collect();
-                        self.record_concat(&mut pass, &parts, *batch, size.h * size.w, output)?;
+                        self.record_concat(pass, &parts, *batch, size.h * size.w, output)
                     }
                 }
-            }
+            };
+            let mut encoder = self.encode_passes(&network.name, layers, |index| network.layers[index].name.as_str(), timestamps.as_ref(), record)?;
 
             let kept: Vec<usize> = match keep {
                 Keep::All => (0..layers).collect(),

@@ -204,7 +204,7 @@ impl Gpu {
             }
             TimingSource::Wall => (0..repeats)
                 .map(|_| {
-                    let commands = self.encode_passes("timed", 1, None, record)?.finish();
+                    let commands = self.encode_passes("timed", 1, |_| "timed", None, |_, pass| record(pass))?.finish();
                     let start = Instant::now();
                     self.queue().submit([commands]);
                     self.wait_for_timing()?;
@@ -217,7 +217,7 @@ impl Gpu {
     /// `count` passes in one submission, each between its own pair of timestamps.
     fn time_with_timestamps(&self, count: usize, record: &Record) -> Result<Vec<f64>, GpuError> {
         let timestamps = self.pass_timestamps(count).expect("callers check has_timestamps and MAX_TIMED_PASSES");
-        let mut encoder = self.encode_passes("timed", count, Some(&timestamps), record)?;
+        let mut encoder = self.encode_passes("timed", count, |_| "timed", Some(&timestamps), |_, pass| record(pass))?;
         let staged = timestamps.resolve(self, &mut encoder);
         self.queue().submit([encoder.finish()]);
         Ok(PassTimestamps::seconds(self, &self.map_all(&[staged])?.remove(0)))
