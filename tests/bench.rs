@@ -296,6 +296,18 @@ fn bench_times_every_kernel_and_the_tuned_auto_choice() {
     ));
     assert!(stdout.contains("autotuning: 2 shape classes tuned in "), "{stdout}");
     assert!(cache.join(atrous::gpu::CACHE_FILE).is_file(), "the tuning is cached under ATROUS_CACHE_DIR");
+    // A first run says why it is slow before it is; once measured, it does not.
+    let again = atrous_with_env(
+        &["bench", "--channels", "8", "--out-channels", "16", "--size", "9", "--dilations", "1", "--repeats", "1", "--warmup", "0"],
+        &[("ATROUS_AUTOTUNE", "1"), ("ATROUS_CACHE_DIR", cache.to_str().unwrap())],
+    );
+    assert!(!text(&again).1.contains("nothing measured on this machine yet"), "{:?}", text(&again));
+    let fresh = dir.path().join("fresh");
+    let first = atrous_with_env(
+        &["bench", "--channels", "8", "--out-channels", "16", "--size", "9", "--dilations", "1", "--repeats", "1", "--warmup", "0"],
+        &[("ATROUS_AUTOTUNE", "1"), ("ATROUS_CACHE_DIR", fresh.to_str().unwrap())],
+    );
+    assert!(text(&first).1.contains("autotuning: nothing measured on this machine yet"), "{:?}", text(&first));
     let records: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let forced: Vec<&str> = atrous::gpu::KernelChoice::FORCED.iter().map(|k| k.name()).collect();
     for dilation in [1, 2] {

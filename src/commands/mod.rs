@@ -39,6 +39,13 @@ impl AdapterArgs {
     pub fn open_with(&self, options: &GpuOptions) -> anyhow::Result<Gpu> {
         let gpu = Gpu::new(options)?;
         eprintln!("GPU: {}", gpu.summary());
+        if let Some(cache) = gpu.autotune_cache_file().filter(|path| gpu.autotunes() && !path.exists()) {
+            // Say why a first run is slow before it is.
+            eprintln!(
+                "autotuning: nothing measured on this machine yet ({} does not exist): the first convolution of each shape class times the candidate kernels (bounded; ATROUS_AUTOTUNE=0 skips it)",
+                cache.display()
+            );
+        }
         Ok(gpu)
     }
 }
