@@ -55,7 +55,7 @@ fn tuning_picks_a_candidate_keeps_it_and_reuses_the_cache_file() {
     let stats = gpu.tuning();
     assert_eq!(stats.classes_tuned, 1);
     assert!(stats.candidates_timed >= 2 && stats.seconds > 0.0, "{stats:?}");
-    assert!(gpu.tuning_seconds() < 60.0, "tuning a small class is quick: {stats:?}");
+    assert!(gpu.tuning().seconds < 60.0, "tuning a small class is quick: {stats:?}");
     let timed = gpu.last_tuning();
     assert!(timed.iter().any(|c| c.kernel == picked && !c.dropped), "{timed:?}");
 
@@ -115,7 +115,7 @@ fn tuning_off_gives_the_rule_and_times_nothing() {
     assert!(!gpu.autotunes());
     let (_, _, _, g) = dense();
     assert_eq!(gpu.resolve(&g, KernelChoice::Auto).unwrap(), KernelChoice::Auto);
-    let rule = gpu.rule_choice(&g).unwrap();
+    let rule = gpu.rule_choice(&g);
     assert_ne!(rule, KernelChoice::Auto);
     assert_eq!(gpu.kernel_name(&g, KernelChoice::Auto).unwrap(), gpu.kernel_name(&g, rule).unwrap());
     // Forced kernels stay forced.

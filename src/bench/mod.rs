@@ -150,7 +150,7 @@ pub fn kernel_label(gpu: &Gpu, geometry: &WindowGeometry, kernel: KernelChoice) 
     Ok(match kernel {
         KernelChoice::Auto => {
             let picked = match gpu.resolve(geometry, KernelChoice::Auto)? {
-                KernelChoice::Auto => gpu.rule_choice(geometry)?,
+                KernelChoice::Auto => gpu.rule_choice(geometry),
                 other => other,
             };
             format!("auto:{}", picked.name())

@@ -25,11 +25,10 @@
 //! `ATROUS_AUTOTUNE=0` (or [`super::GpuOptions::autotune`] = `Some(false)`) switches tuning
 //! off; `ATROUS_CACHE_DIR` (or [`super::GpuOptions::cache_dir`]) moves the cache.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -132,11 +131,6 @@ pub(crate) struct Tuner {
 /// name is per process).
 static CACHE_WRITE: Mutex<()> = Mutex::new(());
 
-thread_local! {
-    /// Set while a class is being tuned: [`Gpu::resolve`] then answers with the rule.
-    static BY_RULE: Cell<bool> = const { Cell::new(false) };
-}
-
 impl Tuner {
     pub(crate) fn new(options: &GpuOptions) -> Tuner {
         let enabled = options.autotune.unwrap_or_else(|| std::env::var("ATROUS_AUTOTUNE").map_or(true, |v| v.trim() != "0"));
@@ -234,16 +228,19 @@ fn filler(len: usize) -> Vec<f32> {
     (0..len).map(|i| ((i * 7 + 3) % 17) as f32 * 0.0625 - 0.5).collect()
 }
 
-/// FNV-1a of every shader's source: a cache written for other kernels is stale.
-fn shaders_fingerprint() -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for shader in shaders::ALL {
-        for byte in shader.name.bytes().chain(shader.source.bytes()) {
-            hash ^= byte as u64;
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+/// FNV-1a of every shader's source, computed once: a cache written for other kernels is stale.
+fn shaders_fingerprint() -> &'static str {
+    static FINGERPRINT: OnceLock<String> = OnceLock::new();
+    FINGERPRINT.get_or_init(|| {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for shader in shaders::ALL {
+            for byte in shader.name.bytes().chain(shader.source.bytes()) {
+                hash ^= byte as u64;
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
         }
-    }
-    format!("{hash:016x}")
+        format!("{hash:016x}")
+    })
 }
 
 /// The cache file's contents.
@@ -276,17 +273,23 @@ impl Gpu {
         if choice != KernelChoice::Auto || !convolution {
             return Ok(choice);
         }
-        if self.kernel != KernelChoice::Auto || !self.tuner.enabled || BY_RULE.get() {
+        if self.kernel != KernelChoice::Auto || !self.tuner.enabled {
             return Ok(self.kernel);
         }
         let class = shape_class(geometry);
-        if let Some(&kernel) = self.tuner.choices.lock().unwrap().get(&class) {
-            self.tuner.stats.lock().unwrap().memory_hits += 1;
+        let remembered = || {
+            let kernel = self.tuner.choices.lock().unwrap().get(&class).copied();
+            if kernel.is_some() {
+                self.tuner.stats.lock().unwrap().memory_hits += 1;
+            }
+            kernel
+        };
+        if let Some(kernel) = remembered() {
             return Ok(kernel);
         }
+        // Checked again once this thread holds the tuning lock: another may have tuned the class.
         let _tuning = self.tuner.tuning.lock().unwrap();
-        if let Some(&kernel) = self.tuner.choices.lock().unwrap().get(&class) {
-            self.tuner.stats.lock().unwrap().memory_hits += 1;
+        if let Some(kernel) = remembered() {
             return Ok(kernel);
         }
         let kernel = match self.cached_choice(geometry, &class) {
@@ -328,11 +331,6 @@ impl Gpu {
         tuning_line(self.autotunes(), &self.tuning(), self.autotune_cache_file())
     }
 
-    /// Wall-clock seconds spent tuning so far.
-    pub fn tuning_seconds(&self) -> f64 {
-        self.tuning().seconds
-    }
-
     /// The candidates of the latest tuning, with their times (empty before any).
     pub fn last_tuning(&self) -> Vec<TunedCandidate> {
         self.tuner.last.lock().unwrap().clone()
@@ -344,25 +342,21 @@ impl Gpu {
     }
 
     /// The kernel the rule picks for `geometry` (what Auto runs with tuning off).
-    pub fn rule_choice(&self, geometry: &WindowGeometry) -> Result<KernelChoice, GpuError> {
-        let previous = BY_RULE.replace(true);
-        let shader = self.kernel_name(geometry, KernelChoice::Auto);
-        BY_RULE.set(previous);
-        let shader = shader?;
-        Ok(KernelChoice::FORCED.into_iter().find(|&k| self.kernel_name(geometry, k).is_ok_and(|s| s == shader)).unwrap_or(KernelChoice::Auto))
+    pub fn rule_choice(&self, geometry: &WindowGeometry) -> KernelChoice {
+        super::kernels::rule(geometry, self)
     }
 
     /// The kernels tuning times for `geometry` (and `atrous bench --gpu-kernel all`): every
     /// forced one that applies (the lanes one only where Auto may take it; neither lanes nor the
     /// GEMMs below [`super::TILED_MIN_CHANNELS`] output channels per group), the rule's pick first.
     pub fn tuning_candidates(&self, geometry: &WindowGeometry) -> Vec<KernelChoice> {
-        let rule = self.rule_choice(geometry).unwrap_or(KernelChoice::Auto);
+        let rule = self.rule_choice(geometry);
         // Below TILED_MIN_CHANNELS output channels per group (depthwise convs) the lanes and GEMM
         // kernels compute ≥ 94% padding; on lavapipe a GEMM there took minutes per run.
         let padded = |k: KernelChoice| matches!(k, KernelChoice::Lanes | KernelChoice::Gemm(_));
         let few = geometry.c_out_per_group() < super::kernels::TILED_MIN_CHANNELS;
         let applies = |k: KernelChoice| self.kernel_name(geometry, k).is_ok() && (k != KernelChoice::Lanes || !self.without_lanes) && !(few && padded(k));
-        let mut candidates: Vec<KernelChoice> = std::iter::once(rule).filter(|&k| k != KernelChoice::Auto).collect();
+        let mut candidates = vec![rule];
         candidates.extend(KernelChoice::FORCED.into_iter().filter(|&k| k != rule && applies(k)));
         candidates
     }
@@ -386,7 +380,7 @@ impl Gpu {
     fn store_choice(&self, class: &str, kernel: KernelChoice) {
         let Some(path) = self.tuner.cache_file.as_deref() else { return };
         let _writing = CACHE_WRITE.lock().unwrap_or_else(|e| e.into_inner());
-        let mut file = CacheFile::read(path).unwrap_or_else(|| CacheFile { version: CACHE_VERSION, shaders: shaders_fingerprint(), ..Default::default() });
+        let mut file = CacheFile::read(path).unwrap_or_else(|| CacheFile { version: CACHE_VERSION, shaders: shaders_fingerprint().to_owned(), ..Default::default() });
         file.adapters.entry(self.adapter_key()).or_default().insert(class.to_owned(), kernel.name().to_owned());
         let text = serde_json::to_string_pretty(&file).expect("the cache serialises") + "\n";
         let written = path

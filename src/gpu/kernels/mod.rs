@@ -74,6 +74,26 @@ impl KernelChoice {
 /// that, most of its 32-channel tile would be padding.
 pub const TILED_MIN_CHANNELS: usize = 8;
 
+/// The kernel [`KernelChoice::Auto`] takes for `g` on `gpu` by rule (where tuning is off, or has
+/// not measured the shape class): `direct` below [`TILED_MIN_CHANNELS`] output channels per group
+/// and for pooling; on a CPU adapter `lanes` where [`Gpu::lanes_by_default`] and a group's
+/// channels fill two thirds of its blocks, else `tiled`; on a GPU the implicit GEMM in the
+/// configuration [`GemmTile::by_rule`] picks.
+pub(crate) fn rule(g: &WindowGeometry, gpu: &Gpu) -> KernelChoice {
+    let convolution = matches!(g.kind, ConvKind::Forward | ConvKind::Transposed);
+    if !convolution || g.c_out_per_group() < TILED_MIN_CHANNELS {
+        KernelChoice::Direct
+    } else if gpu.lanes_by_default() && lanes::fills_its_blocks(g) {
+        // On lavapipe the lanes kernels beat the tiled ones by 1.6× where a group's channels
+        // fill their blocks, and lose where half of each block is padding (BENCHMARKS.md).
+        KernelChoice::Lanes
+    } else if gpu.summary().device_type == wgpu::DeviceType::Cpu {
+        KernelChoice::Tiled
+    } else {
+        KernelChoice::Gemm(GemmTile::by_rule(g))
+    }
+}
+
 /// How a window op is computed on the GPU: a family and its shader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kernel {
@@ -93,17 +113,11 @@ pub(crate) enum Grid {
 
 impl Kernel {
     /// The one place that decides which kernel runs `g` for `choice` on `gpu` (`choice` is
-    /// [`KernelChoice::Auto`] only where tuning is off: then the rule decides).
+    /// [`KernelChoice::Auto`] only where tuning is off: then [`rule`] decides).
     pub(crate) fn for_device(g: &WindowGeometry, choice: KernelChoice, gpu: &Gpu) -> Result<Kernel, GpuError> {
-        let convolution = matches!(g.kind, ConvKind::Forward | ConvKind::Transposed);
         let subgroups = gpu.subgroups();
         Ok(match choice {
-            KernelChoice::Auto if !convolution || g.c_out_per_group() < TILED_MIN_CHANNELS => Kernel::Direct(direct::shader(g.kind)),
-            // On lavapipe the lanes kernels beat the tiled ones by 1.6× where a group's channels
-            // fill their blocks, and lose where half of each block is padding (BENCHMARKS.md).
-            KernelChoice::Auto if gpu.lanes_by_default() && lanes::fills_its_blocks(g) => return Kernel::for_device(g, KernelChoice::Lanes, gpu),
-            KernelChoice::Auto if gpu.summary().device_type == wgpu::DeviceType::Cpu => return Kernel::for_device(g, KernelChoice::Tiled, gpu),
-            KernelChoice::Auto => return Kernel::for_device(g, KernelChoice::Gemm(GemmTile::by_rule(g)), gpu),
+            KernelChoice::Auto => return Kernel::for_device(g, rule(g, gpu), gpu),
             KernelChoice::Direct => Kernel::Direct(direct::shader(g.kind)),
             KernelChoice::Tiled => Kernel::Tiled(tiled::shader(g.kind, subgroups).ok_or(GpuError::NoSuchKernel { kernel: "tiled", op: "pooling" })?),
             KernelChoice::Lanes => Kernel::Lanes(lanes::shader(g.kind, subgroups)?),
