@@ -226,9 +226,10 @@ pub enum BenchError {
     Shape { op: ConvOp, dilation: usize, padding: usize, source: ShapeError },
     #[error(transparent)]
     Gpu(#[from] GpuError),
-    /// The CPU's convolution (the reference the GPU is checked against, or the CPU's timed run).
+    /// The CPU's convolution (the reference the GPU is checked against, or the CPU's timed run);
+    /// boxed, as `crate::Error` is large and every bench result carries this enum.
     #[error(transparent)]
-    Cpu(crate::Error),
+    Cpu(Box<crate::Error>),
     #[error(
         "{what}: the measured time is {seconds:e} s, not positive — the {timing} clock cannot resolve this work, and its GFLOP/s would be meaningless; give each run more work (a larger --size, --channels or --batch)"
     )]
@@ -649,7 +650,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
                 let first_of_op = cases.iter().find(|c| c.op == case.op).is_some_and(|c| c == case);
                 if first_of_op {
                     if !references.iter().any(|(op, _)| *op == case.op) {
-                        let reference = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(BenchError::Cpu)?;
+                        let reference = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(|e| BenchError::Cpu(Box::new(e)))?;
                         references.push((case.op, reference));
                     }
                     let reference = &references.iter().find(|(op, _)| *op == case.op).expect("just computed").1;
@@ -676,7 +677,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
             let mut seconds = Vec::with_capacity(config.repeats);
             for run in 0..config.warmup + config.repeats {
                 let start = Instant::now();
-                let output = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(BenchError::Cpu)?;
+                let output = Cpu.convolve(&case.geometry, input.data(), weight.data(), None).map_err(|e| BenchError::Cpu(Box::new(e)))?;
                 let elapsed = start.elapsed().as_secs_f64();
                 std::hint::black_box(output);
                 if run >= config.warmup {
