@@ -30,9 +30,20 @@ pub const RELATIVE_FLOOR: f64 = 1e-2;
 /// # Panics
 /// If the lengths differ: callers compare outputs of one validated geometry.
 pub fn difference(result: &[f32], reference: &[f32]) -> Difference {
+    difference_at_scale(result, reference, 0.0)
+}
+
+/// [`difference`], with the relative floor taken from at least `term_scale`: the magnitude of
+/// the values that were summed into the reference. Where an output is all cancellation (a
+/// ReLU'd 1×1 convolution of a few channels can come out a thousand times smaller than its
+/// inputs), rounding errors follow the terms, not the tiny result.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn difference_at_scale(result: &[f32], reference: &[f32], term_scale: f64) -> Difference {
     assert_eq!(result.len(), reference.len(), "compared tensors must have the same length");
     let scale = reference.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, &v| m.max((v as f64).abs()));
-    let floor = (scale * RELATIVE_FLOOR).max(f64::MIN_POSITIVE);
+    let floor = (scale.max(term_scale) * RELATIVE_FLOOR).max(f64::MIN_POSITIVE);
     let mut d = Difference { max_abs: 0.0, max_rel: 0.0, worst_index: 0, reference_scale: scale, non_finite: 0 };
     for (i, (&a, &b)) in result.iter().zip(reference).enumerate() {
         if !(a.is_finite() && b.is_finite()) {
