@@ -10,7 +10,6 @@ use thiserror::Error;
 use wgpu::util::DeviceExt;
 
 use super::shaders::Shader;
-use super::timing::PassTimestamps;
 use super::kernels::KernelChoice;
 
 /// What can go wrong on the GPU side.
@@ -38,6 +37,8 @@ pub enum GpuError {
     ReadBack(String),
     #[error("there is no {kernel} kernel for {op}")]
     NoSuchKernel { kernel: &'static str, op: &'static str },
+    #[error("{name}={value} is not a byte count: expected a positive whole number of bytes, such as 65536")]
+    BadByteCount { name: &'static str, value: String },
 }
 
 /// How to choose the adapter. Unset fields fall back to the wgpu environment variables
@@ -48,9 +49,14 @@ pub struct GpuOptions {
     pub backend: Option<String>,
     /// A case-insensitive substring of the adapter's name.
     pub adapter_name: Option<String>,
-    /// Cap on the storage-buffer size used for one tensor (never above the adapter's own limit);
-    /// lets tests exercise the splitting of large tensors on any device.
+    /// Cap on the size of one buffer (never above the adapter's `max_buffer_size`): a batch
+    /// whose tensors exceed it runs in chunks of samples. Lets tests exercise that on any device.
     pub max_buffer_bytes: Option<u64>,
+    /// Cap on the bytes one storage binding may span (never above the adapter's
+    /// `max_storage_buffer_binding_size`): ops whose tensors exceed it run in parts
+    /// (src/gpu/split.rs). `None`: `$ATROUS_MAX_BINDING_BYTES` where set. Lets tests and users
+    /// exercise splitting on small shapes.
+    pub max_binding_bytes: Option<u64>,
     /// Leave subgroup operations off even where the adapter has them: the tiled kernels then
     /// load their weights as on a device without subgroups (lets tests exercise that path).
     pub without_subgroups: bool,
@@ -94,10 +100,27 @@ impl GpuOptions {
         self.backend.is_some() || std::env::var("WGPU_BACKEND").is_ok_and(|t| !t.trim().is_empty())
     }
 
+    /// [`GpuOptions::max_binding_bytes`], else `$ATROUS_MAX_BINDING_BYTES`.
+    fn max_binding_bytes(&self) -> Result<Option<u64>, GpuError> {
+        if self.max_binding_bytes.is_some() {
+            return Ok(self.max_binding_bytes);
+        }
+        match std::env::var(MAX_BINDING_BYTES_VARIABLE) {
+            Ok(text) if !text.trim().is_empty() => match text.trim().parse::<u64>() {
+                Ok(bytes) if bytes > 0 => Ok(Some(bytes)),
+                _ => Err(GpuError::BadByteCount { name: MAX_BINDING_BYTES_VARIABLE, value: text }),
+            },
+            _ => Ok(None),
+        }
+    }
+
     fn adapter_name(&self) -> Option<String> {
         self.adapter_name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|n| !n.trim().is_empty())
     }
 }
+
+/// The environment variable that forces a smaller binding limit ([`GpuOptions::max_binding_bytes`]).
+pub const MAX_BINDING_BYTES_VARIABLE: &str = "ATROUS_MAX_BINDING_BYTES";
 
 /// What a person needs to know about an adapter.
 #[derive(Clone, Debug)]
@@ -177,6 +200,9 @@ pub struct Gpu {
     summary: AdapterSummary,
     limits: wgpu::Limits,
     max_buffer_bytes: u64,
+    max_binding_bytes: u64,
+    /// Whether `max_binding_bytes` was forced below the adapter's limit.
+    binding_forced: bool,
     pipelines: Mutex<HashMap<Shader, wgpu::ComputePipeline>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// One zero, bound where a kernel's optional input (bias, residual) is absent.
@@ -262,8 +288,10 @@ impl Gpu {
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.lock().unwrap().push(e.to_string())));
-        let adapter_cap = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        let max_buffer_bytes = options.max_buffer_bytes.map_or(adapter_cap, |cap| cap.min(adapter_cap));
+        let max_buffer_bytes = options.max_buffer_bytes.map_or(limits.max_buffer_size, |cap| cap.min(limits.max_buffer_size));
+        let adapter_binding = limits.max_storage_buffer_binding_size.min(max_buffer_bytes);
+        let forced = options.max_binding_bytes()?;
+        let max_binding_bytes = forced.map_or(adapter_binding, |cap| cap.min(adapter_binding));
         let placeholder = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("placeholder"),
             contents: bytemuck::bytes_of(&0.0f32),
@@ -275,6 +303,8 @@ impl Gpu {
             summary,
             limits,
             max_buffer_bytes,
+            max_binding_bytes,
+            binding_forced: max_binding_bytes < adapter_binding,
             pipelines: Mutex::default(),
             uncaptured,
             placeholder,
@@ -294,10 +324,16 @@ impl Gpu {
         &self.limits
     }
 
-    /// Largest buffer one tensor may occupy: the smaller of `max_storage_buffer_binding_size`
-    /// and `max_buffer_size` (and of [`GpuOptions::max_buffer_bytes`] when set).
+    /// Largest buffer one tensor may occupy: the adapter's `max_buffer_size` (or
+    /// [`GpuOptions::max_buffer_bytes`] when smaller).
     pub fn max_buffer_bytes(&self) -> u64 {
         self.max_buffer_bytes
+    }
+
+    /// Most bytes one storage binding may span: the adapter's `max_storage_buffer_binding_size`
+    /// (or [`GpuOptions::max_binding_bytes`] when smaller); larger tensors run in parts.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.max_binding_bytes
     }
 
     pub(crate) fn device(&self) -> &wgpu::Device {
@@ -313,14 +349,19 @@ impl Gpu {
     }
 
     /// The name of the limit that [`Gpu::max_buffer_bytes`] comes from, for error messages.
-    pub(crate) fn buffer_limit_name(&self) -> &'static str {
-        if self.max_buffer_bytes < self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size) {
+    fn buffer_limit_name(&self) -> &'static str {
+        if self.max_buffer_bytes < self.limits.max_buffer_size {
             "configured max_buffer_bytes"
-        } else if self.limits.max_storage_buffer_binding_size <= self.limits.max_buffer_size {
-            "max_storage_buffer_binding_size"
         } else {
             "max_buffer_size"
         }
+    }
+
+    /// The error for `what`, which needs `bytes` in one binding even when split as finely as
+    /// atrous splits.
+    pub(crate) fn binding_too_large(&self, what: &str, bytes: u64) -> GpuError {
+        let limit_name = if self.binding_forced { "binding limit set by ATROUS_MAX_BINDING_BYTES / max_binding_bytes" } else { "max_storage_buffer_binding_size" };
+        GpuError::TooLarge { what: what.to_owned(), bytes, limit_name, limit: self.max_binding_bytes, adapter: self.summary.name.clone() }
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch
@@ -439,33 +480,6 @@ impl Gpu {
                 Ok(bytes)
             })
             .collect()
-    }
-
-    /// An encoder holding `passes` compute passes, pass `i` labelled `pass_label(i)` and recorded
-    /// by `record(i, pass)` (and timed by `timestamps` where given), for the caller to add its
-    /// copies to and submit: the one place a dispatch is encoded.
-    pub(crate) fn encode_passes<'l>(
-        &self,
-        label: &str,
-        passes: usize,
-        pass_label: impl Fn(usize) -> &'l str,
-        timestamps: Option<&PassTimestamps>,
-        mut record: impl FnMut(usize, &mut wgpu::ComputePass<'_>) -> Result<(), GpuError>,
-    ) -> Result<wgpu::CommandEncoder, GpuError> {
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
-        for index in 0..passes {
-            let timestamp_writes = timestamps.map(|t| t.writes(index));
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(pass_label(index)), timestamp_writes });
-            record(index, &mut pass)?;
-        }
-        Ok(encoder)
-    }
-
-    /// `passes` identical passes labelled `label`, recorded by `record`, submitted.
-    pub(crate) fn submit_passes(&self, label: &str, passes: usize, record: impl Fn(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError>) -> Result<(), GpuError> {
-        let encoder = self.encode_passes(label, passes, |_| label, None, |_, pass| record(pass))?;
-        self.queue.submit([encoder.finish()]);
-        Ok(())
     }
 
     /// Copies `len` f32s out of `buffer` after everything submitted so far has run.

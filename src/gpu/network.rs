@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use super::context::{Gpu, GpuError};
+use super::steps::{ScratchNeeds, Span, Step};
 use super::timing::PassTimestamps;
-use super::window::WindowBuffers;
+use super::window::{PreparedWindow, WindowTensors};
 use crate::net::{Executor, Forward, Keep, LayerGeometry, MemoryUse, Network, Op, Source};
 use crate::{Error, Tensor};
 
@@ -77,6 +78,8 @@ fn value_index(source: Source) -> usize {
 struct ChunkResult {
     outputs: Vec<Option<Vec<f32>>>,
     layer_times: Option<Vec<Duration>>,
+    /// Parts each layer ran in.
+    parts: Vec<usize>,
     activation_bytes: u64,
 }
 
@@ -86,7 +89,7 @@ impl Gpu {
         network: &Network,
         geometries: &[LayerGeometry],
         input: &[f32],
-        weights: &[Option<(wgpu::Buffer, Option<wgpu::Buffer>)>],
+        prepared: &[Option<PreparedWindow>],
         keep: Keep,
     ) -> Result<ChunkResult, GpuError> {
         let mut value_bytes = vec![input.len() as u64 * 4];
@@ -97,35 +100,57 @@ impl Gpu {
         self.scoped("running the network", || -> Result<ChunkResult, GpuError> {
             let slots: Vec<wgpu::Buffer> = plan.slot_bytes.iter().map(|&b| self.output_buffer("activation", (b / 4) as usize)).collect::<Result<_, _>>()?;
             self.queue().write_buffer(&slots[plan.slot_of_value[0]], 0, bytemuck::cast_slice(input));
-            let buffer_of = |source: Source| &slots[plan.slot_of_value[value_index(source)]];
-            let timestamps = self.pass_timestamps(layers);
+            let span_of = |source: Source| {
+                let value = value_index(source);
+                Span::new(&slots[plan.slot_of_value[value]], (value_bytes[value] / 4) as usize)
+            };
 
-            let record = |index: usize, pass: &mut wgpu::ComputePass<'_>| -> Result<(), GpuError> {
-                let (layer, output) = (&network.layers[index], buffer_of(Source::Layer(index)));
-                match &geometries[index] {
+            // The scratch that split layers copy their parts through, shared by all of them.
+            let mut needs = ScratchNeeds::default();
+            for (index, (layer, geometry)) in network.layers.iter().zip(geometries).enumerate() {
+                needs = needs.max(match geometry {
+                    LayerGeometry::Window(g) => self.window_scratch(prepared[index].as_ref().expect("window layers are prepared"), g, layer.residual.is_some()),
+                    LayerGeometry::Resize { batch, channels, input: from, output: to } => self.resize_scratch(batch * channels, *from, *to)?,
+                    LayerGeometry::Concat { .. } => ScratchNeeds::default(),
+                });
+            }
+            let scratch = self.scratch(needs)?;
+
+            let mut parts = Vec::with_capacity(layers);
+            let mut steps: Vec<Vec<Step>> = Vec::with_capacity(layers);
+            for (index, (layer, geometry)) in network.layers.iter().zip(geometries).enumerate() {
+                let output = span_of(Source::Layer(index));
+                let (layer_steps, layer_parts) = match geometry {
                     LayerGeometry::Window(g) => {
-                        let (weight, bias) = weights[index].as_ref().map_or((None, None), |(w, b)| (Some(w), b.as_ref()));
+                        let prepared = prepared[index].as_ref().expect("window layers are prepared");
                         let relu = matches!(layer.op, Op::Conv { relu: true, .. });
-                        let buffers = WindowBuffers { input: buffer_of(layer.input), weight, bias, residual: layer.residual.map(buffer_of), output };
-                        self.record_window(pass, g, &buffers, relu)
+                        let residual = layer.residual.map(span_of);
+                        let tensors = WindowTensors { input: &span_of(layer.input), residual: residual.as_ref(), output: &output };
+                        (self.window_steps(prepared, g, &tensors, relu, &scratch)?, self.window_parts(prepared, g).len())
                     }
                     LayerGeometry::Resize { batch, channels, input: from, output: to } => {
-                        self.record_resize(pass, batch * channels, *from, *to, buffer_of(layer.input), output)
+                        let planes = batch * channels;
+                        (self.resize_steps(planes, *from, *to, &span_of(layer.input), &output, &scratch)?, self.resize_parts(planes, *from, *to)?.len())
                     }
                     LayerGeometry::Concat { batch, channels, size } => {
-                        let parts: Vec<(&wgpu::Buffer, usize)> = layer.joined().map(buffer_of).zip(channels.iter().copied()).collect();
-                        self.record_concat(pass, &parts, *batch, size.h * size.w, output)
+                        let inputs: Vec<Span> = layer.joined().map(span_of).collect();
+                        let joined: Vec<(&Span, usize)> = inputs.iter().zip(channels.iter().copied()).collect();
+                        (self.concat_steps(&joined, *batch, size.h * size.w, &output), 1)
                     }
-                }
-            };
-            let mut encoder = self.encode_passes(&network.name, layers, |index| network.layers[index].name.as_str(), timestamps.as_ref(), record)?;
+                };
+                steps.push(layer_steps);
+                parts.push(layer_parts);
+            }
+            let timestamps = self.pass_timestamps(layers);
+            let ops = network.layers.iter().zip(&steps).map(|(layer, steps)| (layer.name.as_str(), steps.as_slice()));
+            let mut encoder = self.encode_steps(&network.name, ops, timestamps.as_ref());
 
             let kept: Vec<usize> = match keep {
                 Keep::All => (0..layers).collect(),
                 Keep::Last => network.extra_outputs.iter().copied().chain([layers - 1]).collect(),
             };
             let mut staged: Vec<wgpu::Buffer> =
-                kept.iter().map(|&i| self.stage(&mut encoder, buffer_of(Source::Layer(i)), value_bytes[i + 1])).collect();
+                kept.iter().map(|&i| self.stage(&mut encoder, &span_of(Source::Layer(i)).buffer, value_bytes[i + 1])).collect();
             if let Some(timestamps) = &timestamps {
                 staged.push(timestamps.resolve(self, &mut encoder));
             }
@@ -140,7 +165,7 @@ impl Gpu {
             for (&i, data) in kept.iter().zip(bytes) {
                 outputs[i] = Some(bytemuck::pod_collect_to_vec(&data));
             }
-            Ok(ChunkResult { outputs, layer_times, activation_bytes: plan.slot_bytes.iter().sum() })
+            Ok(ChunkResult { outputs, layer_times, parts, activation_bytes: plan.slot_bytes.iter().sum::<u64>() + needs.bytes() })
         })?
     }
 }
@@ -155,7 +180,8 @@ impl Executor for Gpu {
     }
 
     /// Runs the network in one submission per chunk of the batch; the batch is split only when
-    /// one layer's activation for the whole batch would exceed the adapter's buffer limit.
+    /// one layer's activation for the whole batch would exceed the adapter's buffer limit, and a
+    /// layer whose tensors exceed a binding runs in parts (src/gpu/split.rs).
     fn forward(&self, network: &Network, input: &Tensor, keep: Keep) -> Result<Forward, Error> {
         let geometries = network.geometries(input.shape())?;
         let start = Instant::now();
@@ -167,20 +193,17 @@ impl Executor for Gpu {
                 largest = (per_sample, format!("layer {}'s output", layer.name));
             }
         }
-        self.check_size(&format!("one sample of {}", largest.1), largest.0 as u64 * 4)?;
+        self.check_size(&format!("one sample of {} (ways out: a smaller input, a larger output stride, or the CPU: --device cpu)", largest.1), largest.0 as u64 * 4)?;
         let per_chunk = ((self.max_buffer_bytes() / (4 * largest.0 as u64)) as usize).min(batch);
 
-        let weights = network
+        let prepared = network
             .layers
             .iter()
             .zip(&geometries)
-            .map(|(layer, geometry)| match (layer.parameters(), geometry.window()) {
-                (Some((weight, bias)), Some(g)) => {
-                    let w = self.weight_buffer(g, &format!("{} weight", layer.name), weight.data())?;
-                    let b = bias.map(|b| self.storage_buffer(&format!("{} bias", layer.name), b.data())).transpose()?;
-                    Ok(Some((w, b)))
-                }
-                _ => Ok(None),
+            .map(|(layer, geometry)| {
+                let Some(g) = geometry.window() else { return Ok(None) };
+                let (weight, bias) = layer.parameters().map_or((None, None), |(w, b)| (Some(w.data()), b.map(Tensor::data)));
+                self.prepare_window(g, weight, bias, crate::gpu::KernelChoice::Auto, &format!("layer {}", layer.name)).map(Some)
             })
             .collect::<Result<Vec<_>, GpuError>>()?;
 
@@ -188,11 +211,13 @@ impl Executor for Gpu {
         let mut outputs: Vec<Option<Vec<f32>>> = vec![None; network.layers.len()];
         let mut layer_times: Option<Vec<Duration>> = None;
         let mut activation_bytes = 0;
+        let mut parts = vec![0; network.layers.len()];
         for first in (0..batch).step_by(per_chunk) {
             let count = per_chunk.min(batch - first);
             let chunk_geometries: Vec<LayerGeometry> = geometries.iter().map(|g| g.with_batch(count)).collect();
             let chunk_input = &input.data()[first * sample_len..(first + count) * sample_len];
-            let result = self.run_network_chunk(network, &chunk_geometries, chunk_input, &weights, keep)?;
+            let result = self.run_network_chunk(network, &chunk_geometries, chunk_input, &prepared, keep)?;
+            parts.iter_mut().zip(&result.parts).for_each(|(all, chunk)| *all += chunk);
             for (all, part) in outputs.iter_mut().zip(result.outputs) {
                 if let Some(part) = part {
                     all.get_or_insert_with(Vec::new).extend(part);
@@ -211,6 +236,6 @@ impl Executor for Gpu {
             .map(|(data, g)| data.map(|d| Tensor::new(g.output_shape().to_vec(), d).expect("geometry gives the size")))
             .collect();
         let memory = MemoryUse { weights: network.weight_bytes(), activations: activation_bytes, largest_activation: largest.0 as u64 * 4 * per_chunk as u64 };
-        Ok(Forward { outputs, layer_times, total_time: start.elapsed(), memory: Some(memory) })
+        Ok(Forward { outputs, layer_times, layer_parts: Some(parts), total_time: start.elapsed(), memory: Some(memory) })
     }
 }

@@ -1,11 +1,12 @@
-//! Dispatch of the weight-free ops of segmentation heads: bilinear resizing
-//! (`shaders/bilinear.wgsl`) and channel concatenation (`shaders/concat.wgsl`, one dispatch per
-//! part). Global average pooling is a window op (`window.rs`).
+//! The weight-free ops of segmentation heads: bilinear resizing (`shaders/bilinear.wgsl`, in
+//! blocks of whole planes where the tensors exceed a binding) and channel concatenation (buffer
+//! copies). Global average pooling is a window op (`window.rs`).
 
-use wgpu::util::DeviceExt;
+use std::ops::Range;
 
 use super::context::{Gpu, GpuError};
-use super::shaders::{self, Shader};
+use super::shaders;
+use super::steps::{merged_copies, Dispatch, Scratch, ScratchNeeds, Span, Step};
 use super::window::to_u32;
 use crate::shape::Hw;
 
@@ -20,53 +21,46 @@ struct ResizeUniform {
     out_w: u32,
 }
 
-/// Mirrors `Part` in `shaders/concat.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PartUniform {
-    batch: u32,
-    channels: u32,
-    plane: u32,
-    total_channels: u32,
-    offset: u32,
+/// The blocks of whole planes a resize of `planes` planes runs in under `limit` bytes per
+/// binding: all at once when they fit; `None` when one plane does not.
+fn plane_blocks(planes: usize, plane_in: usize, plane_out: usize, limit: u64) -> Option<Vec<Range<usize>>> {
+    let per_block = (limit / (4 * plane_in.max(plane_out) as u64)) as usize;
+    (per_block > 0).then(|| (0..planes).step_by(per_block).map(|first| first..(first + per_block).min(planes)).collect())
 }
 
 impl Gpu {
-    /// Records one dispatch of a kernel with bindings (uniform, input, output) and one
-    /// invocation per element.
-    fn record_elementwise(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        shader: Shader,
-        uniform: &[u8],
-        input: &wgpu::Buffer,
-        output: &wgpu::Buffer,
-        elements: usize,
-    ) -> Result<(), GpuError> {
-        let pipeline = self.pipeline(shader)?;
-        let params = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(shader.name),
-            contents: uniform,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(shader.name),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: input.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: output.as_entire_binding() },
-            ],
-        });
-        let (x, y) = self.workgroup_grid(elements)?;
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
+    /// How many parts a resize of `planes` planes from `from` to `to` runs in.
+    pub(crate) fn resize_parts(&self, planes: usize, from: Hw, to: Hw) -> Result<Vec<Range<usize>>, GpuError> {
+        plane_blocks(planes, from.h * from.w, to.h * to.w, self.max_binding_bytes())
+            .ok_or_else(|| self.binding_too_large("one plane of a resize", (from.h * from.w).max(to.h * to.w) as u64 * 4))
     }
 
-    /// Records a bilinear resize of `planes` images from `from` to `to`.
-    pub(crate) fn record_resize(&self, pass: &mut wgpu::ComputePass, planes: usize, from: Hw, to: Hw, input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<(), GpuError> {
+    /// The scratch a resize copies its parts through (none when it runs whole).
+    pub(crate) fn resize_scratch(&self, planes: usize, from: Hw, to: Hw) -> Result<ScratchNeeds, GpuError> {
+        let parts = self.resize_parts(planes, from, to)?;
+        let most = parts.iter().map(Range::len).max().unwrap_or(0);
+        Ok(if parts.len() == 1 { ScratchNeeds::default() } else { ScratchNeeds { input: most * from.h * from.w, output: most * to.h * to.w, residual: 0 } })
+    }
+
+    /// The steps of a bilinear resize of `planes` images from `from` to `to`: one dispatch, or
+    /// per block of planes a copy in, a dispatch and a copy out through `scratch`.
+    pub(crate) fn resize_steps(&self, planes: usize, from: Hw, to: Hw, input: &Span, output: &Span, scratch: &Scratch) -> Result<Vec<Step>, GpuError> {
+        let (plane_in, plane_out) = (from.h * from.w, to.h * to.w);
+        let parts = self.resize_parts(planes, from, to)?;
+        if parts.len() == 1 {
+            return Ok(vec![Step::Dispatch(self.resize_dispatch(planes, from, to, input, output)?)]);
+        }
+        let mut steps = Vec::new();
+        for block in parts {
+            let (part_in, part_out) = (scratch.input(block.len() * plane_in), scratch.output(block.len() * plane_out));
+            steps.extend(merged_copies(&input.buffer, &part_in.buffer, [(block.start * plane_in, 0, part_in.len)]));
+            steps.push(Step::Dispatch(self.resize_dispatch(block.len(), from, to, &part_in, &part_out)?));
+            steps.extend(merged_copies(&part_out.buffer, &output.buffer, [(0, block.start * plane_out, part_out.len)]));
+        }
+        Ok(steps)
+    }
+
+    fn resize_dispatch(&self, planes: usize, from: Hw, to: Hw, input: &Span, output: &Span) -> Result<Dispatch, GpuError> {
         let uniform = ResizeUniform {
             planes: to_u32("channels × batch", planes)?,
             in_h: to_u32("input height", from.h)?,
@@ -74,26 +68,22 @@ impl Gpu {
             out_h: to_u32("output height", to.h)?,
             out_w: to_u32("output width", to.w)?,
         };
-        self.record_elementwise(pass, shaders::BILINEAR, bytemuck::bytes_of(&uniform), input, output, planes * to.h * to.w)
+        let (x, y) = self.workgroup_grid(planes * to.h * to.w)?;
+        self.dispatch(shaders::BILINEAR, bytemuck::bytes_of(&uniform), &[input.binding(), output.binding()], (x, y, 1))
     }
 
-    /// Records a concatenation along channels: `parts` are (buffer, channels) of tensors with
-    /// `batch` samples of `plane` pixels per channel.
-    pub(crate) fn record_concat(&self, pass: &mut wgpu::ComputePass, parts: &[(&wgpu::Buffer, usize)], batch: usize, plane: usize, output: &wgpu::Buffer) -> Result<(), GpuError> {
+    /// The copies of a concatenation along channels: `parts` are (tensor, channels) with `batch`
+    /// samples of `plane` pixels per channel. Copies bind nothing, so no size needs splitting.
+    pub(crate) fn concat_steps(&self, parts: &[(&Span, usize)], batch: usize, plane: usize, output: &Span) -> Vec<Step> {
         let total: usize = parts.iter().map(|(_, c)| c).sum();
         let mut offset = 0;
+        let mut steps = Vec::new();
         for &(input, channels) in parts {
-            let uniform = PartUniform {
-                batch: to_u32("batch", batch)?,
-                channels: to_u32("channels", channels)?,
-                plane: to_u32("pixels per channel", plane)?,
-                total_channels: to_u32("channels", total)?,
-                offset: to_u32("channels", offset)?,
-            };
-            self.record_elementwise(pass, shaders::CONCAT, bytemuck::bytes_of(&uniform), input, output, batch * channels * plane)?;
+            let runs = (0..batch).map(|n| (n * channels * plane, (n * total + offset) * plane, channels * plane));
+            steps.extend(merged_copies(&input.buffer, &output.buffer, runs));
             offset += channels;
         }
-        Ok(())
+        steps
     }
 
     /// Bilinear interpolation of `planes` images of size `from` (flat, one after another) to
@@ -102,9 +92,10 @@ impl Gpu {
         assert_eq!(input.len(), planes * from.h * from.w, "the input holds `planes` images of size `from`");
         let len = planes * to.h * to.w;
         let output = self.scoped("resizing", || -> Result<wgpu::Buffer, GpuError> {
-            let source = self.storage_buffer("input", input)?;
+            let source = Span::new(&self.storage_buffer("input", input)?, input.len());
             let output = self.output_buffer("output", len)?;
-            self.submit_passes("resize", 1, |pass| self.record_resize(pass, planes, from, to, &source, &output))?;
+            let scratch = self.scratch(self.resize_scratch(planes, from, to)?)?;
+            self.submit_steps("resize", &self.resize_steps(planes, from, to, &source, &Span::new(&output, len), &scratch)?, 1);
             Ok(output)
         })??;
         self.read_back(&output, len)

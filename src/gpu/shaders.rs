@@ -192,7 +192,6 @@ pub const AVG_POOL2D: Shader = Shader { entry_point: "avg_pool2d", ..MAX_POOL2D 
 
 pub const BILINEAR: Shader = Shader { name: "bilinear.wgsl", entry_point: "bilinear", source: include_str!("../../shaders/bilinear.wgsl"), subgroups: false, workgroup_size: WORKGROUP_SIZE };
 
-pub const CONCAT: Shader = Shader { name: "concat.wgsl", entry_point: "concat", source: include_str!("../../shaders/concat.wgsl"), subgroups: false, workgroup_size: WORKGROUP_SIZE };
 
 /// The ALU-bound kernel that measures the device's attainable FP32 FMA rate (`atrous bench --peak`).
 pub const FMA_PEAK: Shader = Shader { name: "fma_peak.wgsl", entry_point: "fma_peak", source: include_str!("../../shaders/fma_peak.wgsl"), subgroups: false, workgroup_size: WORKGROUP_SIZE };
@@ -224,6 +223,5 @@ pub const ALL: &[Shader] = &[
     MAX_POOL2D,
     AVG_POOL2D,
     BILINEAR,
-    CONCAT,
     FMA_PEAK,
 ];

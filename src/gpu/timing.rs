@@ -15,12 +15,12 @@
 use std::fmt;
 use std::time::Instant;
 
-use wgpu::util::DeviceExt;
 
 use super::context::{Gpu, GpuError};
 use super::shaders;
 use super::kernels::KernelChoice;
-use super::window::WindowBuffers;
+use super::steps::{Span, Step};
+use super::window::WindowTensors;
 use crate::shape::WindowGeometry;
 
 /// How a GPU time was measured.
@@ -91,7 +91,6 @@ struct PeakParams {
     _pad1: u32,
 }
 
-type Record<'r> = dyn Fn(&mut wgpu::ComputePass<'_>) -> Result<(), GpuError> + 'r;
 
 impl Gpu {
     /// The best timing source this device offers: timestamps where available, else the wall clock.
@@ -123,12 +122,13 @@ impl Gpu {
         let source = if self.has_timestamps() { source } else { TimingSource::Wall };
         let out_len = geometry.output_shape().iter().product::<usize>();
         self.scoped("timing a convolution", || -> Result<TimedConvolution, GpuError> {
-            let input = self.storage_buffer("input", input)?;
-            let weight = self.weight_buffer_for(geometry, "weight", weight, kernel)?;
+            let input = Span::new(&self.storage_buffer("input", input)?, input.len());
+            let prepared = self.prepare_window(geometry, Some(weight), None, kernel, "the convolution")?;
             let output = self.output_buffer("output", out_len)?;
-            let buffers = WindowBuffers { input: &input, weight: Some(&weight), bias: None, residual: None, output: &output };
-            let record = |pass: &mut wgpu::ComputePass<'_>| self.record_window_for(pass, geometry, &buffers, false, kernel);
-            let seconds = self.time_passes(warmup, repeats, source, &record)?;
+            let scratch = self.scratch(self.window_scratch(&prepared, geometry, false))?;
+            let tensors = WindowTensors { input: &input, residual: None, output: &Span::new(&output, out_len) };
+            let steps = self.window_steps(&prepared, geometry, &tensors, false, &scratch)?;
+            let seconds = self.time_steps(warmup, repeats, source, &steps)?;
             let output = self.read_back(&output, out_len)?;
             Ok(TimedConvolution { source, seconds, output })
         })?
@@ -140,30 +140,11 @@ impl Gpu {
         let source = if self.has_timestamps() { source } else { TimingSource::Wall };
         let invocations = FMA_WORKGROUPS as u64 * FMA_WORKGROUP_SIZE as u64;
         self.scoped("measuring the FMA peak", || -> Result<FmaPeakRuns, GpuError> {
-            let pipeline = self.pipeline(shaders::FMA_PEAK)?;
             let sink = self.output_buffer("FMA sink", (invocations * 4) as usize)?;
             let timed = |trips: u32, warmup: usize, repeats: usize| -> Result<Vec<f64>, GpuError> {
                 let params = PeakParams { trips, rate: 1.0e-3, _pad0: 0, _pad1: 0 };
-                let uniform = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("FMA params"),
-                    contents: bytemuck::bytes_of(&params),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-                let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("fma_peak"),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &[
-                        wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
-                        wgpu::BindGroupEntry { binding: 1, resource: sink.as_entire_binding() },
-                    ],
-                });
-                let record = |pass: &mut wgpu::ComputePass<'_>| {
-                    pass.set_pipeline(&pipeline);
-                    pass.set_bind_group(0, &bind_group, &[]);
-                    pass.dispatch_workgroups(FMA_WORKGROUPS, 1, 1);
-                    Ok(())
-                };
-                self.time_passes(warmup, repeats, source, &record)
+                let steps = [Step::Dispatch(self.dispatch(shaders::FMA_PEAK, bytemuck::bytes_of(&params), &[sink.as_entire_binding()], (FMA_WORKGROUPS, 1, 1))?)];
+                self.time_steps(warmup, repeats, source, &steps)
             };
             // Calibrate: grow the loop until one run takes FMA_TARGET_SECONDS (a run the clock
             // cannot resolve counts as very short).
@@ -185,10 +166,10 @@ impl Gpu {
         })?
     }
 
-    /// Records, submits and times `repeats` passes made by `record`, after `warmup` untimed ones.
-    fn time_passes(&self, warmup: usize, repeats: usize, source: TimingSource, record: &Record) -> Result<Vec<f64>, GpuError> {
+    /// Submits and times `repeats` runs of `steps`, after `warmup` untimed ones.
+    fn time_steps(&self, warmup: usize, repeats: usize, source: TimingSource, steps: &[Step]) -> Result<Vec<f64>, GpuError> {
         if warmup > 0 {
-            self.submit_passes("warm-up", warmup, record)?;
+            self.submit_steps("warm-up", steps, warmup);
             self.wait_for_timing()?;
         }
         match source {
@@ -197,14 +178,14 @@ impl Gpu {
                 let mut left = repeats;
                 while left > 0 {
                     let count = left.min(MAX_TIMED_PASSES);
-                    seconds.extend(self.time_with_timestamps(count, record)?);
+                    seconds.extend(self.time_with_timestamps(count, steps)?);
                     left -= count;
                 }
                 Ok(seconds)
             }
             TimingSource::Wall => (0..repeats)
                 .map(|_| {
-                    let commands = self.encode_passes("timed", 1, |_| "timed", None, |_, pass| record(pass))?.finish();
+                    let commands = self.encode_steps("timed", [("timed", steps)], None).finish();
                     let start = Instant::now();
                     self.queue().submit([commands]);
                     self.wait_for_timing()?;
@@ -214,10 +195,10 @@ impl Gpu {
         }
     }
 
-    /// `count` passes in one submission, each between its own pair of timestamps.
-    fn time_with_timestamps(&self, count: usize, record: &Record) -> Result<Vec<f64>, GpuError> {
+    /// `count` runs of `steps` in one submission, each between its own pair of timestamps.
+    fn time_with_timestamps(&self, count: usize, steps: &[Step]) -> Result<Vec<f64>, GpuError> {
         let timestamps = self.pass_timestamps(count).expect("callers check has_timestamps and MAX_TIMED_PASSES");
-        let mut encoder = self.encode_passes("timed", count, |_| "timed", Some(&timestamps), |_, pass| record(pass))?;
+        let mut encoder = self.encode_steps("timed", std::iter::repeat_n(("timed", steps), count), Some(&timestamps));
         let staged = timestamps.resolve(self, &mut encoder);
         self.queue().submit([encoder.finish()]);
         Ok(PassTimestamps::seconds(self, &self.map_all(&[staged])?.remove(0)))
@@ -239,12 +220,13 @@ pub(crate) struct PassTimestamps {
 }
 
 impl PassTimestamps {
-    /// Where pass `index` writes its beginning and end timestamps.
-    pub(crate) fn writes(&self, index: usize) -> wgpu::ComputePassTimestampWrites<'_> {
+    /// Where op `index`'s first pass writes its beginning timestamp and its last pass its end
+    /// (`first`, `last`: whether this pass is that one).
+    pub(crate) fn writes(&self, index: usize, first: bool, last: bool) -> wgpu::ComputePassTimestampWrites<'_> {
         wgpu::ComputePassTimestampWrites {
             query_set: &self.query_set,
-            beginning_of_pass_write_index: Some(2 * index as u32),
-            end_of_pass_write_index: Some(2 * index as u32 + 1),
+            beginning_of_pass_write_index: first.then_some(2 * index as u32),
+            end_of_pass_write_index: last.then_some(2 * index as u32 + 1),
         }
     }
 

@@ -1,13 +1,20 @@
 //! Dispatch of the sliding-window kernels: convolution (forward and transposed) and pooling.
-//! They share the host side — one uniform, one dispatch shape, one splitting rule — and differ
-//! only in the shader and its buffers.
+//! They share the host side — one uniform, one dispatch shape, one way of running in parts what
+//! exceeds a binding (src/gpu/split.rs) — and differ only in the shader and its buffers.
 
-use wgpu::util::DeviceExt;
+use std::borrow::Cow;
 
 use super::context::{Gpu, GpuError};
-use super::kernels::{Grid, Kernel, KernelChoice};
+use super::kernels::{self, Grid, Kernel, KernelChoice};
 use super::shaders;
-use crate::shape::WindowGeometry;
+use super::split::{self, ChannelBlock, WindowPart};
+use super::steps::{merged_copies, Dispatch, Scratch, ScratchNeeds, Span, Step};
+use crate::shape::{ConvKind, WindowGeometry};
+
+/// Whether `parts` is the op `g` itself, run on its own tensors.
+fn is_whole(parts: &[WindowPart], g: &WindowGeometry) -> bool {
+    parts.len() == 1 && parts[0].geometry == *g
+}
 
 /// What a convolution does to its sum before storing it (the fused epilogue).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,14 +89,39 @@ impl WindowUniform {
     }
 }
 
-/// The buffers a window op reads and writes. A convolution without bias or residual gets a
-/// one-element placeholder there (a storage binding cannot be empty), flagged off in the uniform.
-pub(crate) struct WindowBuffers<'a> {
-    pub input: &'a wgpu::Buffer,
-    pub weight: Option<&'a wgpu::Buffer>,
-    pub bias: Option<&'a wgpu::Buffer>,
-    pub residual: Option<&'a wgpu::Buffer>,
-    pub output: &'a wgpu::Buffer,
+/// The tensors a window op reads and writes (the weights are prepared with the op).
+pub(crate) struct WindowTensors<'a> {
+    pub input: &'a Span,
+    pub residual: Option<&'a Span>,
+    pub output: &'a Span,
+}
+
+/// The weight and bias of one channel block, in the layout its kernel reads.
+struct BlockWeights {
+    weight: Option<wgpu::Buffer>,
+    bias: Option<wgpu::Buffer>,
+}
+
+/// A window op ready to record on any batch: its kernel, and its channel blocks (all channels
+/// unless the weights or one row exceed a binding, src/gpu/split.rs) with their weights uploaded.
+pub(crate) struct PreparedWindow {
+    choice: KernelChoice,
+    blocks: Vec<ChannelBlock>,
+    weights: Vec<BlockWeights>,
+}
+
+/// A block's slice of a weight in PyTorch's layout (forward `[C_out, C_in/g, kH, kW]`: its output
+/// rows; transposed `[C_in, C_out/g, kH, kW]`: its input rows, each cut to its output channels).
+fn block_weight<'w>(g: &WindowGeometry, block: &ChannelBlock, weight: &'w [f32]) -> Cow<'w, [f32]> {
+    let taps = g.kernel.h * g.kernel.w;
+    match g.kind {
+        ConvKind::Transposed if block.out.len() / block.groups < g.c_out_per_group() => {
+            let (cog, first) = (g.c_out_per_group(), block.out.start % g.c_out_per_group());
+            Cow::Owned(block.input.clone().flat_map(|ci| &weight[(ci * cog + first) * taps..(ci * cog + first + block.out.len()) * taps]).copied().collect())
+        }
+        ConvKind::Transposed => Cow::Borrowed(&weight[block.input.start * g.c_out_per_group() * taps..block.input.end * g.c_out_per_group() * taps]),
+        _ => Cow::Borrowed(&weight[block.out.start * g.c_in_per_group() * taps..block.out.end * g.c_in_per_group() * taps]),
+    }
 }
 
 impl Gpu {
@@ -118,34 +150,86 @@ impl Gpu {
         Ok(self.kernel(geometry, choice)?.shader().name)
     }
 
-    /// Uploads a conv weight in the layout its kernel reads.
-    pub(crate) fn weight_buffer(&self, geometry: &WindowGeometry, what: &str, weight: &[f32]) -> Result<wgpu::Buffer, GpuError> {
-        self.weight_buffer_for(geometry, what, weight, KernelChoice::Auto)
+    /// Prepares the window op `g` (its `weight` and `bias` in PyTorch's layout; none for
+    /// pooling) on the kernel `choice` picks, uploading the weights of each channel block;
+    /// `what` names the op in errors.
+    pub(crate) fn prepare_window(&self, g: &WindowGeometry, weight: Option<&[f32]>, bias: Option<&[f32]>, choice: KernelChoice, what: &str) -> Result<PreparedWindow, GpuError> {
+        // One concrete kernel for every part, so each block's weights are packed once for it.
+        let choice = match self.resolve(g, choice)? {
+            KernelChoice::Auto => kernels::rule(g, self),
+            concrete => concrete,
+        };
+        let weight_bytes = |block: &WindowGeometry| match (g.weight_shape(), Kernel::for_device(block, choice, self)) {
+            (Some(_), Ok(kernel)) => kernel.weight_len(block) as u64 * 4,
+            _ => 0,
+        };
+        let limit = self.max_binding_bytes();
+        let blocks = split::channel_blocks(g, limit, &weight_bytes).map_err(|e| self.binding_too_large(&format!("{what}: {}", e.what), e.bytes))?;
+        let weights = blocks
+            .iter()
+            .map(|block| -> Result<BlockWeights, GpuError> {
+                let block_g = split::block_geometry(g, block);
+                let weight = match weight.filter(|_| g.weight_shape().is_some()) {
+                    Some(w) => Some(self.storage_buffer(&format!("{what} weight"), &Kernel::for_device(&block_g, choice, self)?.weights(&block_g, &block_weight(g, block, w)))?),
+                    None => None,
+                };
+                let bias = bias.map(|b| self.storage_buffer(&format!("{what} bias"), &b[block.out.clone()])).transpose()?;
+                Ok(BlockWeights { weight, bias })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(PreparedWindow { choice, blocks, weights })
     }
 
-    /// [`Gpu::weight_buffer`] for the kernel `choice` picks.
-    pub(crate) fn weight_buffer_for(&self, geometry: &WindowGeometry, what: &str, weight: &[f32], choice: KernelChoice) -> Result<wgpu::Buffer, GpuError> {
-        let kernel = self.kernel(geometry, choice)?;
-        self.storage_buffer(what, &kernel.weights(geometry, weight))
+    /// The parts `prepared` runs in on `g`'s batch: one (the op itself) when it fits a binding.
+    pub(crate) fn window_parts(&self, prepared: &PreparedWindow, g: &WindowGeometry) -> Vec<WindowPart> {
+        split::window_parts(g, &prepared.blocks, self.max_binding_bytes())
     }
 
-    /// Records one window op into `pass`: `geometry` over `buffers`, with `relu` fused.
-    pub(crate) fn record_window(&self, pass: &mut wgpu::ComputePass, geometry: &WindowGeometry, buffers: &WindowBuffers, relu: bool) -> Result<(), GpuError> {
-        self.record_window_for(pass, geometry, buffers, relu, KernelChoice::Auto)
+    /// The scratch the parts of `prepared` on `g` copy through (none when it runs whole).
+    pub(crate) fn window_scratch(&self, prepared: &PreparedWindow, g: &WindowGeometry, residual: bool) -> ScratchNeeds {
+        let parts = self.window_parts(prepared, g);
+        if is_whole(&parts, g) {
+            return ScratchNeeds::default();
+        }
+        parts.iter().fold(ScratchNeeds::default(), |needs, part| {
+            let output = part.geometry.output_shape().iter().product();
+            needs.max(ScratchNeeds { input: part.geometry.input_shape().iter().product(), output, residual: if residual { output } else { 0 } })
+        })
     }
 
-    /// [`Gpu::record_window`] with the kernel `choice` picks; the weight must come from
-    /// [`Gpu::weight_buffer_for`] with the same choice.
-    pub(crate) fn record_window_for(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        geometry: &WindowGeometry,
-        buffers: &WindowBuffers,
-        relu: bool,
-        choice: KernelChoice,
-    ) -> Result<(), GpuError> {
-        let kernel = self.kernel(geometry, choice)?;
-        let shader = kernel.shader();
+    /// The steps that run `prepared` on `g`'s batch over `tensors`, with `relu` fused: one
+    /// dispatch when it fits a binding, else per part the copies of its input (and residual)
+    /// rows into `scratch`, its dispatch, and the copy of its output back.
+    pub(crate) fn window_steps(&self, prepared: &PreparedWindow, g: &WindowGeometry, tensors: &WindowTensors, relu: bool, scratch: &Scratch) -> Result<Vec<Step>, GpuError> {
+        let parts = self.window_parts(prepared, g);
+        if is_whole(&parts, g) {
+            let dispatch = self.window_dispatch(g, prepared.choice, &prepared.weights[0], tensors, relu)?;
+            return Ok(vec![Step::Dispatch(dispatch)]);
+        }
+        let mut steps = Vec::new();
+        for part in &parts {
+            let block = &prepared.blocks[part.block];
+            let (input_len, output_len) = (part.geometry.input_shape().iter().product(), part.geometry.output_shape().iter().product());
+            let gathered = scratch.input(input_len);
+            let runs = split::block_runs(g.input_shape(), part.samples.clone(), block.input.clone(), part.in_rows.clone());
+            steps.extend(merged_copies(&tensors.input.buffer, &gathered.buffer, runs));
+            let output_runs = || split::block_runs(g.output_shape(), part.samples.clone(), block.out.clone(), part.out_rows.clone());
+            let residual = tensors.residual.map(|r| {
+                let gathered = scratch.residual(output_len);
+                steps.extend(merged_copies(&r.buffer, &gathered.buffer, output_runs()));
+                gathered
+            });
+            let output = scratch.output(output_len);
+            let part_tensors = WindowTensors { input: &gathered, residual: residual.as_ref(), output: &output };
+            steps.push(Step::Dispatch(self.window_dispatch(&part.geometry, prepared.choice, &prepared.weights[part.block], &part_tensors, relu)?));
+            steps.extend(merged_copies(&output.buffer, &tensors.output.buffer, output_runs().map(|(at, dense, len)| (dense, at, len))));
+        }
+        Ok(steps)
+    }
+
+    /// One dispatch of the window op `geometry` on the kernel `choice` names.
+    fn window_dispatch(&self, geometry: &WindowGeometry, choice: KernelChoice, weights: &BlockWeights, tensors: &WindowTensors, relu: bool) -> Result<Dispatch, GpuError> {
+        let kernel = Kernel::for_device(geometry, choice, self)?;
         let workgroups = match kernel.grid(geometry) {
             Grid::Elements(invocations) => {
                 let (x, y) = self.workgroup_grid(invocations)?;
@@ -156,42 +240,26 @@ impl Gpu {
                 (x, self.channel_grid(channel_tiles)?, z)
             }
         };
-        let pipeline = self.pipeline(shader)?;
-        let epilogue = Epilogue { bias: buffers.bias.is_some(), residual: buffers.residual.is_some(), relu };
+        let epilogue = Epilogue { bias: weights.bias.is_some(), residual: tensors.residual.is_some(), relu };
         let uniform = WindowUniform::new(geometry, epilogue)?;
-        let params = self.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("window params"),
-            contents: bytemuck::bytes_of(&uniform),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let placeholder = self.placeholder();
-        let mut bound = vec![params.as_entire_binding(), buffers.input.as_entire_binding()];
+        let placeholder = self.placeholder().as_entire_binding();
+        let mut bindings = vec![tensors.input.binding()];
         if geometry.weight_shape().is_some() {
-            for optional in [buffers.weight, buffers.bias, buffers.residual] {
-                bound.push(optional.unwrap_or(placeholder).as_entire_binding());
-            }
+            bindings.push(weights.weight.as_ref().map_or(placeholder.clone(), |w| w.as_entire_binding()));
+            bindings.push(weights.bias.as_ref().map_or(placeholder.clone(), |b| b.as_entire_binding()));
+            bindings.push(tensors.residual.map_or(placeholder, Span::binding));
         }
-        bound.push(buffers.output.as_entire_binding());
-        let entries: Vec<wgpu::BindGroupEntry> =
-            bound.into_iter().enumerate().map(|(binding, resource)| wgpu::BindGroupEntry { binding: binding as u32, resource }).collect();
-        let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(shader.name),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
-        Ok(())
+        bindings.push(tensors.output.binding());
+        self.dispatch(kernel.shader(), bytemuck::bytes_of(&uniform), &bindings, workgroups)
     }
 
-    /// Runs one window op (a convolution, forward or transposed, or a max-pool, whose `weight`
+    /// Runs one window op (a convolution, forward or transposed, or a pooling, whose `weight`
     /// is ignored) on flat NCHW data and returns the flat NCHW output. The slices must match the
     /// geometry's shapes.
     ///
-    /// When the batch's input or output exceeds what one buffer may hold, the batch is split
-    /// into chunks that fit; a single sample (or the weight) that does not fit is refused with
-    /// the adapter's limit named.
+    /// A batch larger than one buffer runs in chunks of samples; tensors larger than one
+    /// binding run in parts (src/gpu/split.rs). A single sample larger than a buffer is refused
+    /// with the adapter's limit named.
     pub fn convolve(&self, geometry: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, GpuError> {
         let sample_in = input.len() / geometry.batch;
         let sample_out = geometry.output_shape()[1..].iter().product::<usize>();
@@ -199,18 +267,17 @@ impl Gpu {
         self.check_size("one sample of the output", sample_out as u64 * 4)?;
         let per_chunk = (self.max_buffer_bytes() / (4 * sample_in.max(sample_out) as u64)).min(geometry.batch as u64) as usize;
 
-        let has_weight = geometry.weight_shape().is_some();
-        let weight = has_weight.then(|| self.weight_buffer(geometry, "weight", weight)).transpose()?;
-        let bias = bias.map(|b| self.storage_buffer("bias", b)).transpose()?;
+        let prepared = self.prepare_window(geometry, Some(weight), bias, KernelChoice::Auto, "the op")?;
         let mut output = Vec::with_capacity(geometry.batch * sample_out);
         for first in (0..geometry.batch).step_by(per_chunk) {
             let chunk = WindowGeometry { batch: per_chunk.min(geometry.batch - first), ..*geometry };
             let out_len = chunk.batch * sample_out;
             let out_buffer = self.scoped("running a window op", || -> Result<wgpu::Buffer, GpuError> {
-                let input = self.storage_buffer("input", &input[first * sample_in..(first + chunk.batch) * sample_in])?;
+                let input = Span::new(&self.storage_buffer("input", &input[first * sample_in..(first + chunk.batch) * sample_in])?, chunk.batch * sample_in);
                 let out_buffer = self.output_buffer("output", out_len)?;
-                let buffers = WindowBuffers { input: &input, weight: weight.as_ref(), bias: bias.as_ref(), residual: None, output: &out_buffer };
-                self.submit_passes("window op", 1, |pass| self.record_window(pass, &chunk, &buffers, false))?;
+                let scratch = self.scratch(self.window_scratch(&prepared, &chunk, false))?;
+                let tensors = WindowTensors { input: &input, residual: None, output: &Span::new(&out_buffer, out_len) };
+                self.submit_steps("window op", &self.window_steps(&prepared, &chunk, &tensors, false, &scratch)?, 1);
                 Ok(out_buffer)
             })??;
             output.extend(self.read_back(&out_buffer, out_len)?);

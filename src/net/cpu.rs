@@ -43,7 +43,7 @@ impl Executor for Cpu {
                 free_dead(network, &last_uses, index, &mut outputs);
             }
         }
-        Ok(Forward { outputs, layer_times: Some(times), total_time: start.elapsed(), memory: None })
+        Ok(Forward { outputs, layer_times: Some(times), layer_parts: None, total_time: start.elapsed(), memory: None })
     }
 }
 

@@ -183,6 +183,9 @@ pub struct Forward {
     pub outputs: Vec<Option<Tensor>>,
     /// Time per layer, where the backend can measure it (GPU timestamp queries; CPU wall clock).
     pub layer_times: Option<Vec<Duration>>,
+    /// Dispatches each layer ran in, where the backend splits layers (the GPU, for tensors
+    /// larger than a storage binding or batches larger than a buffer); 1 when unsplit.
+    pub layer_parts: Option<Vec<usize>>,
     /// Wall-clock time of the whole pass, uploads and read-back included.
     pub total_time: Duration,
     /// Device memory the pass allocated, where the backend accounts for it.

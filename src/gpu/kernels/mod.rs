@@ -141,6 +141,16 @@ impl Kernel {
         }
     }
 
+    /// The length of [`Kernel::weights`] for `g`.
+    pub(crate) fn weight_len(self, g: &WindowGeometry) -> usize {
+        match self {
+            Kernel::Direct(_) => g.weight_shape().map_or(0, |s| s.iter().product()),
+            Kernel::Tiled(_) => packed_len(g, tiled::CHANNELS, 1),
+            Kernel::Lanes(_) => packed_len(g, lanes::BLOCK, 1),
+            Kernel::Gemm(_, tile) => packed_len(g, tile.channels(), tile.channel_padding()),
+        }
+    }
+
     pub(crate) fn grid(self, g: &WindowGeometry) -> Grid {
         match self {
             Kernel::Direct(_) => Grid::Elements(g.output_shape().iter().product()),
@@ -160,6 +170,11 @@ pub(crate) fn phase_grids(g: &WindowGeometry) -> (usize, usize) {
     }
 }
 
+/// The length of [`pack_weights`]' result.
+fn packed_len(g: &WindowGeometry, co_tile: usize, ci_tile: usize) -> usize {
+    g.groups * g.kernel.h * g.kernel.w * g.c_in_per_group().div_ceil(ci_tile) * ci_tile * g.c_out_per_group().div_ceil(co_tile) * co_tile
+}
+
 /// Repacks a conv weight — forward `[C_out, C_in/g, kH, kW]` or transposed
 /// `[C_in, C_out/g, kH, kW]` — to `[g, kH, kW, C_in/g rounded up to ci_tile, C_out/g rounded up
 /// to co_tile]`, zero-filled: the layout of the tiled, lanes and GEMM kernels.
@@ -168,7 +183,7 @@ pub(crate) fn pack_weights(g: &WindowGeometry, weight: &[f32], co_tile: usize, c
     let row = cog.div_ceil(co_tile) * co_tile;
     let rows = cig.div_ceil(ci_tile) * ci_tile;
     let taps = g.kernel.h * g.kernel.w;
-    let mut packed = vec![0.0; g.groups * taps * rows * row];
+    let mut packed = vec![0.0; packed_len(g, co_tile, ci_tile)];
     for group in 0..g.groups {
         for ci in 0..cig {
             for co_local in 0..cog {
