@@ -105,9 +105,8 @@ pub(crate) fn band_rows(g: &WindowGeometry, out: &Range<usize>) -> (Range<usize>
     }
 }
 
-fn part_geometry(g: &WindowGeometry, block: &ChannelBlock, samples: &Range<usize>, out_rows: &Range<usize>) -> (Range<usize>, WindowGeometry) {
-    // All rows: the op's own rows and padding, so that a part that is the whole op equals it.
-    let (in_rows, pad_top) = if out_rows.len() == g.output.h { (0..g.input.h, g.padding.h) } else { band_rows(g, out_rows) };
+/// The part over `samples × block × out_rows`, reading `in_rows` with `pad_top` above them.
+fn part(g: &WindowGeometry, index: usize, block: &ChannelBlock, samples: Range<usize>, out_rows: Range<usize>, (in_rows, pad_top): (Range<usize>, usize)) -> WindowPart {
     let geometry = WindowGeometry {
         batch: samples.len(),
         input: Hw::new(in_rows.len(), g.input.w),
@@ -115,7 +114,7 @@ fn part_geometry(g: &WindowGeometry, block: &ChannelBlock, samples: &Range<usize
         padding: Hw::new(pad_top, g.padding.w),
         ..block_geometry(g, block)
     };
-    (in_rows, geometry)
+    WindowPart { samples, block: index, out_rows, in_rows, geometry }
 }
 
 fn bytes(samples: usize, channels: usize, rows: usize, width: usize) -> u64 {
@@ -167,7 +166,8 @@ pub(crate) fn channel_blocks(g: &WindowGeometry, limit: u64, weight_bytes: &dyn 
             return Err(if weights > limit {
                 Unsplittable { what: "the weights of one output channel", bytes: weights }
             } else {
-                let one_row = 0..1.min(g.output.h);
+                // A middle row: its band spans the whole dilated kernel.
+                let one_row = g.output.h / 2..g.output.h / 2 + 1;
                 Unsplittable { what: "the input rows one output row of one channel reads", bytes: bytes(1, block.input.len(), band_rows(g, &one_row).0.len(), g.input.w) }
             });
         }
@@ -187,17 +187,15 @@ pub(crate) fn window_parts(g: &WindowGeometry, blocks: &[ChannelBlock], limit: u
         if sample <= limit {
             let per_part = ((limit / sample) as usize).min(g.batch);
             for first in (0..g.batch).step_by(per_part) {
+                // All rows, with the op's own padding: a part that is the whole op equals it.
                 let samples = first..(first + per_part).min(g.batch);
-                let (in_rows, geometry) = part_geometry(g, block, &samples, &whole_rows);
-                parts.push(WindowPart { samples, block: index, out_rows: whole_rows.clone(), in_rows, geometry });
+                parts.push(part(g, index, block, samples, whole_rows.clone(), (0..g.input.h, g.padding.h)));
             }
         } else {
             let bands = bands(g, c_in, c_out, limit).expect("channel_blocks made every block's rows fit");
             for n in 0..g.batch {
                 for out_rows in &bands {
-                    let samples = n..n + 1;
-                    let (in_rows, geometry) = part_geometry(g, block, &samples, out_rows);
-                    parts.push(WindowPart { samples, block: index, out_rows: out_rows.clone(), in_rows, geometry });
+                    parts.push(part(g, index, block, n..n + 1, out_rows.clone(), band_rows(g, out_rows)));
                 }
             }
         }

@@ -175,7 +175,7 @@ impl Gpu {
                     Some(dispatches) => {
                         let first = run_index == 0;
                         let last = Some(run_index) == last_pass;
-                        let timestamp_writes = timestamps.map(|t| t.writes(index, first, last));
+                        let timestamp_writes = timestamps.filter(|_| first || last).map(|t| t.writes(index, first, last));
                         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op_label), timestamp_writes });
                         for d in dispatches {
                             pass.set_pipeline(&d.pipeline);
