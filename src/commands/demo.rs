@@ -57,8 +57,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         let model = ModelArgs { arch: Arch::ResNet50, output_stride: os, multi_grid: None };
         let network = build(&model, None, "")?;
         progress.inc(1);
-        progress.set_message(format!("output stride {os}: GPU forward pass, then the CPU reference"));
-        let run = run_network(&network, &input, &gpu, true)?;
+        progress.set_message(format!("output stride {os}"));
+        let run = run_network(&network, &input, &gpu, true, &progress)?;
         progress.inc(1);
         progress.set_message(format!("output stride {os}: writing the heatmap"));
         let heatmap = args.out_dir.join(format!("features_os{os}.png"));
@@ -78,8 +78,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     };
     let segmenter = segmentation_model.build(None, false)?;
     progress.inc(1);
-    progress.set_message("DeepLabv3: GPU forward pass, then the CPU reference");
-    let segmented = run_network(&segmenter, &input, &gpu, true)?;
+    progress.set_message("DeepLabv3");
+    let segmented = run_network(&segmenter, &input, &gpu, true, &progress)?;
     progress.inc(1);
     progress.set_message("DeepLabv3: writing the mask and overlay");
     let (mask, overlay) = (args.out_dir.join("mask.png"), args.out_dir.join("overlay.png"));

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use image::RgbImage;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::parse::parse_size;
@@ -89,8 +90,11 @@ impl RunArgs {
     /// Runs `network` on the chosen device (and on the CPU too with --compare).
     pub fn run(&self, network: &Network, input: &Tensor) -> Result<(Box<dyn Executor>, Run)> {
         let executor = self.executor()?;
-        let run = run_network(network, input, executor.as_ref(), self.compare)?;
-        Ok((executor, run))
+        let progress = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{elapsed:>4} {spinner} {msg}").expect("valid template"));
+        progress.enable_steady_tick(std::time::Duration::from_millis(200));
+        let run = run_network(network, input, executor.as_ref(), self.compare, &progress);
+        progress.finish_and_clear();
+        Ok((executor, run?))
     }
 
     /// The human-readable report of a run.
@@ -113,6 +117,8 @@ pub struct Row<'a> {
     pub geometry: &'a LayerGeometry,
     pub field: FieldOfView,
     pub time: Option<std::time::Duration>,
+    /// Dispatches the layer ran in (more than 1 where it was split), where the backend splits.
+    pub parts: Option<usize>,
     pub difference: Option<Difference>,
 }
 
@@ -126,7 +132,11 @@ fn window_cells(g: &LayerGeometry) -> [String; 3] {
 
 pub fn print_table(rows: &[Row], time_label: &str) {
     let compare = rows.iter().any(|r| r.difference.is_some());
+    let parts = rows.iter().any(|r| r.parts.is_some());
     print!("{:<30} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}", "layer", "output (NCHW)", "kernel", "stride", "dil", "jump", "RF", time_label);
+    if parts {
+        print!(" {:>5}", "parts");
+    }
     if compare {
         print!(" {:>10} {:>10}  verdict", "max abs", "max rel");
     }
@@ -145,6 +155,9 @@ pub fn print_table(rows: &[Row], time_label: &str) {
             format!("{}x{}", r.field.receptive_field.h, r.field.receptive_field.w),
             r.time.map_or("-".to_owned(), ms)
         );
+        if parts {
+            print!(" {:>5}", r.parts.map_or("-".to_owned(), |p| p.to_string()));
+        }
         if let Some(d) = r.difference {
             print!(" {:>10.3e} {:>10.3e}  {}", d.max_abs, d.max_rel, if d.within(NETWORK_TOLERANCE) { "ok" } else { "DISAGREE" });
         }
@@ -223,6 +236,7 @@ impl Run {
                     "jump": [r.field.jump.h, r.field.jump.w],
                     "receptive_field": [r.field.receptive_field.h, r.field.receptive_field.w],
                     "time_ms": r.time.map(|t| t.as_secs_f64() * 1e3),
+                    "parts": r.parts,
                     "gflop": r.geometry.flops() as f64 / 1e9,
                     "max_abs_error": r.difference.map(|d| d.max_abs),
                     "max_rel_error": r.difference.map(|d| d.max_rel),
@@ -257,19 +271,32 @@ impl Run {
                 geometry: &self.geometries[i],
                 field: self.fields[i],
                 time: self.primary.layer_times.as_ref().map(|t| t[i]),
+                parts: self.primary.layer_parts.as_ref().map(|p| p[i]),
                 difference: self.differences.as_ref().map(|d| d[i]),
             })
             .collect()
     }
 }
 
-/// Runs `network` on `primary`, and with `compare` also on the CPU, diffing every layer.
-pub fn run_network(network: &Network, input: &Tensor, primary: &dyn Executor, compare: bool) -> Result<Run> {
+/// Runs `network` on `primary`, and with `compare` also on the CPU, diffing every layer; says
+/// how far each pass has got in `progress`'s message where it is drawn (on a terminal).
+pub fn run_network(network: &Network, input: &Tensor, primary: &dyn Executor, compare: bool, progress: &ProgressBar) -> Result<Run> {
     let geometries = network.geometries(input.shape())?;
     let fields = receptive_fields(network, &geometries);
     let keep = if compare { Keep::All } else { Keep::Last };
-    let forward = primary.forward(network, input, keep)?;
-    let reference = if compare { Some(Cpu.forward(network, input, Keep::All)?) } else { None };
+    // After what the caller's message says (the demo's step), if anything.
+    let context = match progress.message() {
+        m if m.is_empty() => m,
+        m => m + ": ",
+    };
+    let watch = |what: &'static str| {
+        let context = context.clone();
+        move |done: usize, total: usize| progress.set_message(format!("{context}{what} {done}/{total}"))
+    };
+    let (on_primary, on_cpu) = (watch("preparing and running the layers"), watch("the CPU reference, layer"));
+    let drawn = !progress.is_hidden();
+    let forward = primary.forward_with_progress(network, input, keep, drawn.then_some(&on_primary as &dyn Fn(usize, usize)))?;
+    let reference = if compare { Some(Cpu.forward_with_progress(network, input, Keep::All, drawn.then_some(&on_cpu as &dyn Fn(usize, usize)))?) } else { None };
     let differences = reference.as_ref().map(|reference| {
         forward
             .outputs

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::context::{Gpu, GpuError};
-use super::steps::{ScratchNeeds, Span, Step};
+use super::steps::{encode_op, ScratchNeeds, Span, Step};
 use super::timing::PassTimestamps;
 use super::window::{PreparedWindow, WindowTensors};
 use crate::net::{Executor, Forward, Keep, LayerGeometry, MemoryUse, Network, Op, Source};
@@ -91,6 +91,7 @@ impl Gpu {
         input: &[f32],
         prepared: &[Option<PreparedWindow>],
         keep: Keep,
+        progress: Option<&dyn Fn(usize)>,
     ) -> Result<ChunkResult, GpuError> {
         let mut value_bytes = vec![input.len() as u64 * 4];
         value_bytes.extend(geometries.iter().map(|g| g.output_shape().iter().product::<usize>() as u64 * 4));
@@ -143,7 +144,19 @@ impl Gpu {
             }
             let timestamps = self.pass_timestamps(layers);
             let ops = network.layers.iter().zip(&steps).map(|(layer, steps)| (layer.name.as_str(), steps.as_slice()));
-            let mut encoder = self.encode_steps(&network.name, ops, timestamps.as_ref());
+            // Watched, the layers go in one submission each, so that each can be waited for.
+            let mut submissions = Vec::new();
+            let mut encoder = match progress {
+                None => self.encode_steps(&network.name, ops, timestamps.as_ref()),
+                Some(_) => {
+                    for (index, (label, steps)) in ops.enumerate() {
+                        let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+                        encode_op(&mut encoder, index, label, steps, timestamps.as_ref());
+                        submissions.push(self.queue().submit([encoder.finish()]));
+                    }
+                    self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") })
+                }
+            };
 
             let kept: Vec<usize> = match keep {
                 Keep::All => (0..layers).collect(),
@@ -155,6 +168,14 @@ impl Gpu {
                 staged.push(timestamps.resolve(self, &mut encoder));
             }
             self.queue().submit([encoder.finish()]);
+            if let Some(progress) = progress {
+                for (index, submission) in submissions.into_iter().enumerate() {
+                    self.device()
+                        .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
+                        .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+                    progress(index + 1);
+                }
+            }
 
             let mut bytes = self.map_all(&staged)?;
             let layer_times = timestamps.is_some().then(|| {
@@ -182,7 +203,7 @@ impl Executor for Gpu {
     /// Runs the network in one submission per chunk of the batch; the batch is split only when
     /// one layer's activation for the whole batch would exceed the adapter's buffer limit, and a
     /// layer whose tensors exceed a binding runs in parts (src/gpu/split.rs).
-    fn forward(&self, network: &Network, input: &Tensor, keep: Keep) -> Result<Forward, Error> {
+    fn forward_with_progress(&self, network: &Network, input: &Tensor, keep: Keep, progress: Option<&dyn Fn(usize, usize)>) -> Result<Forward, Error> {
         let geometries = network.geometries(input.shape())?;
         let start = Instant::now();
         let batch = input.shape()[0];
@@ -195,15 +216,30 @@ impl Executor for Gpu {
         }
         self.check_size(&format!("one sample of {} (ways out: a smaller input, a larger output stride, or the CPU: --device cpu)", largest.1), largest.0 as u64 * 4)?;
         let per_chunk = ((self.max_buffer_bytes() / (4 * largest.0 as u64)) as usize).min(batch);
+        // Progress counts the layers prepared (kernels chosen, weights uploaded), then run.
+        let layers = network.layers.len();
+        let total = layers * (1 + batch.div_ceil(per_chunk));
+        let report = |done: usize| {
+            if let Some(progress) = progress {
+                progress(done, total);
+            }
+        };
 
         let prepared = network
             .layers
             .iter()
             .zip(&geometries)
-            .map(|(layer, geometry)| {
-                let Some(g) = geometry.window() else { return Ok(None) };
-                let (weight, bias) = layer.parameters().map_or((None, None), |(w, b)| (Some(w.data()), b.map(Tensor::data)));
-                self.prepare_window(g, weight, bias, crate::gpu::KernelChoice::Auto, &format!("layer {}", layer.name)).map(Some)
+            .enumerate()
+            .map(|(index, (layer, geometry))| {
+                let prepared = match geometry.window() {
+                    Some(g) => {
+                        let (weight, bias) = layer.parameters().map_or((None, None), |(w, b)| (Some(w.data()), b.map(Tensor::data)));
+                        Some(self.prepare_window(g, weight, bias, crate::gpu::KernelChoice::Auto, &format!("layer {}", layer.name))?)
+                    }
+                    None => None,
+                };
+                report(index + 1);
+                Ok(prepared)
             })
             .collect::<Result<Vec<_>, GpuError>>()?;
 
@@ -212,11 +248,12 @@ impl Executor for Gpu {
         let mut layer_times: Option<Vec<Duration>> = None;
         let mut activation_bytes = 0;
         let mut parts = vec![0; network.layers.len()];
-        for first in (0..batch).step_by(per_chunk) {
+        for (chunk, first) in (0..batch).step_by(per_chunk).enumerate() {
             let count = per_chunk.min(batch - first);
             let chunk_geometries: Vec<LayerGeometry> = geometries.iter().map(|g| g.with_batch(count)).collect();
             let chunk_input = &input.data()[first * sample_len..(first + count) * sample_len];
-            let result = self.run_network_chunk(network, &chunk_geometries, chunk_input, &prepared, keep)?;
+            let run_done = |done: usize| report(layers * (1 + chunk) + done);
+            let result = self.run_network_chunk(network, &chunk_geometries, chunk_input, &prepared, keep, progress.map(|_| &run_done as &dyn Fn(usize)))?;
             parts.iter_mut().zip(&result.parts).for_each(|(all, chunk)| *all += chunk);
             for (all, part) in outputs.iter_mut().zip(result.outputs) {
                 if let Some(part) = part {

@@ -142,53 +142,11 @@ impl Gpu {
     }
 
     /// An encoder holding `ops`, each `(label, steps)`, for the caller to add its copies to and
-    /// submit: the one place work is encoded. Consecutive dispatches of an op share a compute
-    /// pass; with `timestamps`, op `i` is timed from the start of its first pass to the end of
-    /// its last (copies included: an op that begins or ends with a copy gets an empty pass there).
+    /// submit. With `timestamps`, op `i` is timed between its timestamps `2i` and `2i + 1`.
     pub(crate) fn encode_steps<'s>(&self, label: &str, ops: impl IntoIterator<Item = (&'s str, &'s [Step])>, timestamps: Option<&PassTimestamps>) -> wgpu::CommandEncoder {
         let mut encoder = self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         for (index, (op_label, steps)) in ops.into_iter().enumerate() {
-            // The op as runs: Some(dispatches) for a pass, None for a copy.
-            let mut runs: Vec<Option<Vec<&Dispatch>>> = Vec::new();
-            for step in steps {
-                match (step, runs.last_mut()) {
-                    (Step::Dispatch(d), Some(Some(pass))) => pass.push(d),
-                    (Step::Dispatch(d), _) => runs.push(Some(vec![d])),
-                    (Step::Copy(_), _) => runs.push(None),
-                }
-            }
-            if timestamps.is_some() {
-                if !matches!(runs.first(), Some(Some(_))) {
-                    runs.insert(0, Some(Vec::new()));
-                }
-                if !matches!(runs.last(), Some(Some(_))) {
-                    runs.push(Some(Vec::new()));
-                }
-            }
-            let last_pass = runs.iter().rposition(Option::is_some);
-            let mut copies = steps.iter().filter_map(|s| match s {
-                Step::Copy(c) => Some(c),
-                Step::Dispatch(_) => None,
-            });
-            for (run_index, run) in runs.iter().enumerate() {
-                match run {
-                    Some(dispatches) => {
-                        let first = run_index == 0;
-                        let last = Some(run_index) == last_pass;
-                        let timestamp_writes = timestamps.filter(|_| first || last).map(|t| t.writes(index, first, last));
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op_label), timestamp_writes });
-                        for d in dispatches {
-                            pass.set_pipeline(&d.pipeline);
-                            pass.set_bind_group(0, &d.bind_group, &[]);
-                            pass.dispatch_workgroups(d.workgroups.0, d.workgroups.1, d.workgroups.2);
-                        }
-                    }
-                    None => {
-                        let c = copies.next().expect("one copy per copy run");
-                        encoder.copy_buffer_to_buffer(&c.from, c.from_offset as u64 * 4, &c.to, c.to_offset as u64 * 4, c.len as u64 * 4);
-                    }
-                }
-            }
+            encode_op(&mut encoder, index, op_label, steps, timestamps);
         }
         encoder
     }
@@ -197,5 +155,51 @@ impl Gpu {
     pub(crate) fn submit_steps(&self, label: &str, steps: &[Step], repeats: usize) {
         let encoder = self.encode_steps(label, std::iter::repeat_n((label, steps), repeats), None);
         self.queue().submit([encoder.finish()]);
+    }
+}
+
+/// Encodes op `index`: the one place work is encoded. Consecutive dispatches share a compute
+/// pass; with `timestamps` the op is timed from the start of its first pass to the end of its
+/// last (copies included: an op that begins or ends with a copy gets an empty pass there).
+pub(crate) fn encode_op(encoder: &mut wgpu::CommandEncoder, index: usize, label: &str, steps: &[Step], timestamps: Option<&PassTimestamps>) {
+    // The op as runs: Some(dispatches) for a pass, None for a copy.
+    let mut runs: Vec<Option<Vec<&Dispatch>>> = Vec::new();
+    for step in steps {
+        match (step, runs.last_mut()) {
+            (Step::Dispatch(d), Some(Some(pass))) => pass.push(d),
+            (Step::Dispatch(d), _) => runs.push(Some(vec![d])),
+            (Step::Copy(_), _) => runs.push(None),
+        }
+    }
+    if timestamps.is_some() {
+        if !matches!(runs.first(), Some(Some(_))) {
+            runs.insert(0, Some(Vec::new()));
+        }
+        if !matches!(runs.last(), Some(Some(_))) {
+            runs.push(Some(Vec::new()));
+        }
+    }
+    let last_pass = runs.iter().rposition(Option::is_some);
+    let mut copies = steps.iter().filter_map(|s| match s {
+        Step::Copy(c) => Some(c),
+        Step::Dispatch(_) => None,
+    });
+    for (run_index, run) in runs.iter().enumerate() {
+        match run {
+            Some(dispatches) => {
+                let (first, last) = (run_index == 0, Some(run_index) == last_pass);
+                let timestamp_writes = timestamps.filter(|_| first || last).map(|t| t.writes(index, first, last));
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes });
+                for d in dispatches {
+                    pass.set_pipeline(&d.pipeline);
+                    pass.set_bind_group(0, &d.bind_group, &[]);
+                    pass.dispatch_workgroups(d.workgroups.0, d.workgroups.1, d.workgroups.2);
+                }
+            }
+            None => {
+                let c = copies.next().expect("one copy per copy run");
+                encoder.copy_buffer_to_buffer(&c.from, c.from_offset as u64 * 4, &c.to, c.to_offset as u64 * 4, c.len as u64 * 4);
+            }
+        }
     }
 }

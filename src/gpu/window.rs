@@ -159,12 +159,23 @@ impl Gpu {
             KernelChoice::Auto => kernels::rule(g, self),
             concrete => concrete,
         };
-        let weight_bytes = |block: &WindowGeometry| match (g.weight_shape(), Kernel::for_device(block, choice, self)) {
-            (Some(_), Ok(kernel)) => kernel.weight_len(block) as u64 * 4,
-            _ => 0,
+        let weight_bytes = |choice: KernelChoice| {
+            move |block: &WindowGeometry| match (g.weight_shape(), Kernel::for_device(block, choice, self)) {
+                (Some(_), Ok(kernel)) => kernel.weight_len(block) as u64 * 4,
+                _ => 0,
+            }
         };
         let limit = self.max_binding_bytes();
-        let blocks = split::channel_blocks(g, limit, &weight_bytes).map_err(|e| self.binding_too_large(&format!("{what}: {}", e.what), e.bytes))?;
+        // The tiled kernels pad a block's weights to their channel tile; where even one
+        // channel's padded weights exceed a binding, the direct kernel (no padding) runs it.
+        let (choice, blocks) = match split::channel_blocks(g, limit, &weight_bytes(choice)) {
+            Ok(blocks) => (choice, blocks),
+            Err(_) if choice != KernelChoice::Direct => match split::channel_blocks(g, limit, &weight_bytes(KernelChoice::Direct)) {
+                Ok(blocks) => (KernelChoice::Direct, blocks),
+                Err(e) => return Err(self.binding_too_large(&format!("{what}: {}", e.what), e.bytes)),
+            },
+            Err(e) => return Err(self.binding_too_large(&format!("{what}: {}", e.what), e.bytes)),
+        };
         let weights = blocks
             .iter()
             .map(|block| -> Result<BlockWeights, GpuError> {

@@ -11,7 +11,7 @@ impl Executor for Cpu {
         Backend::describe(self)
     }
 
-    fn forward(&self, network: &Network, input: &Tensor, keep: Keep) -> Result<Forward, Error> {
+    fn forward_with_progress(&self, network: &Network, input: &Tensor, keep: Keep, progress: Option<&dyn Fn(usize, usize)>) -> Result<Forward, Error> {
         let geometries = network.geometries(input.shape())?;
         let last_uses = network.last_uses();
         let start = Instant::now();
@@ -39,6 +39,9 @@ impl Executor for Cpu {
             cpu::epilogue(&mut values, layer.residual.map(|r| read(r).data()), relu);
             outputs[index] = Some(Tensor::new(geometry.output_shape().to_vec(), values).expect("geometry gives the size"));
             times.push(layer_start.elapsed());
+            if let Some(progress) = progress {
+                progress(index + 1, network.layers.len());
+            }
             if keep == Keep::Last {
                 free_dead(network, &last_uses, index, &mut outputs);
             }

@@ -215,7 +215,13 @@ pub trait Executor {
     fn describe(&self) -> String;
 
     /// Runs `network` on an NCHW `input`.
-    fn forward(&self, network: &Network, input: &Tensor, keep: Keep) -> Result<Forward, Error>;
+    fn forward(&self, network: &Network, input: &Tensor, keep: Keep) -> Result<Forward, Error> {
+        self.forward_with_progress(network, input, keep, None)
+    }
+
+    /// [`Executor::forward`], calling `progress(done, total)` as the work advances (the CPU: per
+    /// layer; the GPU: per layer prepared, then per layer run, which it then submits one by one).
+    fn forward_with_progress(&self, network: &Network, input: &Tensor, keep: Keep, progress: Option<&dyn Fn(usize, usize)>) -> Result<Forward, Error>;
 
     /// What a report should add about the runs so far (the GPU: what autotuning did).
     fn notes(&self) -> Vec<String> {
