@@ -175,3 +175,18 @@ fn miswired_layers_are_refused_naming_the_layer_and_the_wiring() {
     let error = network(vec![pool]).geometries(&[1, 3, 8, 8]).unwrap_err();
     assert_eq!(error.to_string(), "layer pool: only convolutions take a residual, not a global_avg_pool");
 }
+
+#[test]
+fn progress_counts_every_layer_prepared_and_run() {
+    let network = build(Arch::ResNet18, 32);
+    let input = Tensor::random(vec![2, 3, 33, 33], 1);
+    let layers = network.layers.len();
+    // The GPU counts each layer prepared, then run; the CPU each layer run.
+    for (executor, total) in [(gpu() as &dyn Executor, 2 * layers), (&Cpu as &dyn Executor, layers)] {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let record = |done: usize, of: usize| seen.borrow_mut().push((done, of));
+        executor.forward_with_progress(&network, &input, Keep::Last, Some(&record)).unwrap();
+        let expected: Vec<(usize, usize)> = (1..=total).map(|done| (done, total)).collect();
+        assert_eq!(seen.into_inner(), expected, "{}", executor.describe());
+    }
+}

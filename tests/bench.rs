@@ -61,6 +61,7 @@ fn record(op: ConvOp, device: Device, dilation: usize, gflops: f64) -> Record {
         backend: "vulkan".into(),
         timing: "timestamp".into(),
         kernel: "tiled".into(),
+        parts: 1,
         batch: 1,
         cin: 8,
         cout: 8,

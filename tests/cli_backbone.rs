@@ -6,7 +6,7 @@ mod cli;
 
 use std::path::Path;
 
-use cli::{assert_ok, assert_refused, atrous, text};
+use cli::{assert_ok, assert_refused, atrous, atrous_with_env, text};
 
 use atrous::npy::read_npy;
 
@@ -45,6 +45,26 @@ fn backbone_json_report_has_every_layer() {
     assert_eq!(last["name"], "layer4.1.conv2");
     assert_eq!(last["dilation"], serde_json::json!([2, 2]));
     assert_eq!(last["jump"], serde_json::json!([16, 16]));
+}
+
+#[test]
+fn a_forced_binding_limit_splits_layers_and_says_so() {
+    // 200 KB: conv1's 64×33×33 output (279 KB) and layer4's 512 channels at 9×9 (166 KB, but its
+    // 9.4 MB weights) run in parts; the JSON and the table say how many.
+    let args = ["backbone", "--arch", "resnet18", "--output-stride", "8", "--size", "65", "--compare", "--json"];
+    let out = atrous_with_env(&args, &[("ATROUS_AUTOTUNE", "0"), ("ATROUS_MAX_BINDING_BYTES", "200000")]);
+    let report: serde_json::Value = serde_json::from_str(&assert_ok(&out)).expect("stdout is JSON");
+    assert_eq!(report["agree"], true);
+    let layers = report["layers"].as_array().unwrap();
+    let parts = |name: &str| layers.iter().find(|l| l["name"] == name).unwrap()["parts"].as_u64().unwrap();
+    assert!(parts("conv1") > 1 && parts("layer4.1.conv2") > 1, "{layers:?}");
+    assert!(layers.iter().all(|l| l["parts"].as_u64().unwrap() >= 1));
+
+    let table = assert_ok(&atrous_with_env(&args[..args.len() - 1], &[("ATROUS_AUTOTUNE", "0"), ("ATROUS_MAX_BINDING_BYTES", "200000")]));
+    assert!(table.lines().any(|l| l.starts_with("layer ") && l.contains("parts")), "{table}");
+
+    let bad = atrous_with_env(&args, &[("ATROUS_AUTOTUNE", "0"), ("ATROUS_MAX_BINDING_BYTES", "lots")]);
+    assert_refused(&bad, &["ATROUS_MAX_BINDING_BYTES=lots", "byte count"]);
 }
 
 #[test]

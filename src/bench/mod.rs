@@ -388,6 +388,9 @@ pub struct Record {
     /// The GPU kernel that ran (`tiled`, `lanes`, `gemm128x128`, …; `auto:NAME` for the auto
     /// choice, NAME being the kernel it picked), or the CPU implementation.
     pub kernel: String,
+    /// Dispatches one run takes: 1 unless the tensors exceed a storage binding (the GPU runs
+    /// them in parts, src/gpu/split.rs).
+    pub parts: usize,
     pub batch: usize,
     pub cin: usize,
     pub cout: usize,
@@ -417,7 +420,8 @@ pub struct Record {
 
 impl Record {
     /// The record of `case` run by `kernel` and timed as `stats` (no penalty or peak yet).
-    pub fn new(case: &Case, device: Device, adapter: &str, backend: &str, timing: TimingSource, kernel: &str, stats: Stats) -> Record {
+    #[allow(clippy::too_many_arguments)] // each is one column of the record
+    pub fn new(case: &Case, device: Device, adapter: &str, backend: &str, timing: TimingSource, kernel: &str, parts: usize, stats: Stats) -> Record {
         let g = &case.geometry;
         let gflop = gflop(g);
         Record {
@@ -427,6 +431,7 @@ impl Record {
             backend: backend.to_owned(),
             timing: timing.name().to_owned(),
             kernel: kernel.to_owned(),
+            parts,
             batch: g.batch,
             cin: g.c_in,
             cout: g.c_out,
@@ -666,7 +671,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
                     }
                     checks.push(Check { op: case.op, kernel: label.clone(), dilation: case.dilation, difference });
                 }
-                records.push(Record::new(case, Device::Gpu, &runner.name, &runner.backend, timed.source, &label, stats));
+                records.push(Record::new(case, Device::Gpu, &runner.name, &runner.backend, timed.source, &label, timed.parts, stats));
             }
         }
     }
@@ -685,7 +690,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
                 }
             }
             let stats = summarize(&format!("CPU {} at dilation {}", case.op, case.dilation), TimingSource::Wall, &seconds)?;
-            records.push(Record::new(case, Device::Cpu, &runner.name, &runner.backend, TimingSource::Wall, CPU_KERNEL, stats));
+            records.push(Record::new(case, Device::Cpu, &runner.name, &runner.backend, TimingSource::Wall, CPU_KERNEL, 1, stats));
         }
     }
     fill_penalties(&mut records);

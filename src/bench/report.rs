@@ -8,13 +8,14 @@ use crate::atomic_file::write_atomically;
 use crate::gpu::tuning_line;
 
 /// The keys of every record, in order (JSON keys and CSV columns).
-pub const COLUMNS: [&str; 24] = [
+pub const COLUMNS: [&str; 25] = [
     "op",
     "device",
     "adapter",
     "backend",
     "timing",
     "kernel",
+    "parts",
     "batch",
     "cin",
     "cout",
@@ -138,6 +139,10 @@ pub fn format_table(report: &BenchReport) -> String {
     if with_peak {
         header.push("% of peak");
     }
+    let split = report.records.iter().any(|r| r.parts > 1);
+    if split {
+        header.push("parts");
+    }
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in &report.records {
         let mut row = vec![
@@ -155,6 +160,9 @@ pub fn format_table(report: &BenchReport) -> String {
         ];
         if with_peak {
             row.push(r.fraction_of_peak.map_or("—".to_owned(), |f| format!("{:.1}%", 100.0 * f)));
+        }
+        if split {
+            row.push(r.parts.to_string());
         }
         rows.push(row);
     }

@@ -177,24 +177,28 @@ pub(crate) fn channel_blocks(g: &WindowGeometry, limit: u64, weight_bytes: &dyn 
 
 /// The parts `g` runs in over `blocks` (from [`channel_blocks`] with the same limit): one part,
 /// the op itself, when a single block's tensors fit; else groups of whole samples where one
-/// sample fits, else bands of rows of one sample.
+/// sample of every block fits, else bands of rows of one sample. Bands are the same for every
+/// block (cut for the largest) and come band by band, each band's blocks in a row: where the
+/// blocks read the same input channels (an ungrouped convolution), they read the same copy.
 pub(crate) fn window_parts(g: &WindowGeometry, blocks: &[ChannelBlock], limit: u64) -> Vec<WindowPart> {
-    let whole_rows = 0..g.output.h;
+    let c_in = blocks.iter().map(|b| b.input.len()).max().expect("an op has channels");
+    let c_out = blocks.iter().map(|b| b.out.len()).max().expect("an op has channels");
+    let sample = bytes(1, c_in, g.input.h, g.input.w).max(bytes(1, c_out, g.output.h, g.output.w));
     let mut parts = Vec::new();
-    for (index, block) in blocks.iter().enumerate() {
-        let (c_in, c_out) = (block.input.len(), block.out.len());
-        let sample = bytes(1, c_in, g.input.h, g.input.w).max(bytes(1, c_out, g.output.h, g.output.w));
-        if sample <= limit {
-            let per_part = ((limit / sample) as usize).min(g.batch);
+    if sample <= limit {
+        // All rows, with the op's own padding: a part that is the whole op equals it.
+        let per_part = ((limit / sample) as usize).min(g.batch);
+        for (index, block) in blocks.iter().enumerate() {
             for first in (0..g.batch).step_by(per_part) {
-                // All rows, with the op's own padding: a part that is the whole op equals it.
                 let samples = first..(first + per_part).min(g.batch);
-                parts.push(part(g, index, block, samples, whole_rows.clone(), (0..g.input.h, g.padding.h)));
+                parts.push(part(g, index, block, samples, 0..g.output.h, (0..g.input.h, g.padding.h)));
             }
-        } else {
-            let bands = bands(g, c_in, c_out, limit).expect("channel_blocks made every block's rows fit");
-            for n in 0..g.batch {
-                for out_rows in &bands {
+        }
+    } else {
+        let bands = bands(g, c_in, c_out, limit).expect("channel_blocks made every block's rows fit");
+        for n in 0..g.batch {
+            for out_rows in &bands {
+                for (index, block) in blocks.iter().enumerate() {
                     parts.push(part(g, index, block, n..n + 1, out_rows.clone(), band_rows(g, out_rows)));
                 }
             }

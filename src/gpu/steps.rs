@@ -39,7 +39,7 @@ pub(crate) struct Dispatch {
 
 /// A copy of `len` f32s between two buffers, offsets counted in f32s.
 #[derive(Debug)]
-pub(crate) struct Copy {
+pub(crate) struct BufferCopy {
     pub from: wgpu::Buffer,
     pub from_offset: usize,
     pub to: wgpu::Buffer,
@@ -50,7 +50,7 @@ pub(crate) struct Copy {
 #[derive(Debug)]
 pub(crate) enum Step {
     Dispatch(Dispatch),
-    Copy(Copy),
+    Copy(BufferCopy),
 }
 
 /// Sizes (in f32s) of the scratch buffers that the parts of split ops are copied through: the
@@ -108,7 +108,7 @@ pub(crate) fn merged_copies(from: &wgpu::Buffer, to: &wgpu::Buffer, runs: impl I
     }
     merged
         .into_iter()
-        .map(|(from_offset, to_offset, len)| Step::Copy(Copy { from: from.clone(), from_offset, to: to.clone(), to_offset, len }))
+        .map(|(from_offset, to_offset, len)| Step::Copy(BufferCopy { from: from.clone(), from_offset, to: to.clone(), to_offset, len }))
         .collect()
 }
 

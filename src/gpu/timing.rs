@@ -56,6 +56,8 @@ pub struct TimedConvolution {
     /// Seconds per repeat, as measured (not checked for being positive).
     pub seconds: Vec<f64>,
     pub output: Vec<f32>,
+    /// Dispatches one run takes (more than 1 where the tensors exceed a binding).
+    pub parts: usize,
 }
 
 /// Runs of the FMA kernel ([`shaders::FMA_PEAK`]) at a size calibrated to take tens of
@@ -128,9 +130,10 @@ impl Gpu {
             let scratch = self.scratch(self.window_scratch(&prepared, geometry, false))?;
             let tensors = WindowTensors { input: &input, residual: None, output: &Span::new(&output, out_len) };
             let steps = self.window_steps(&prepared, geometry, &tensors, false, &scratch)?;
+            let parts = self.window_parts(&prepared, geometry).len();
             let seconds = self.time_steps(warmup, repeats, source, &steps)?;
             let output = self.read_back(&output, out_len)?;
-            Ok(TimedConvolution { source, seconds, output })
+            Ok(TimedConvolution { source, seconds, output, parts })
         })?
     }
 

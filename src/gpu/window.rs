@@ -168,14 +168,10 @@ impl Gpu {
         let limit = self.max_binding_bytes();
         // The tiled kernels pad a block's weights to their channel tile; where even one
         // channel's padded weights exceed a binding, the direct kernel (no padding) runs it.
-        let (choice, blocks) = match split::channel_blocks(g, limit, &weight_bytes(choice)) {
-            Ok(blocks) => (choice, blocks),
-            Err(_) if choice != KernelChoice::Direct => match split::channel_blocks(g, limit, &weight_bytes(KernelChoice::Direct)) {
-                Ok(blocks) => (KernelChoice::Direct, blocks),
-                Err(e) => return Err(self.binding_too_large(&format!("{what}: {}", e.what), e.bytes)),
-            },
-            Err(e) => return Err(self.binding_too_large(&format!("{what}: {}", e.what), e.bytes)),
-        };
+        let plan = |choice: KernelChoice| split::channel_blocks(g, limit, &weight_bytes(choice)).map(|blocks| (choice, blocks));
+        let (choice, blocks) = plan(choice)
+            .or_else(|e| if choice == KernelChoice::Direct { Err(e) } else { plan(KernelChoice::Direct) })
+            .map_err(|e| self.binding_too_large(&format!("{what}: {}", e.what), e.bytes))?;
         let weights = blocks
             .iter()
             .map(|block| -> Result<BlockWeights, GpuError> {
@@ -218,12 +214,18 @@ impl Gpu {
             return Ok(vec![Step::Dispatch(dispatch)]);
         }
         let mut steps = Vec::new();
+        let mut in_scratch = None;
         for part in &parts {
             let block = &prepared.blocks[part.block];
             let (input_len, output_len) = (part.geometry.input_shape().iter().product(), part.geometry.output_shape().iter().product());
             let gathered = scratch.input(input_len);
-            let runs = split::block_runs(g.input_shape(), part.samples.clone(), block.input.clone(), part.in_rows.clone());
-            steps.extend(merged_copies(&tensors.input.buffer, &gathered.buffer, runs));
+            // The blocks of a band that read the same input channels share one copy of it.
+            let input = (part.samples.clone(), block.input.clone(), part.in_rows.clone());
+            if in_scratch.as_ref() != Some(&input) {
+                let runs = split::block_runs(g.input_shape(), input.0.clone(), input.1.clone(), input.2.clone());
+                steps.extend(merged_copies(&tensors.input.buffer, &gathered.buffer, runs));
+                in_scratch = Some(input);
+            }
             let output_runs = || split::block_runs(g.output_shape(), part.samples.clone(), block.out.clone(), part.out_rows.clone());
             let residual = tensors.residual.map(|r| {
                 let gathered = scratch.residual(output_len);
