@@ -701,7 +701,7 @@ impl Segmentation {
         self.net.output_shapes(shape)
     }
 
-    /// The layers' names in execution order (``backbone.conv1``, ``classifier.0.convs.1.0``, …).
+    /// The layers' names in execution order (``conv1``, …, ``classifier.0.convs.1.0``, …, ``upsample``).
     #[getter]
     fn layer_names(&self) -> Vec<String> {
         self.net.layer_names()

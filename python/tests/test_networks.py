@@ -84,12 +84,12 @@ def test_segmentation_attributes_layers_and_aux():
     assert (model.model, model.output_stride, model.rates, model.classes, model.upsample, model.aux) == (
         "deeplabv3_resnet18", 8, [12, 24, 36], 21, "bilinear", True)
     assert repr(model).startswith("Segmentation(model='deeplabv3_resnet18', output_stride=8, classes=21")
-    assert model.layer_names[0] == "backbone.conv1"
+    assert model.layer_names[0] == "conv1" and model.layer_names[-1] == "upsample"
     assert any(name.startswith("classifier.") for name in model.layer_names)
     x = rand((1, 3, 33, 33), seed=5)
     logits, aux = model.aux_logits(x)
     assert logits.shape == aux.shape == (1, 21, 33, 33)
     np.testing.assert_array_equal(model(x), logits)
     outputs = model.forward(x)
-    assert len(outputs) == 2
+    assert list(outputs) == ["aux_upsample", "upsample"]
     assert atrous.Segmentation("fcn_resnet18", device="cpu").rates is None
