@@ -21,6 +21,9 @@ use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyOverflowError, PyRuntim
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+/// A float32 NumPy array handed to Python.
+type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
+
 /// Relative tolerance under which one op's GPU and CPU results agree (the CLI's
 /// `conv2d --compare`).
 const OP_TOLERANCE: f64 = 1e-4;
@@ -108,7 +111,7 @@ fn optional_tensor(py: Python<'_>, name: &str, obj: Option<&Bound<'_, PyAny>>) -
     obj.filter(|o| !o.is_none()).map(|o| tensor(py, name, o)).transpose()
 }
 
-fn ndarray<'py>(py: Python<'py>, t: Tensor) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+fn ndarray<'py>(py: Python<'py>, t: Tensor) -> PyResult<Array<'py>> {
     let shape = t.shape().to_vec();
     let array = ArrayD::from_shape_vec(IxDyn(&shape), t.into_data()).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     Ok(array.into_pyarray(py))
@@ -203,7 +206,7 @@ fn conv2d<'py>(
     dilation: Option<&Bound<'py, PyAny>>,
     groups: i64,
     device: &str,
-) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+) -> PyResult<Array<'py>> {
     let params = Conv2dParams {
         stride: stride.map_or(Ok(Hw::square(1)), |v| pair("stride", v))?,
         padding: padding.map_or(Ok(Hw::square(0)), |v| pair("padding", v))?,
@@ -241,7 +244,7 @@ fn conv_transpose2d<'py>(
     groups: i64,
     dilation: Option<&Bound<'py, PyAny>>,
     device: &str,
-) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+) -> PyResult<Array<'py>> {
     let params = ConvTranspose2dParams {
         stride: stride.map_or(Ok(Hw::square(1)), |v| pair("stride", v))?,
         padding: padding.map_or(Ok(Hw::square(0)), |v| pair("padding", v))?,
@@ -415,7 +418,7 @@ impl Net {
         Ok(forward.outputs)
     }
 
-    fn call<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn call<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Array<'py>> {
         let mut outputs = self.forward(py, x, Keep::Last)?;
         let last = outputs.pop().flatten().ok_or_else(|| PyRuntimeError::new_err("the last layer's output was not kept"))?;
         ndarray(py, last)
@@ -525,7 +528,7 @@ impl Backbone {
     }
 
     /// backbone(x) -> layer4's features, float32 NCHW.
-    fn __call__<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn __call__<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Array<'py>> {
         self.net.call(py, x)
     }
 
@@ -673,7 +676,7 @@ impl Segmentation {
     }
 
     /// model(x) -> the logits, float32 ``[N, classes, H, W]``.
-    fn __call__<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    fn __call__<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Array<'py>> {
         self.net.call(py, x)
     }
 
@@ -685,7 +688,7 @@ impl Segmentation {
     }
 
     /// Both heads' logits in one pass; needs ``aux=True``.
-    fn aux_logits<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyArrayDyn<f32>>)> {
+    fn aux_logits<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<(Array<'py>, Array<'py>)> {
         let Some(&aux_index) = self.net.network.extra_outputs.first() else {
             return Err(PyValueError::new_err("this model has no auxiliary head: build it with aux=True"));
         };
