@@ -377,7 +377,7 @@ impl Difference {
 /// (``atrous.OP_TOLERANCE``) and every layer of a network at 1e-3
 /// (``atrous.NETWORK_TOLERANCE``).
 #[pyfunction]
-#[pyo3(signature = (a, b, tolerance=OP_TOLERANCE))]
+#[pyo3(signature = (a, b, tolerance=OP_TOLERANCE), text_signature = "(a, b, tolerance=1e-4)")]
 fn compare(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>, tolerance: f64) -> PyResult<Difference> {
     let (a, b) = (tensor(py, "a", a)?, tensor(py, "b", b)?);
     if a.shape() != b.shape() {

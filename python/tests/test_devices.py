@@ -22,3 +22,5 @@ def test_module_metadata():
     assert issubclass(atrous.GpuError, RuntimeError)
     assert "dilation" in atrous.conv2d.__doc__
     assert atrous.conv2d.__text_signature__.startswith("(x, weight, bias=None, stride=1")
+    assert atrous.compare.__text_signature__ == "(a, b, tolerance=1e-4)"
+    assert "layer4" in atrous.Backbone.__doc__
