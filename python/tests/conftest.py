@@ -3,10 +3,17 @@
 GPU tests run on whatever adapter wgpu finds (Mesa's lavapipe in CI). A machine without one
 makes them fail (atrous.GpuError), never skip.
 """
+import os
+
 import numpy as np
 import pytest
 
-import atrous
+# As the CLI tests (tests/cli.rs): the kernels the rule picks, no timing of candidates (which
+# would make the run slower and its kernels depend on the machine's cache); opt in with
+# ATROUS_AUTOTUNE=1. Read when the GPU is first opened, after this.
+os.environ.setdefault("ATROUS_AUTOTUNE", "0")
+
+import atrous  # noqa: E402
 
 OPSET = 17
 DEVICES = ["gpu", "cpu"]
