@@ -67,7 +67,7 @@ pub enum ShapeError {
     WrongRank { tensor: &'static str, expected: usize, layout: &'static str, shape: Vec<usize> },
     #[error("{tensor} has a zero-sized dimension (shape {shape:?}); every dimension must be at least 1")]
     EmptyTensor { tensor: &'static str, shape: Vec<usize> },
-    #[error("{name} must be at least 1 on each axis, got {value:?}")]
+    #[error("{name} must be at least 1 on each axis, got {value}")]
     ZeroParameter { name: &'static str, value: Hw },
     #[error("groups must be at least 1, got 0")]
     ZeroGroups,

@@ -27,8 +27,6 @@ pub fn gpu() -> &'static Gpu {
     })
 }
 
-/// A second context on the same adapter with subgroup operations left off: the tiled kernels as
-/// a device without subgroups runs them.
 /// The GPU as it runs without the lanes kernels: the tiled ones, with subgroup weights where the
 /// adapter has subgroups.
 pub fn gpu_without_lanes() -> &'static Gpu {
@@ -36,6 +34,8 @@ pub fn gpu_without_lanes() -> &'static Gpu {
     GPU.get_or_init(|| Gpu::new(&rules(GpuOptions { without_lanes: true, ..Default::default() })).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
 }
 
+/// A second context on the same adapter with subgroup operations left off: the tiled kernels as
+/// a device without subgroups runs them.
 pub fn gpu_without_subgroups() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| Gpu::new(&rules(GpuOptions { without_subgroups: true, ..Default::default() })).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
