@@ -242,6 +242,22 @@ fn check_network_splits(network: &Network, input: &Tensor, split: &Gpu, toleranc
 }
 
 #[test]
+fn tensors_larger_than_a_buffer_live_in_pieces() {
+    // Buffers of at most 96 KiB and bindings of 32 KiB: conv1's 64×29×23 output (171 KB) and
+    // the network input's pieces are reached by copies only.
+    let options = rules(GpuOptions { kernel: KernelChoice::Direct, max_buffer_bytes: Some(96 * 1024), max_binding_bytes: Some(32 * 1024), ..Default::default() });
+    let pieces = Gpu::new(&options).unwrap();
+    let network = resnet(&ResNetConfig::new(Arch::ResNet18, 16), &mut SeededWeights::new(5)).unwrap();
+    check_network_splits(&network, &Tensor::random(vec![2, 3, 57, 45], 6), &pieces, 1e-3);
+    // Six 100×70 planes (168 KB) in two buffers, resized in blocks of planes that fit a binding.
+    let planes = 3 * 2;
+    let input = Tensor::random(vec![planes * 100 * 70], 7);
+    let (from, to) = (Hw::new(100, 70), Hw::new(61, 90));
+    let d = difference(&pieces.resize_bilinear(input.data(), planes, from, to).unwrap(), &atrous::cpu::resize_bilinear(input.data(), planes, from, to));
+    assert!(d.within(1e-5), "{d}");
+}
+
+#[test]
 fn a_backbone_split_into_parts_matches_its_unsplit_run() {
     let network = resnet(&ResNetConfig::new(Arch::ResNet18, 8), &mut SeededWeights::new(5)).unwrap();
     // At 97×81 layer4 (512 channels, dilation 4) is 13×11: 292 KB, and one output row's band

@@ -10,6 +10,7 @@ use thiserror::Error;
 use wgpu::util::DeviceExt;
 
 use super::shaders::Shader;
+use super::steps::Span;
 use super::kernels::KernelChoice;
 
 /// What can go wrong on the GPU side.
@@ -433,6 +434,58 @@ impl Gpu {
         }))
     }
 
+    /// Storage for a tensor of `len` f32s: one buffer, or pieces of one buffer each where it
+    /// would exceed [`Gpu::max_buffer_bytes`].
+    pub(crate) fn tensor_storage(&self, what: &str, len: usize) -> Result<Span, GpuError> {
+        let piece_len = (self.max_buffer_bytes / 4).max(1) as usize;
+        if len <= piece_len {
+            return Ok(Span::new(&self.output_buffer(what, len)?, len));
+        }
+        let pieces = (0..len.div_ceil(piece_len)).map(|i| self.output_buffer(what, piece_len.min(len - i * piece_len))).collect::<Result<_, _>>()?;
+        Ok(Span::in_pieces(pieces, piece_len, len))
+    }
+
+    /// A tensor holding `data` ([`Gpu::tensor_storage`]).
+    pub(crate) fn upload(&self, what: &str, data: &[f32]) -> Result<Span, GpuError> {
+        let span = self.tensor_storage(what, data.len())?;
+        self.write_tensor(&span, data);
+        Ok(span)
+    }
+
+    /// Queues the write of `data` into `span`'s first `data.len()` f32s.
+    pub(crate) fn write_tensor(&self, span: &Span, data: &[f32]) {
+        let mut at = 0;
+        for (buffer, offset, len) in Span::prefix(span, data.len()).buffers() {
+            self.queue.write_buffer(buffer, offset as u64 * 4, bytemuck::cast_slice(&data[at..at + len]));
+            at += len;
+        }
+    }
+
+    /// Records copies of `span`'s values into mappable buffers (one per piece), for
+    /// [`Gpu::map_all`]; [`read_staged`] puts the values back together.
+    pub(crate) fn stage_tensor(&self, encoder: &mut wgpu::CommandEncoder, span: &Span) -> Vec<wgpu::Buffer> {
+        span.buffers()
+            .map(|(buffer, offset, len)| {
+                let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("read-back"),
+                    size: len as u64 * 4,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                encoder.copy_buffer_to_buffer(buffer, offset as u64 * 4, &staging, 0, len as u64 * 4);
+                staging
+            })
+            .collect()
+    }
+
+    /// The values of `span` once everything submitted so far has run.
+    pub(crate) fn read_tensor(&self, span: &Span) -> Result<Vec<f32>, GpuError> {
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+        let staged = self.stage_tensor(&mut encoder, span);
+        self.queue.submit([encoder.finish()]);
+        Ok(read_staged(self.map_all(&staged)?))
+    }
+
     pub(crate) fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
         if bytes > self.max_buffer_bytes {
             return Err(GpuError::TooLarge {
@@ -482,12 +535,9 @@ impl Gpu {
             .collect()
     }
 
-    /// Copies `len` f32s out of `buffer` after everything submitted so far has run.
-    pub(crate) fn read_back(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
-        let staging = self.stage(&mut encoder, buffer, (len * 4) as u64);
-        self.queue.submit([encoder.finish()]);
-        let bytes = self.map_all(&[staging])?.remove(0);
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
+}
+
+/// The f32s of a tensor's staged pieces ([`Gpu::stage_tensor`]), mapped, in order.
+pub(crate) fn read_staged(pieces: Vec<Vec<u8>>) -> Vec<f32> {
+    pieces.iter().flat_map(|bytes| bytemuck::pod_collect_to_vec::<u8, f32>(bytes)).collect()
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::context::{Gpu, GpuError};
+use super::context::{read_staged, Gpu, GpuError};
 use super::steps::{encode_op, ScratchNeeds, Span, Step};
 use super::timing::PassTimestamps;
 use super::window::{PreparedWindow, WindowTensors};
@@ -98,13 +98,25 @@ impl Gpu {
         let plan = BufferPlan::new(network, &value_bytes, keep);
         let layers = network.layers.len();
 
+        // Out of memory, say how much was asked for and what would need less.
+        let out_of_memory = |error: GpuError| match error {
+            GpuError::OutOfMemory { .. } => GpuError::OutOfMemory {
+                what: format!(
+                    "running {} (weights {:.1} MiB + activations {:.1} MiB; ways out: a smaller input, a larger output stride, a smaller batch, or the CPU: --device cpu)",
+                    network.name,
+                    network.weight_bytes() as f64 / (1 << 20) as f64,
+                    plan.slot_bytes.iter().sum::<u64>() as f64 / (1 << 20) as f64
+                ),
+            },
+            other => other,
+        };
         self.scoped("running the network", || -> Result<ChunkResult, GpuError> {
-            let slots: Vec<wgpu::Buffer> = plan.slot_bytes.iter().map(|&b| self.output_buffer("activation", (b / 4) as usize)).collect::<Result<_, _>>()?;
-            self.queue().write_buffer(&slots[plan.slot_of_value[0]], 0, bytemuck::cast_slice(input));
+            let slots: Vec<Span> = plan.slot_bytes.iter().map(|&b| self.tensor_storage("activation", (b / 4) as usize)).collect::<Result<_, _>>()?;
             let span_of = |source: Source| {
                 let value = value_index(source);
-                Span::new(&slots[plan.slot_of_value[value]], (value_bytes[value] / 4) as usize)
+                Span::prefix(&slots[plan.slot_of_value[value]], (value_bytes[value] / 4) as usize)
             };
+            self.write_tensor(&span_of(Source::Input), input);
 
             // The scratch that split layers copy their parts through, shared by all of them.
             let mut needs = ScratchNeeds::default();
@@ -162,8 +174,10 @@ impl Gpu {
                 Keep::All => (0..layers).collect(),
                 Keep::Last => network.extra_outputs.iter().copied().chain([layers - 1]).collect(),
             };
-            let mut staged: Vec<wgpu::Buffer> =
-                kept.iter().map(|&i| self.stage(&mut encoder, &span_of(Source::Layer(i)).buffer, value_bytes[i + 1])).collect();
+            // Each kept output's staged pieces, one after another.
+            let staged_per_output: Vec<Vec<wgpu::Buffer>> = kept.iter().map(|&i| self.stage_tensor(&mut encoder, &span_of(Source::Layer(i)))).collect();
+            let pieces: Vec<usize> = staged_per_output.iter().map(Vec::len).collect();
+            let mut staged: Vec<wgpu::Buffer> = staged_per_output.into_iter().flatten().collect();
             if let Some(timestamps) = &timestamps {
                 staged.push(timestamps.resolve(self, &mut encoder));
             }
@@ -183,11 +197,13 @@ impl Gpu {
                 seconds.into_iter().map(|s| Duration::from_secs_f64(s.max(0.0))).collect()
             });
             let mut outputs = vec![None; layers];
-            for (&i, data) in kept.iter().zip(bytes) {
-                outputs[i] = Some(bytemuck::pod_collect_to_vec(&data));
+            let mut bytes = bytes.into_iter();
+            for (&i, &count) in kept.iter().zip(&pieces) {
+                outputs[i] = Some(read_staged(bytes.by_ref().take(count).collect()));
             }
             Ok(ChunkResult { outputs, layer_times, parts, activation_bytes: plan.slot_bytes.iter().sum::<u64>() + needs.bytes() })
-        })?
+        })
+        .map_err(out_of_memory)?
     }
 }
 
@@ -201,21 +217,15 @@ impl Executor for Gpu {
     }
 
     /// Runs the network in one submission per chunk of the batch; the batch is split only when
-    /// one layer's activation for the whole batch would exceed the adapter's buffer limit, and a
-    /// layer whose tensors exceed a binding runs in parts (src/gpu/split.rs).
+    /// one layer's activation for the whole batch would exceed the adapter's buffer limit (a
+    /// single sample's may: it is stored in pieces), and a layer whose tensors exceed a binding
+    /// runs in parts (src/gpu/split.rs).
     fn forward_with_progress(&self, network: &Network, input: &Tensor, keep: Keep, progress: Option<&dyn Fn(usize, usize)>) -> Result<Forward, Error> {
         let geometries = network.geometries(input.shape())?;
         let start = Instant::now();
         let batch = input.shape()[0];
-        let mut largest = (input.len() / batch, "the network input".to_owned());
-        for (layer, g) in network.layers.iter().zip(&geometries) {
-            let per_sample = g.output_shape()[1..].iter().product::<usize>();
-            if per_sample > largest.0 {
-                largest = (per_sample, format!("layer {}'s output", layer.name));
-            }
-        }
-        self.check_size(&format!("one sample of {} (ways out: a smaller input, a larger output stride, or the CPU: --device cpu)", largest.1), largest.0 as u64 * 4)?;
-        let per_chunk = ((self.max_buffer_bytes() / (4 * largest.0 as u64)) as usize).min(batch);
+        let largest = geometries.iter().map(|g| g.output_shape()[1..].iter().product::<usize>()).chain([input.len() / batch]).max().expect("a network has an input");
+        let per_chunk = ((self.max_buffer_bytes() / (4 * largest as u64)) as usize).clamp(1, batch);
         // Progress counts the layers prepared (kernels chosen, weights uploaded), then run.
         let layers = network.layers.len();
         let total = layers * (1 + batch.div_ceil(per_chunk));
@@ -272,7 +282,7 @@ impl Executor for Gpu {
             .zip(&geometries)
             .map(|(data, g)| data.map(|d| Tensor::new(g.output_shape().to_vec(), d).expect("geometry gives the size")))
             .collect();
-        let memory = MemoryUse { weights: network.weight_bytes(), activations: activation_bytes, largest_activation: largest.0 as u64 * 4 * per_chunk as u64 };
+        let memory = MemoryUse { weights: network.weight_bytes(), activations: activation_bytes, largest_activation: largest as u64 * 4 * per_chunk as u64 };
         Ok(Forward { outputs, layer_times, layer_parts: Some(parts), total_time: start.elapsed(), memory: Some(memory) })
     }
 }

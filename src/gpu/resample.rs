@@ -53,9 +53,9 @@ impl Gpu {
         let mut steps = Vec::new();
         for block in parts {
             let (part_in, part_out) = (scratch.input(block.len() * plane_in), scratch.output(block.len() * plane_out));
-            steps.extend(merged_copies(&input.buffer, &part_in.buffer, [(block.start * plane_in, 0, part_in.len)]));
+            steps.extend(merged_copies(input, &part_in, [(block.start * plane_in, 0, part_in.len)]));
             steps.push(Step::Dispatch(self.resize_dispatch(block.len(), from, to, &part_in, &part_out)?));
-            steps.extend(merged_copies(&part_out.buffer, &output.buffer, [(0, block.start * plane_out, part_out.len)]));
+            steps.extend(merged_copies(&part_out, output, [(0, block.start * plane_out, part_out.len)]));
         }
         Ok(steps)
     }
@@ -80,7 +80,7 @@ impl Gpu {
         let mut steps = Vec::new();
         for &(input, channels) in parts {
             let runs = (0..batch).map(|n| (n * channels * plane, (n * total + offset) * plane, channels * plane));
-            steps.extend(merged_copies(&input.buffer, &output.buffer, runs));
+            steps.extend(merged_copies(input, output, runs));
             offset += channels;
         }
         steps
@@ -91,13 +91,12 @@ impl Gpu {
     pub fn resize_bilinear(&self, input: &[f32], planes: usize, from: Hw, to: Hw) -> Result<Vec<f32>, GpuError> {
         assert_eq!(input.len(), planes * from.h * from.w, "the input holds `planes` images of size `from`");
         let len = planes * to.h * to.w;
-        let output = self.scoped("resizing", || -> Result<wgpu::Buffer, GpuError> {
-            let source = Span::new(&self.storage_buffer("input", input)?, input.len());
-            let output = self.output_buffer("output", len)?;
+        self.scoped("resizing", || -> Result<Vec<f32>, GpuError> {
+            let source = self.upload("input", input)?;
+            let output = self.tensor_storage("output", len)?;
             let scratch = self.scratch(self.resize_scratch(planes, from, to)?)?;
-            self.submit_steps("resize", &self.resize_steps(planes, from, to, &source, &Span::new(&output, len), &scratch)?, 1);
-            Ok(output)
-        })??;
-        self.read_back(&output, len)
+            self.submit_steps("resize", &self.resize_steps(planes, from, to, &source, &output, &scratch)?, 1);
+            self.read_tensor(&output)
+        })?
     }
 }

@@ -121,7 +121,7 @@ fn bytes(samples: usize, channels: usize, rows: usize, width: usize) -> u64 {
     (samples * channels * rows * width) as u64 * 4
 }
 
-/// Bands of output rows, each as deep as fits `limit` for one sample of a block with these
+/// Bands of output rows as few as fit `limit` for one sample of a block with these
 /// channels; `None` when one row does not fit.
 fn bands(g: &WindowGeometry, c_in: usize, c_out: usize, limit: u64) -> Option<Vec<Range<usize>>> {
     let fits = |rows: Range<usize>| {
@@ -146,7 +146,10 @@ fn bands(g: &WindowGeometry, c_in: usize, c_out: usize, limit: u64) -> Option<Ve
         bands.push(start..deepest);
         start = deepest;
     }
-    Some(bands)
+    // As many bands of equal depth where they fit: no thin last band (a dispatch of few rows).
+    let depth = g.output.h.div_ceil(bands.len());
+    let even: Vec<Range<usize>> = (0..g.output.h).step_by(depth).map(|first| first..(first + depth).min(g.output.h)).collect();
+    Some(if even.len() == bands.len() && even.iter().all(|band| fits(band.clone())) { even } else { bands })
 }
 
 /// The channel blocks `g` runs in under a binding limit of `limit` bytes: all channels at once

@@ -10,22 +10,61 @@ use super::context::{Gpu, GpuError};
 use super::shaders::Shader;
 use super::timing::PassTimestamps;
 
-/// `len` f32s from the start of `buffer`: a tensor, in a buffer that may be larger (network
-/// activations share buffers of the largest size they hold).
+/// A tensor on the device: its first `len` f32s of storage that may be larger (network
+/// activations share storage of the largest size it holds). Storage is one buffer, or — where
+/// it would exceed a buffer — pieces of `piece_len` f32s, one buffer each, that only copies
+/// reach (a tensor that fits a binding always fits one buffer).
 #[derive(Clone, Debug)]
 pub(crate) struct Span {
-    pub buffer: wgpu::Buffer,
+    pieces: Vec<wgpu::Buffer>,
+    piece_len: usize,
     pub len: usize,
 }
 
 impl Span {
+    /// `len` f32s at the start of `buffer`.
     pub fn new(buffer: &wgpu::Buffer, len: usize) -> Span {
-        Span { buffer: buffer.clone(), len }
+        Span { pieces: vec![buffer.clone()], piece_len: usize::MAX, len }
+    }
+
+    /// Storage in `pieces` of `piece_len` f32s (the last may be shorter), holding `len`.
+    pub fn in_pieces(pieces: Vec<wgpu::Buffer>, piece_len: usize, len: usize) -> Span {
+        Span { pieces, piece_len, len }
+    }
+
+    /// The first `len` f32s of `storage`.
+    pub fn prefix(storage: &Span, len: usize) -> Span {
+        Span { len, ..storage.clone() }
+    }
+
+    /// The buffer of a tensor in one piece (the scratch buffers, everything that fits a binding).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        assert!(self.pieces.len() == 1 || self.len <= self.piece_len, "a tensor in pieces is reached by copies only");
+        &self.pieces[0]
     }
 
     /// The tensor's bytes alone, as one binding (the buffer may exceed the binding limit).
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: 0, size: NonZeroU64::new(self.len as u64 * 4) })
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: self.buffer(), offset: 0, size: NonZeroU64::new(self.len as u64 * 4) })
+    }
+
+    /// `(buffer, offset in it, length)` of each piece's share of `start .. start + len`.
+    fn segments(&self, start: usize, len: usize) -> impl Iterator<Item = (&wgpu::Buffer, usize, usize)> {
+        let mut at = start;
+        let end = start + len;
+        std::iter::from_fn(move || {
+            (at < end).then(|| {
+                let (piece, offset) = (at / self.piece_len, at % self.piece_len);
+                let take = (self.piece_len - offset).min(end - at);
+                at += take;
+                (&self.pieces[piece], offset, take)
+            })
+        })
+    }
+
+    /// `(buffer, offset, length)` of every piece the tensor occupies, in order.
+    pub fn buffers(&self) -> impl Iterator<Item = (&wgpu::Buffer, usize, usize)> {
+        self.segments(0, self.len)
     }
 }
 
@@ -97,8 +136,9 @@ impl Scratch {
     }
 }
 
-/// Copies of `(from offset, to offset, length)` runs, adjacent runs merged into one.
-pub(crate) fn merged_copies(from: &wgpu::Buffer, to: &wgpu::Buffer, runs: impl IntoIterator<Item = (usize, usize, usize)>) -> Vec<Step> {
+/// Copies of `(from offset, to offset, length)` runs between two tensors, adjacent runs merged
+/// into one and cut where either tensor's storage changes pieces.
+pub(crate) fn merged_copies(from: &Span, to: &Span, runs: impl IntoIterator<Item = (usize, usize, usize)>) -> Vec<Step> {
     let mut merged: Vec<(usize, usize, usize)> = Vec::new();
     for (src, dst, len) in runs {
         match merged.last_mut() {
@@ -106,10 +146,20 @@ pub(crate) fn merged_copies(from: &wgpu::Buffer, to: &wgpu::Buffer, runs: impl I
             _ => merged.push((src, dst, len)),
         }
     }
-    merged
-        .into_iter()
-        .map(|(from_offset, to_offset, len)| Step::Copy(BufferCopy { from: from.clone(), from_offset, to: to.clone(), to_offset, len }))
-        .collect()
+    let mut steps = Vec::new();
+    for (src, dst, len) in merged {
+        // Each source piece's share, then each destination piece's share of that.
+        let mut done = 0;
+        for (from_buffer, from_offset, share) in from.segments(src, len) {
+            let mut taken = 0;
+            for (to_buffer, to_offset, part) in to.segments(dst + done, share) {
+                steps.push(Step::Copy(BufferCopy { from: from_buffer.clone(), from_offset: from_offset + taken, to: to_buffer.clone(), to_offset, len: part }));
+                taken += part;
+            }
+            done += share;
+        }
+    }
+    steps
 }
 
 impl Gpu {

@@ -19,7 +19,7 @@ use std::time::Instant;
 use super::context::{Gpu, GpuError};
 use super::shaders;
 use super::kernels::KernelChoice;
-use super::steps::{Span, Step};
+use super::steps::Step;
 use super::window::WindowTensors;
 use crate::shape::WindowGeometry;
 
@@ -124,15 +124,15 @@ impl Gpu {
         let source = if self.has_timestamps() { source } else { TimingSource::Wall };
         let out_len = geometry.output_shape().iter().product::<usize>();
         self.scoped("timing a convolution", || -> Result<TimedConvolution, GpuError> {
-            let input = Span::new(&self.storage_buffer("input", input)?, input.len());
+            let input = self.upload("input", input)?;
             let prepared = self.prepare_window(geometry, Some(weight), None, kernel, "the convolution")?;
-            let output = self.output_buffer("output", out_len)?;
+            let output = self.tensor_storage("output", out_len)?;
             let scratch = self.scratch(self.window_scratch(&prepared, geometry, false))?;
-            let tensors = WindowTensors { input: &input, residual: None, output: &Span::new(&output, out_len) };
+            let tensors = WindowTensors { input: &input, residual: None, output: &output };
             let steps = self.window_steps(&prepared, geometry, &tensors, false, &scratch)?;
             let parts = self.window_parts(&prepared, geometry).len();
             let seconds = self.time_steps(warmup, repeats, source, &steps)?;
-            let output = self.read_back(&output, out_len)?;
+            let output = self.read_tensor(&output)?;
             Ok(TimedConvolution { source, seconds, output, parts })
         })?
     }

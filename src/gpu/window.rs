@@ -223,19 +223,19 @@ impl Gpu {
             let input = (part.samples.clone(), block.input.clone(), part.in_rows.clone());
             if in_scratch.as_ref() != Some(&input) {
                 let runs = split::block_runs(g.input_shape(), input.0.clone(), input.1.clone(), input.2.clone());
-                steps.extend(merged_copies(&tensors.input.buffer, &gathered.buffer, runs));
+                steps.extend(merged_copies(tensors.input, &gathered, runs));
                 in_scratch = Some(input);
             }
             let output_runs = || split::block_runs(g.output_shape(), part.samples.clone(), block.out.clone(), part.out_rows.clone());
             let residual = tensors.residual.map(|r| {
                 let gathered = scratch.residual(output_len);
-                steps.extend(merged_copies(&r.buffer, &gathered.buffer, output_runs()));
+                steps.extend(merged_copies(r, &gathered, output_runs()));
                 gathered
             });
             let output = scratch.output(output_len);
             let part_tensors = WindowTensors { input: &gathered, residual: residual.as_ref(), output: &output };
             steps.push(Step::Dispatch(self.window_dispatch(&part.geometry, prepared.choice, &prepared.weights[part.block], &part_tensors, relu)?));
-            steps.extend(merged_copies(&output.buffer, &tensors.output.buffer, output_runs().map(|(at, dense, len)| (dense, at, len))));
+            steps.extend(merged_copies(&output, tensors.output, output_runs().map(|(at, dense, len)| (dense, at, len))));
         }
         Ok(steps)
     }
@@ -270,32 +270,19 @@ impl Gpu {
     /// is ignored) on flat NCHW data and returns the flat NCHW output. The slices must match the
     /// geometry's shapes.
     ///
-    /// A batch larger than one buffer runs in chunks of samples; tensors larger than one
-    /// binding run in parts (src/gpu/split.rs). A single sample larger than a buffer is refused
-    /// with the adapter's limit named.
+    /// Tensors larger than one binding run in parts (src/gpu/split.rs), and tensors larger than
+    /// one buffer are stored in several.
     pub fn convolve(&self, geometry: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, GpuError> {
-        let sample_in = input.len() / geometry.batch;
-        let sample_out = geometry.output_shape()[1..].iter().product::<usize>();
-        self.check_size("one sample of the input", sample_in as u64 * 4)?;
-        self.check_size("one sample of the output", sample_out as u64 * 4)?;
-        let per_chunk = (self.max_buffer_bytes() / (4 * sample_in.max(sample_out) as u64)).min(geometry.batch as u64) as usize;
-
         let prepared = self.prepare_window(geometry, Some(weight), bias, KernelChoice::Auto, "the op")?;
-        let mut output = Vec::with_capacity(geometry.batch * sample_out);
-        for first in (0..geometry.batch).step_by(per_chunk) {
-            let chunk = WindowGeometry { batch: per_chunk.min(geometry.batch - first), ..*geometry };
-            let out_len = chunk.batch * sample_out;
-            let out_buffer = self.scoped("running a window op", || -> Result<wgpu::Buffer, GpuError> {
-                let input = Span::new(&self.storage_buffer("input", &input[first * sample_in..(first + chunk.batch) * sample_in])?, chunk.batch * sample_in);
-                let out_buffer = self.output_buffer("output", out_len)?;
-                let scratch = self.scratch(self.window_scratch(&prepared, &chunk, false))?;
-                let tensors = WindowTensors { input: &input, residual: None, output: &Span::new(&out_buffer, out_len) };
-                self.submit_steps("window op", &self.window_steps(&prepared, &chunk, &tensors, false, &scratch)?, 1);
-                Ok(out_buffer)
-            })??;
-            output.extend(self.read_back(&out_buffer, out_len)?);
-        }
-        Ok(output)
+        let out_len = geometry.output_shape().iter().product();
+        self.scoped("running a window op", || -> Result<Vec<f32>, GpuError> {
+            let input = self.upload("input", input)?;
+            let output = self.tensor_storage("output", out_len)?;
+            let scratch = self.scratch(self.window_scratch(&prepared, geometry, false))?;
+            let tensors = WindowTensors { input: &input, residual: None, output: &output };
+            self.submit_steps("window op", &self.window_steps(&prepared, geometry, &tensors, false, &scratch)?, 1);
+            self.read_tensor(&output)
+        })?
     }
 
     /// The y extent of a grid whose y spreads the channel tiles of all groups.
