@@ -5,7 +5,7 @@ mod common;
 
 use atrous::backend::{Cpu, CpuReference};
 use atrous::compare::difference;
-use atrous::{conv2d, conv_transpose2d};
+use atrous::{conv2d, conv_transpose2d, Conv2dParams, Hw, Tensor};
 use common::{check_hand_computed_cases, conv_case, transposed_case};
 use proptest::prelude::*;
 
@@ -42,4 +42,25 @@ proptest! {
         let d = difference(fast.data(), exact.data());
         prop_assert!(d.within(TOLERANCE), "{d} for {:?}", case.params);
     }
+}
+
+/// The fast path keeps its im2col matrix per thread; while a convolution waits for its parallel
+/// parts, rayon runs other work on the same thread — other samples of the batch, other
+/// callers' convolutions — which must not find that matrix in use.
+#[test]
+fn concurrent_convolutions_share_the_thread_pool_safely() {
+    let x = Tensor::random(vec![4, 6, 23, 19], 61);
+    let w = Tensor::random(vec![8, 3, 3, 3], 62);
+    let p = Conv2dParams { padding: Hw::square(2), dilation: Hw::square(2), groups: 2, ..Default::default() };
+    let expected = conv2d(&Cpu, &x, &w, None, &p).unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..10 {
+                    let got = conv2d(&Cpu, &x, &w, None, &p).unwrap();
+                    assert_eq!(got.data(), expected.data());
+                }
+            });
+        }
+    });
 }

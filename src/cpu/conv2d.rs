@@ -50,10 +50,12 @@ pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[
             // A 1×1 stride-1 unpadded conv is already a GEMM on the input plane.
             sgemm(cog, depth, pixels, w, depth, 1, x, out_slab);
         } else {
-            COLUMNS.with_borrow_mut(|cols| {
-                im2col(g, x, cig, cols);
-                sgemm(cog, depth, pixels, w, depth, 1, cols, out_slab);
-            });
+            // Taken out, not borrowed: while im2col and the GEMM wait for their parallel parts,
+            // rayon may run another slab on this thread, which then takes its own matrix.
+            let mut cols = COLUMNS.take();
+            im2col(g, x, cig, &mut cols);
+            sgemm(cog, depth, pixels, w, depth, 1, &cols, out_slab);
+            COLUMNS.set(cols);
         }
         if let Some(b) = bias {
             for (co_local, row) in out_slab.chunks_mut(pixels).enumerate() {
