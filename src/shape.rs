@@ -4,6 +4,7 @@
 //! numbers involved; nothing in here panics on user input.
 
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
 use thiserror::Error;
@@ -255,9 +256,9 @@ impl WindowGeometry {
         }
     }
 
-    /// Useful floating-point operations, `2·N·OH·OW·C_out·(C_in/groups)·kH·kW` for a forward
-    /// convolution; a transposed one counts over its *input* positions (no inserted zeros); a
-    /// pool counts none.
+    /// Nominal floating-point operations (what PyTorch computes), `2·N·OH·OW·C_out·(C_in/groups)·kH·kW`
+    /// for a forward convolution; a transposed one counts over its *input* positions (no
+    /// inserted zeros); a pool counts none.
     pub fn flops(&self) -> u64 {
         let taps = (self.kernel.h * self.kernel.w) as u64;
         match self.kind {
@@ -270,6 +271,32 @@ impl WindowGeometry {
             ConvKind::MaxPool | ConvKind::AvgPool => 0,
         }
     }
+
+    /// The part of [`WindowGeometry::flops`] whose taps touch data: products with padding left
+    /// out. A dilation as large as the map leaves a 3×3 kernel one useful tap in nine.
+    pub fn useful_flops(&self) -> u64 {
+        // Per axis, the valid taps of each position (output positions forward; input positions
+        // transposed, whose taps land in the output); the 2-D count is their product.
+        let (from, to, per_position) = match self.kind {
+            ConvKind::Forward => (self.output, self.input, self.c_out * self.c_in_per_group()),
+            ConvKind::Transposed => (self.input, self.output, self.c_in * self.c_out_per_group()),
+            ConvKind::MaxPool | ConvKind::AvgPool => return 0,
+        };
+        let axis = |positions: usize, stride: usize, kernel: usize, dilation: usize, padding: usize, size: usize| -> u64 {
+            (0..positions).map(|i| valid_taps(i * stride, kernel, dilation, padding, size).len() as u64).sum()
+        };
+        let rows = axis(from.h, self.stride.h, self.kernel.h, self.dilation.h, self.padding.h, to.h);
+        let columns = axis(from.w, self.stride.w, self.kernel.w, self.dilation.w, self.padding.w, to.w);
+        2 * (self.batch * per_position) as u64 * rows * columns
+    }
+}
+
+/// The taps `t < kernel` whose position `base + t·dilation − padding` lies in `0..size`: one
+/// range, as the taps are evenly spaced; empty where every tap lands in the padding.
+pub fn valid_taps(base: usize, kernel: usize, dilation: usize, padding: usize, size: usize) -> Range<usize> {
+    let first = if base >= padding { 0 } else { (padding - base).div_ceil(dilation) }.min(kernel);
+    let end = if size + padding > base { ((size - 1 + padding - base) / dilation + 1).min(kernel) } else { 0 };
+    first..end.max(first)
 }
 
 fn rank4(tensor: &'static str, shape: &[usize], layout: &'static str) -> Result<[usize; 4], ShapeError> {

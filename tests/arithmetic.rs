@@ -1,7 +1,7 @@
 //! The shape arithmetic of docs/ARCHITECTURE.md §1, checked against values computed by hand, and every
 //! invalid combination turned into an error that names its numbers.
 
-use atrous::shape::{conv_output_size, conv_transpose_output_size, effective_kernel};
+use atrous::shape::{conv_output_size, conv_transpose_output_size, effective_kernel, valid_taps};
 use atrous::{Conv2dParams, ConvTranspose2dParams, Hw, ShapeError};
 
 #[test]
@@ -113,4 +113,34 @@ fn max_pool_geometry_and_its_refusals() {
     assert_eq!(e.to_string(), "max-pool padding W=2 must be at most half the kernel (3/2)");
     let e = Pool2dParams { dilation: Hw::square(4), padding: Hw::square(0), ..stem_pool }.geometry(&[1, 1, 8, 9]).unwrap_err();
     assert!(e.to_string().contains("input H=8 is too small") && e.to_string().contains("effective kernel 9"), "{e}");
+}
+
+#[test]
+fn valid_taps_by_hand() {
+    // 3 taps at dilation 36, padding 36, on 65 rows: output row o reads o − 36, o, o + 36.
+    assert_eq!(valid_taps(0, 3, 36, 36, 65), 1..3); // 0 and 36
+    assert_eq!(valid_taps(28, 3, 36, 36, 65), 1..3); // 28 and 64
+    assert_eq!(valid_taps(29, 3, 36, 36, 65), 1..2); // only 29: 65 is past the end
+    assert_eq!(valid_taps(36, 3, 36, 36, 65), 0..2); // 0 and 36
+    // A dilation larger than the map: the centre tap alone (DeepLabv3's degenerate case).
+    assert_eq!(valid_taps(10, 3, 24, 24, 21), 1..2);
+    // All padding: a 1×1 kernel with padding 3 at output 0 reads row −3.
+    assert!(valid_taps(0, 1, 1, 3, 2).is_empty());
+}
+
+#[test]
+fn useful_flops_count_the_taps_that_touch_data() {
+    // DeepLabv3's ASPP at 513×513, output stride 8: 65×65 features, rates 12, 24, 36 — 0.77,
+    // 0.57 and 0.40 of the nominal work touch the image.
+    for (rate, share) in [(12, 0.77), (24, 0.57), (36, 0.40)] {
+        let p = Conv2dParams { padding: Hw::square(rate), dilation: Hw::square(rate), ..Default::default() };
+        let g = p.geometry(&[1, 2048, 65, 65], &[256, 2048, 3, 3], None).unwrap();
+        let measured = g.useful_flops() as f64 / g.flops() as f64;
+        assert!((measured - share).abs() < 0.005, "rate {rate}: {measured}");
+    }
+    // Transposed k4 s2 p1 on 4×4: each input row's 4 taps land in 0..8 but at the borders, where
+    // rows 0 and 3 lose one: (3 + 4 + 4 + 3)² of 16² per channel pair.
+    let t = ConvTranspose2dParams { stride: Hw::square(2), padding: Hw::square(1), ..Default::default() };
+    let g = t.geometry(&[1, 1, 4, 4], &[1, 1, 4, 4], None).unwrap();
+    assert_eq!((g.useful_flops(), g.flops()), (2 * 14 * 14, 2 * 16 * 16));
 }

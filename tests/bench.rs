@@ -79,6 +79,8 @@ fn record(op: ConvOp, device: Device, dilation: usize, gflops: f64) -> Record {
         min_ms: 1e3 / gflops,
         max_ms: 1e3 / gflops,
         gflops,
+        useful_gflop: 1.0,
+        useful_gflops: gflops,
         dilation_penalty: None,
         peak_gflops: None,
         fraction_of_peak: None,

@@ -64,3 +64,19 @@ fn concurrent_convolutions_share_the_thread_pool_safely() {
         }
     });
 }
+
+/// ASPP-like rates as large as the map or larger, where most taps read padding: the fast path
+/// still equals the reference.
+#[test]
+fn dilations_as_large_as_the_map_match_the_reference() {
+    for (size, rate, stride) in [(Hw::new(21, 17), 24, 1), (Hw::new(65, 40), 36, 1), (Hw::new(30, 33), 12, 2), (Hw::new(9, 9), 5, 1)] {
+        let x = Tensor::random(vec![2, 16, size.h, size.w], 71);
+        let w = Tensor::random(vec![8, 8, 3, 3], 72);
+        let b = Tensor::random(vec![8], 73);
+        let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::new(rate, rate / 2), dilation: Hw::new(rate, rate / 2 + 1), groups: 2 };
+        let fast = conv2d(&Cpu, &x, &w, Some(&b), &p).unwrap();
+        let exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap();
+        let d = difference(fast.data(), exact.data());
+        assert!(d.within(TOLERANCE), "{size:?} rate {rate}: {d}");
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock};
 
 use atrous::backend::{Cpu, CpuReference};
 use atrous::compare::difference;
-use atrous::gpu::{Gpu, GpuError, GpuOptions, KernelChoice, GemmTile};
+use atrous::gpu::{Gpu, GpuError, GpuOptions, KernelChoice};
 use atrous::models::resnet::{resnet, Arch, ResNetConfig};
 use atrous::models::segmentation::{segmentation, SegmentationConfig, Upsample};
 use atrous::net::{Executor, Forward, Keep, Layer, Network, Op, Source};
@@ -92,15 +92,7 @@ struct ConvCase {
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
-    let kernels = prop::sample::select(vec![
-        KernelChoice::Direct,
-        KernelChoice::Tiled,
-        KernelChoice::Lanes,
-        KernelChoice::Gemm(GemmTile::Wide),
-        KernelChoice::Gemm(GemmTile::Square),
-        KernelChoice::Gemm(GemmTile::Narrow),
-        KernelChoice::Gemm(GemmTile::Tall),
-    ]);
+    let kernels = prop::sample::select(KernelChoice::FORCED.to_vec());
     (kernels, any::<bool>(), 1..=2usize, prop::sample::select(vec![1usize, 2, 4]), (1..=4usize, 1..=8usize))
         .prop_flat_map(|(kernel, transposed, batch, groups, (cig, cog))| {
             // Direct runs at a 4 KiB limit on small maps; the tiled families at 256 KiB on larger ones.

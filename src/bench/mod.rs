@@ -409,6 +409,10 @@ pub struct Record {
     pub min_ms: f64,
     pub max_ms: f64,
     pub gflops: f64,
+    /// The part of `gflop` whose taps touch data (padding left out,
+    /// [`WindowGeometry::useful_flops`]), and the rate of that.
+    pub useful_gflop: f64,
+    pub useful_gflops: f64,
     /// This row's GFLOP/s over the dilation-1 row's of the same op, device and shape; `None`
     /// (null) without such a row.
     pub dilation_penalty: Option<f64>,
@@ -449,6 +453,8 @@ impl Record {
             min_ms: stats.min * 1e3,
             max_ms: stats.max * 1e3,
             gflops: gflop / stats.median,
+            useful_gflop: g.useful_flops() as f64 / 1e9,
+            useful_gflops: g.useful_flops() as f64 / 1e9 / stats.median,
             dilation_penalty: None,
             peak_gflops: None,
             fraction_of_peak: None,

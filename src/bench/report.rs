@@ -8,7 +8,7 @@ use crate::atomic_file::write_atomically;
 use crate::gpu::tuning_line;
 
 /// The keys of every record, in order (JSON keys and CSV columns).
-pub const COLUMNS: [&str; 25] = [
+pub const COLUMNS: [&str; 27] = [
     "op",
     "device",
     "adapter",
@@ -33,6 +33,8 @@ pub const COLUMNS: [&str; 25] = [
     "min_ms",
     "max_ms",
     "gflops",
+    "useful_gflop",
+    "useful_gflops",
     "dilation_penalty",
 ];
 
@@ -139,6 +141,11 @@ pub fn format_table(report: &BenchReport) -> String {
     if with_peak {
         header.push("% of peak");
     }
+    // Where padding takes a share of the taps, the rate of the taps that touch data as well.
+    let skipped = report.records.iter().any(|r| r.useful_gflop < r.gflop);
+    if skipped {
+        header.push("useful GFLOP/s");
+    }
     let split = report.records.iter().any(|r| r.parts > 1);
     if split {
         header.push("parts");
@@ -160,6 +167,9 @@ pub fn format_table(report: &BenchReport) -> String {
         ];
         if with_peak {
             row.push(r.fraction_of_peak.map_or("—".to_owned(), |f| format!("{:.1}%", 100.0 * f)));
+        }
+        if skipped {
+            row.push(format!("{:.2}", r.useful_gflops));
         }
         if split {
             row.push(r.parts.to_string());

@@ -238,6 +238,7 @@ impl Run {
                     "time_ms": r.time.map(|t| t.as_secs_f64() * 1e3),
                     "parts": r.parts,
                     "gflop": r.geometry.flops() as f64 / 1e9,
+                    "useful_gflop": r.geometry.useful_flops() as f64 / 1e9,
                     "max_abs_error": r.difference.map(|d| d.max_abs),
                     "max_rel_error": r.difference.map(|d| d.max_rel),
                     "agree": r.difference.map(|d| d.within(NETWORK_TOLERANCE)),

@@ -29,7 +29,8 @@ fn plane_blocks(planes: usize, plane_in: usize, plane_out: usize, limit: u64) ->
 }
 
 impl Gpu {
-    /// How many parts a resize of `planes` planes from `from` to `to` runs in.
+    /// The blocks of planes a resize of `planes` planes from `from` to `to` runs in (one block,
+    /// all of them, when they fit a binding).
     pub(crate) fn resize_parts(&self, planes: usize, from: Hw, to: Hw) -> Result<Vec<Range<usize>>, GpuError> {
         plane_blocks(planes, from.h * from.w, to.h * to.w, self.max_binding_bytes())
             .ok_or_else(|| self.binding_too_large("one plane of a resize", (from.h * from.w).max(to.h * to.w) as u64 * 4))

@@ -142,9 +142,14 @@ impl LayerGeometry {
         }
     }
 
-    /// Useful floating-point operations (multiply-adds of convolutions; data movement counts none).
+    /// Nominal floating-point operations (multiply-adds of convolutions; data movement counts none).
     pub fn flops(&self) -> u64 {
         self.window().map_or(0, WindowGeometry::flops)
+    }
+
+    /// The part of [`LayerGeometry::flops`] whose taps touch data ([`WindowGeometry::useful_flops`]).
+    pub fn useful_flops(&self) -> u64 {
+        self.window().map_or(0, WindowGeometry::useful_flops)
     }
 
     /// The same layer for a batch of `batch`.
