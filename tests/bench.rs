@@ -84,6 +84,7 @@ fn record(op: ConvOp, device: Device, dilation: usize, gflops: f64) -> Record {
         dilation_penalty: None,
         peak_gflops: None,
         fraction_of_peak: None,
+        peak_bandwidth_gbs: None,
     }
 }
 
@@ -168,7 +169,7 @@ fn the_plot_draws_without_system_fonts() {
     let mut records = vec![record(ConvOp::Conv2d, Device::Gpu, 1, 10.0), record(ConvOp::Conv2d, Device::Gpu, 2, 7.0), record(ConvOp::Conv2d, Device::Gpu, 16, 3.0)];
     fill_penalties(&mut records);
     let runner = Runner { device: Device::Gpu, name: "test adapter".into(), description: "test adapter".into(), backend: "vulkan".into(), timing: TimingSource::Timestamp };
-    let peak = Peak { device: Device::Gpu, gflops: 20.0, timing: TimingSource::Timestamp, method: "test".into() };
+    let peak = Peak { device: Device::Gpu, gflops: 20.0, timing: TimingSource::Timestamp, method: "test".into(), bandwidth_gbs: 50.0, bandwidth_method: "test".into() };
     let report = BenchReport { config: BenchConfig::default(), kernels: vec![], records, runners: vec![runner], peaks: vec![peak], checks: vec![], tuning: None };
     let image = bench::plot_png(&report).unwrap();
     assert!(image.width() >= 800 && image.height() >= 500);
@@ -243,6 +244,7 @@ fn bench_peak_adds_the_fraction_of_peak() {
         "--size", "9x13", "--repeats", "2", "--warmup", "0", "--peak", "--timing", "wall", "--json", json.to_str().unwrap(),
     ]));
     assert!(stdout.contains("GPU peak FP32 FMA") && stdout.contains("CPU peak FP32 FMA") && stdout.contains("% of peak"), "{stdout}");
+    assert!(stdout.contains("GPU memory bandwidth") && stdout.contains("CPU memory bandwidth"), "{stdout}");
     assert!(stdout.contains("timing: wall (wall clock around submit + wait)"), "--timing wall is honoured: {stdout}");
     let records: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(records.len(), 4);
@@ -256,6 +258,7 @@ fn bench_peak_adds_the_fraction_of_peak() {
         assert_eq!(r["timing"], "wall");
         let (gflops, peak, fraction) = (r["gflops"].as_f64().unwrap(), r["peak_gflops"].as_f64().unwrap(), r["fraction_of_peak"].as_f64().unwrap());
         assert!(peak > 0.0 && (fraction - gflops / peak).abs() < 1e-12);
+        assert!(r["peak_bandwidth_gbs"].as_f64().unwrap() > 0.0);
     }
 }
 

@@ -24,7 +24,7 @@ mod peak;
 mod plot;
 mod report;
 
-pub use peak::{cpu_fma_peak, cpu_name, CpuPeakRuns};
+pub use peak::{cpu_bandwidth, cpu_fma_peak, cpu_name, CpuBandwidthRuns, CpuPeakRuns};
 pub use plot::{plot_png, write_plot};
 pub use report::{format_table, to_csv, to_json, write_csv, write_json, COLUMNS, PEAK_COLUMNS};
 
@@ -420,6 +420,9 @@ pub struct Record {
     pub peak_gflops: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_peak: Option<f64>,
+    /// The device's measured memory bandwidth, GB/s ([`Peak::bandwidth_gbs`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_bandwidth_gbs: Option<f64>,
 }
 
 impl Record {
@@ -458,6 +461,7 @@ impl Record {
             dilation_penalty: None,
             peak_gflops: None,
             fraction_of_peak: None,
+            peak_bandwidth_gbs: None,
         }
     }
 
@@ -488,7 +492,7 @@ pub fn fill_penalties(records: &mut [Record]) {
     }
 }
 
-/// A device's measured attainable FP32 FMA rate.
+/// A device's measured attainable FP32 FMA rate and memory bandwidth.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Peak {
     pub device: Device,
@@ -496,14 +500,19 @@ pub struct Peak {
     pub timing: TimingSource,
     /// How it was measured, for the table's header.
     pub method: String,
+    /// GB/s of a stream copy (bytes read plus bytes written, per second), best of the runs.
+    pub bandwidth_gbs: f64,
+    pub bandwidth_method: String,
 }
 
-/// Sets `peak_gflops` and `fraction_of_peak` of every record whose device has a peak.
+/// Sets `peak_gflops`, `fraction_of_peak` and `peak_bandwidth_gbs` of every record whose device
+/// has a peak.
 pub fn apply_peaks(records: &mut [Record], peaks: &[Peak]) {
     for record in records {
         if let Some(peak) = peaks.iter().find(|p| p.device == record.device) {
             record.peak_gflops = Some(peak.gflops);
             record.fraction_of_peak = Some(record.gflops / peak.gflops);
+            record.peak_bandwidth_gbs = Some(peak.bandwidth_gbs);
         }
     }
 }
@@ -564,9 +573,10 @@ pub struct Tuning {
 }
 
 /// The best (highest) GFLOP/s of several runs of `flops` each; every time must be positive.
-fn best_gflops(what: &str, timing: TimingSource, flops: u64, seconds: &[f64]) -> Result<f64, BenchError> {
+/// The best rate of `amount` (FLOPs or bytes) per run, in giga-units per second.
+fn best_gflops(what: &str, timing: TimingSource, amount: u64, seconds: &[f64]) -> Result<f64, BenchError> {
     let stats = summarize(what, timing, seconds)?;
-    Ok(flops as f64 / stats.min / 1e9)
+    Ok(amount as f64 / stats.min / 1e9)
 }
 
 /// What the CPU's records name as their backend and kernel.
@@ -629,13 +639,22 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
                 shaders::FMA_PEAK_CHAINS,
                 runs.iterations
             );
-            peaks.push(Peak { device: Device::Gpu, gflops, timing: runs.source, method });
+            progress("GPU: measuring the memory bandwidth");
+            let copy = gpu.time_bandwidth(PEAK_RUNS, runner.timing)?;
+            let bandwidth_gbs = best_gflops("the GPU's stream copy", copy.source, copy.bytes_per_run, &copy.seconds)?;
+            let bandwidth_method = format!("{}: {} MiB copied, best of {PEAK_RUNS}", shaders::STREAM_COPY.name, copy.bytes_per_run >> 21);
+            peaks.push(Peak { device: Device::Gpu, gflops, timing: runs.source, method, bandwidth_gbs, bandwidth_method });
         }
         if cpu_runner.is_some() {
             progress("CPU: measuring the FP32 FMA peak");
             let runs = cpu_fma_peak(PEAK_RUNS);
             let gflops = best_gflops("the CPU's FMA peak loop", TimingSource::Wall, runs.flops_per_run, &runs.seconds)?;
-            peaks.push(Peak { device: Device::Cpu, gflops, timing: TimingSource::Wall, method: format!("{}, best of {PEAK_RUNS}", runs.method) });
+            progress("CPU: measuring the memory bandwidth");
+            let copy = cpu_bandwidth(PEAK_RUNS);
+            let bandwidth_gbs = best_gflops("the CPU's copy", TimingSource::Wall, copy.bytes_per_run, &copy.seconds)?;
+            let bandwidth_method = format!("a parallel copy of {} MiB, best of {PEAK_RUNS}", copy.bytes_per_run >> 21);
+            let method = format!("{}, best of {PEAK_RUNS}", runs.method);
+            peaks.push(Peak { device: Device::Cpu, gflops, timing: TimingSource::Wall, method, bandwidth_gbs, bandwidth_method });
         }
     }
 

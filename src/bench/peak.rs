@@ -179,6 +179,34 @@ pub fn cpu_fma_peak(runs: usize) -> CpuPeakRuns {
     CpuPeakRuns { flops_per_run: kernel.flops_per_iteration() * iterations * threads as u64, seconds, method: kernel.describe(threads) }
 }
 
+/// Timed runs of a parallel copy between two buffers (raw wall-clock seconds).
+#[derive(Clone, Debug)]
+pub struct CpuBandwidthRuns {
+    /// Bytes read and written by one run.
+    pub bytes_per_run: u64,
+    pub seconds: Vec<f64>,
+}
+
+/// f32s in each buffer of the CPU's copy: 128 MiB, well past any cache.
+const COPY_LEN: usize = 32 << 20;
+
+/// The CPU's attainable memory bandwidth: `runs` copies of 128 MiB on every rayon thread at
+/// once (in chunks of 1 MiB), after one untimed copy that faults the pages in.
+pub fn cpu_bandwidth(runs: usize) -> CpuBandwidthRuns {
+    use rayon::prelude::*;
+    let source = vec![1.0f32; COPY_LEN];
+    let mut sink = vec![0.0f32; COPY_LEN];
+    let mut copy = || {
+        let start = Instant::now();
+        sink.par_chunks_mut(1 << 18).zip(source.par_chunks(1 << 18)).for_each(|(to, from)| to.copy_from_slice(from));
+        black_box(&sink);
+        start.elapsed().as_secs_f64()
+    };
+    copy();
+    let seconds = (0..runs).map(|_| copy()).collect();
+    CpuBandwidthRuns { bytes_per_run: 2 * 4 * COPY_LEN as u64, seconds }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +220,12 @@ mod tests {
         let runs = cpu_fma_peak(1);
         assert_eq!(runs.seconds.len(), 1);
         assert!(runs.flops_per_run > 0 && runs.seconds[0] > 0.0, "{runs:?}");
+    }
+
+    #[test]
+    fn the_copy_counts_what_it_reads_and_writes() {
+        let runs = cpu_bandwidth(2);
+        assert_eq!((runs.seconds.len(), runs.bytes_per_run), (2, 256 << 20));
+        assert!(runs.seconds.iter().all(|&s| s > 0.0));
     }
 }

@@ -39,7 +39,7 @@ pub const COLUMNS: [&str; 27] = [
 ];
 
 /// The keys added when a peak was measured.
-pub const PEAK_COLUMNS: [&str; 2] = ["peak_gflops", "fraction_of_peak"];
+pub const PEAK_COLUMNS: [&str; 3] = ["peak_gflops", "fraction_of_peak", "peak_bandwidth_gbs"];
 
 /// The records as a pretty-printed JSON list.
 pub fn to_json(records: &[Record]) -> String {
@@ -126,7 +126,9 @@ pub fn format_table(report: &BenchReport) -> String {
         out.push('\n');
     }
     for peak in &report.peaks {
-        out.push_str(&format!("{} peak FP32 FMA: {:.1} GFLOP/s ({}; {} timing)\n", peak.device.name().to_uppercase(), peak.gflops, peak.method, peak.timing));
+        let device = peak.device.name().to_uppercase();
+        out.push_str(&format!("{device} peak FP32 FMA: {:.1} GFLOP/s ({}; {} timing)\n", peak.gflops, peak.method, peak.timing));
+        out.push_str(&format!("{device} memory bandwidth: {:.1} GB/s ({}; {} timing)\n", peak.bandwidth_gbs, peak.bandwidth_method, peak.timing));
     }
     for check in &report.checks {
         out.push_str(&format!(

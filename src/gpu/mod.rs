@@ -13,5 +13,5 @@ pub mod shaders;
 
 pub use autotune::{cache_dir as autotune_cache_dir, shape_class, tuning_line, TunedCandidate, TuningStats, CACHE_FILE, CACHE_VERSION, TUNING_BUDGET_SECONDS};
 pub use context::{AdapterSummary, Gpu, GpuError, GpuOptions, MAX_BINDING_BYTES_VARIABLE};
-pub use timing::{FmaPeakRuns, TimedConvolution, TimingSource};
+pub use timing::{BandwidthRuns, FmaPeakRuns, TimedConvolution, TimingSource};
 pub use kernels::{GemmTile, KernelChoice, TILED_MIN_CHANNELS};

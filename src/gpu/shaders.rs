@@ -202,6 +202,9 @@ pub const FMA_PEAK_CHAINS: u64 = 8;
 /// Steps each chain of [`FMA_PEAK`] advances per trip of its loop (unrolled in the shader).
 pub const FMA_PEAK_STEPS_PER_TRIP: u64 = 4;
 
+/// The memory-bound kernel that measures the device's attainable bandwidth (`atrous bench --peak`).
+pub const STREAM_COPY: Shader = Shader { name: "stream_copy.wgsl", entry_point: "stream_copy", source: include_str!("../../shaders/stream_copy.wgsl"), subgroups: false, workgroup_size: WORKGROUP_SIZE };
+
 /// Every shader the library can run.
 pub const ALL: &[Shader] = &[
     CONV2D,
@@ -224,4 +227,5 @@ pub const ALL: &[Shader] = &[
     AVG_POOL2D,
     BILINEAR,
     FMA_PEAK,
+    STREAM_COPY,
 ];

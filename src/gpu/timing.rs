@@ -19,7 +19,8 @@ use std::time::Instant;
 use super::context::{Gpu, GpuError};
 use super::shaders;
 use super::kernels::KernelChoice;
-use super::steps::Step;
+use super::steps::{Span, Step};
+use super::window::to_u32;
 use super::window::WindowTensors;
 use crate::shape::WindowGeometry;
 
@@ -60,6 +61,18 @@ pub struct TimedConvolution {
     pub parts: usize,
 }
 
+/// Runs of the stream-copy kernel ([`shaders::STREAM_COPY`]).
+#[derive(Clone, Debug)]
+pub struct BandwidthRuns {
+    pub source: TimingSource,
+    /// Bytes read and written by one run.
+    pub bytes_per_run: u64,
+    pub seconds: Vec<f64>,
+}
+
+/// Bytes the stream copy reads (and writes): large enough to leave every cache behind.
+const STREAM_BYTES: u64 = 64 << 20;
+
 /// Runs of the FMA kernel ([`shaders::FMA_PEAK`]) at a size calibrated to take tens of
 /// milliseconds.
 #[derive(Clone, Debug)]
@@ -78,6 +91,8 @@ pub struct FmaPeakRuns {
 /// resident threads on the largest GPUs, and few enough that a CPU driver (lavapipe) spends its
 /// time in the loop rather than in per-invocation overhead.
 const FMA_WORKGROUPS: u32 = 4_096;
+/// Workgroups of the stream copy: enough to fill any GPU, each striding through the buffers.
+const STREAM_WORKGROUPS: u32 = 4_096;
 const FMA_WORKGROUP_SIZE: u32 = shaders::FMA_PEAK.workgroup_size;
 /// One run of the FMA kernel is sized to take at least this long.
 const FMA_TARGET_SECONDS: f64 = 0.05;
@@ -134,6 +149,21 @@ impl Gpu {
             let seconds = self.time_steps(warmup, repeats, source, &steps)?;
             let output = self.read_tensor(&output)?;
             Ok(TimedConvolution { source, seconds, output, parts })
+        })?
+    }
+
+    /// Times `runs` runs of the stream copy over two buffers of up to 64 MiB each (less where a
+    /// binding is smaller), after one untimed run. Timing as in [`Gpu::time_convolution`].
+    pub fn time_bandwidth(&self, runs: usize, source: TimingSource) -> Result<BandwidthRuns, GpuError> {
+        let source = if self.has_timestamps() { source } else { TimingSource::Wall };
+        let count = (STREAM_BYTES.min(self.max_binding_bytes()) / 16) as usize;
+        self.scoped("measuring the memory bandwidth", || -> Result<BandwidthRuns, GpuError> {
+            let from = Span::new(&self.output_buffer("stream source", 4 * count)?, 4 * count);
+            let to = Span::new(&self.output_buffer("stream sink", 4 * count)?, 4 * count);
+            let params = [to_u32("stream length", count)?, 0, 0, 0];
+            let steps = [Step::Dispatch(self.dispatch(shaders::STREAM_COPY, bytemuck::bytes_of(&params), &[from.binding(), to.binding()], (STREAM_WORKGROUPS, 1, 1))?)];
+            let seconds = self.time_steps(1, runs, source, &steps)?;
+            Ok(BandwidthRuns { source, bytes_per_run: 2 * 16 * count as u64, seconds })
         })?
     }
 
