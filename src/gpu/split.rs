@@ -9,7 +9,7 @@
 //! image has no top padding, and its bottom padding is simply the rows it was not given.
 //!
 //! Channels are blocked only where a block's weights, or one row of the whole, would not fit;
-//! then rows are banded as deep as the limit allows.
+//! then rows are cut into as few bands as fit, of equal depth where that fits too.
 
 use std::ops::Range;
 
