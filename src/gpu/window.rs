@@ -282,6 +282,16 @@ impl Gpu {
             let tensors = WindowTensors { input: &input, residual: None, output: &output };
             self.submit_steps("window op", &self.window_steps(&prepared, geometry, &tensors, false, &scratch)?, 1);
             self.read_tensor(&output)
+        })
+        .map_err(|e| match e {
+            GpuError::OutOfMemory { .. } => GpuError::OutOfMemory {
+                what: format!(
+                    "running a window op (input {:.1} MiB + output {:.1} MiB; ways out: a smaller input or batch, or the CPU: --device cpu)",
+                    input.len() as f64 * 4.0 / (1 << 20) as f64,
+                    out_len as f64 * 4.0 / (1 << 20) as f64
+                ),
+            },
+            other => other,
         })?
     }
 
