@@ -274,3 +274,19 @@ proptest! {
         prop_assert!(d.within(TOLERANCE), "{d} for input {:?}, weight {:?}, {:?}", t.input.shape(), t.weight.shape(), t.params);
     }
 }
+
+/// The lanes kernel skips the taps that every pixel of a strip reads in the padding (rates as
+/// large as the map: DeepLabv3's ASPP); strips within a row, across rows and across samples.
+#[test]
+fn the_lanes_kernel_skips_padding_taps_exactly() {
+    let lanes = Gpu::new(&GpuOptions { kernel: KernelChoice::Lanes, autotune: Some(false), ..Default::default() }).unwrap();
+    for (size, rate, stride) in [(Hw::new(21, 21), 24, 1), (Hw::new(65, 40), 36, 1), (Hw::new(30, 33), 12, 2), (Hw::new(5, 70), 4, 1), (Hw::new(3, 3), 36, 1)] {
+        let x = Tensor::random(vec![2, 8, size.h, size.w], 81);
+        let w = Tensor::random(vec![16, 8, 3, 3], 82);
+        let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::new(rate, rate / 2), dilation: Hw::new(rate, rate / 2 + 1), ..Default::default() };
+        let on_gpu = conv2d(&lanes, &x, &w, None, &p).unwrap();
+        let exact = conv2d(&CpuReference, &x, &w, None, &p).unwrap();
+        let d = difference(on_gpu.data(), exact.data());
+        assert!(d.within(TOLERANCE), "{size:?} rate {rate}: {d}");
+    }
+}
