@@ -5,7 +5,7 @@ struct Window {
     c_out: u32, out_h: u32, out_w: u32, groups: u32,
     k_h: u32, k_w: u32, stride_h: u32, stride_w: u32,
     pad_h: u32, pad_w: u32, dil_h: u32, dil_w: u32,
-    has_bias: u32, has_residual: u32, relu: u32, _pad: u32,
+    has_bias: u32, has_residual: u32, relu: u32, skip_padding_taps: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Window;

@@ -29,6 +29,9 @@ fn tap_source(strip: Strip, j: u32, ky: u32, kx: u32, group: u32) -> TapSource {
 // columns) are taken as intervals, all columns where it spans rows, all rows where it spans
 // samples.
 fn tap_visited(strip: Strip, ky: u32, kx: u32) -> bool {
+    if (p.skip_padding_taps == 0u) {
+        return true;
+    }
     let out_plane = p.out_h * p.out_w;
     let last_pixel = min(strip.first + STRIP, p.batch * out_plane) - 1u;
     let one_sample = strip.first / out_plane == last_pixel / out_plane;

@@ -279,7 +279,8 @@ proptest! {
 /// large as the map: DeepLabv3's ASPP); strips within a row, across rows and across samples.
 #[test]
 fn the_lanes_kernel_skips_padding_taps_exactly() {
-    let lanes = Gpu::new(&GpuOptions { kernel: KernelChoice::Lanes, autotune: Some(false), ..Default::default() }).unwrap();
+    let lanes = Gpu::new(&GpuOptions { kernel: KernelChoice::Lanes, autotune: Some(false), skip_padding_taps: Some(true), ..Default::default() }).unwrap();
+    let every_tap = Gpu::new(&GpuOptions { kernel: KernelChoice::Lanes, autotune: Some(false), skip_padding_taps: Some(false), ..Default::default() }).unwrap();
     for (size, rate, stride) in [(Hw::new(21, 21), 24, 1), (Hw::new(65, 40), 36, 1), (Hw::new(30, 33), 12, 2), (Hw::new(5, 70), 4, 1), (Hw::new(3, 3), 36, 1)] {
         let x = Tensor::random(vec![2, 8, size.h, size.w], 81);
         let w = Tensor::random(vec![16, 8, 3, 3], 82);
@@ -288,5 +289,8 @@ fn the_lanes_kernel_skips_padding_taps_exactly() {
         let exact = conv2d(&CpuReference, &x, &w, None, &p).unwrap();
         let d = difference(on_gpu.data(), exact.data());
         assert!(d.within(TOLERANCE), "{size:?} rate {rate}: {d}");
+        // The skipped products were all zero: off, the sums are the same.
+        let unskipped = conv2d(&every_tap, &x, &w, None, &p).unwrap();
+        assert!(difference(unskipped.data(), on_gpu.data()).max_abs == 0.0, "{size:?} rate {rate}: skipping changed the sums");
     }
 }

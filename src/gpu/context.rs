@@ -58,6 +58,10 @@ pub struct GpuOptions {
     /// (src/gpu/split.rs). `None`: `$ATROUS_MAX_BINDING_BYTES` where set. Lets tests and users
     /// exercise splitting on small shapes.
     pub max_binding_bytes: Option<u64>,
+    /// Whether the kernels that can skip taps read only in the padding do (the forward lanes
+    /// kernel); `None`: yes unless `$ATROUS_TAP_SKIPPING` is `0`. Off, they compute every tap,
+    /// as PyTorch does: the same results, for measuring what skipping saves.
+    pub skip_padding_taps: Option<bool>,
     /// Leave subgroup operations off even where the adapter has them: the tiled kernels then
     /// load their weights as on a device without subgroups (lets tests exercise that path).
     pub without_subgroups: bool,
@@ -210,6 +214,8 @@ pub struct Gpu {
     placeholder: wgpu::Buffer,
     /// [`GpuOptions::without_lanes`].
     pub(crate) without_lanes: bool,
+    /// [`GpuOptions::skip_padding_taps`], resolved.
+    pub(crate) skip_padding_taps: bool,
     /// [`GpuOptions::kernel`].
     pub(crate) kernel: KernelChoice,
     /// Autotuning's settings, cache and counters.
@@ -310,6 +316,7 @@ impl Gpu {
             uncaptured,
             placeholder,
             without_lanes: options.without_lanes,
+            skip_padding_taps: options.skip_padding_taps.unwrap_or_else(|| std::env::var("ATROUS_TAP_SKIPPING").map_or(true, |v| v.trim() != "0")),
             kernel: options.kernel,
             tuner: super::autotune::Tuner::new(options),
         })

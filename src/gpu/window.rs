@@ -48,7 +48,8 @@ struct WindowUniform {
     has_bias: u32,
     has_residual: u32,
     relu: u32,
-    _padding: u32,
+    /// Whether kernels that can skip taps read only in the padding do ([`Gpu::skip_padding_taps`]).
+    skip_padding_taps: u32,
 }
 
 /// `value` as the shaders' 32-bit index type, or an error naming `what` overflowed.
@@ -57,7 +58,7 @@ pub(crate) fn to_u32(what: &'static str, value: usize) -> Result<u32, GpuError> 
 }
 
 impl WindowUniform {
-    fn new(g: &WindowGeometry, epilogue: Epilogue) -> Result<Self, GpuError> {
+    fn new(g: &WindowGeometry, epilogue: Epilogue, skip_padding_taps: bool) -> Result<Self, GpuError> {
         // The shaders compute tap coordinates in i32; the largest is below size + 2·padding
         // (forward) or output + padding (transposed).
         let reach = (g.input.h.max(g.output.h) + 2 * g.padding.h).max(g.input.w.max(g.output.w) + 2 * g.padding.w);
@@ -84,7 +85,7 @@ impl WindowUniform {
             has_bias: epilogue.bias as u32,
             has_residual: epilogue.residual as u32,
             relu: epilogue.relu as u32,
-            _padding: 0,
+            skip_padding_taps: skip_padding_taps as u32,
         })
     }
 }
@@ -254,7 +255,7 @@ impl Gpu {
             }
         };
         let epilogue = Epilogue { bias: weights.bias.is_some(), residual: tensors.residual.is_some(), relu };
-        let uniform = WindowUniform::new(geometry, epilogue)?;
+        let uniform = WindowUniform::new(geometry, epilogue, self.skip_padding_taps)?;
         let placeholder = self.placeholder().as_entire_binding();
         let mut bindings = vec![tensors.input.binding()];
         if geometry.weight_shape().is_some() {
