@@ -22,6 +22,11 @@ fn output_pixel(pixel: u32, phase: vec2<u32>) -> OutputPixel {
     return OutputPixel(n * p.c_out * out_plane + pixel % out_plane, n < p.batch);
 }
 
+// The taps some pixel of the workgroup's tile reads inside the input (common.wgsl).
+fn tile_reads_tap(ky: u32, kx: u32) -> bool {
+    return pixels_read_tap(tile.n_first, GEMM_BN, ky, kx);
+}
+
 @compute @workgroup_size(GEMM_THREADS)
 fn conv2d_gemm(@builtin(local_invocation_index) invocation: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>) {
     // x (and z, when x alone would pass the device limit) spread the pixel tiles, y the channel

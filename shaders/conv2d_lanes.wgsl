@@ -22,29 +22,9 @@ fn tap_source(strip: Strip, j: u32, ky: u32, kx: u32, group: u32) -> TapSource {
     return TapSource(at, select(0.0, 1.0, inside));
 }
 
-// Whether some pixel of the strip reads tap (ky, kx) inside the input: a tap that every pixel
-// reads in the padding would only add zeros, which is most of the work of a large dilation on a
-// small map (DeepLabv3's ASPP). The answer depends on the strip and the uniforms alone, so it is
-// the same for the whole workgroup. Conservative: the strip's rows (and, within one row, its
-// columns) are taken as intervals, all columns where it spans rows, all rows where it spans
-// samples.
+// The taps some pixel of the strip reads inside the input (`pixels_read_tap`, common.wgsl).
 fn tap_visited(strip: Strip, ky: u32, kx: u32) -> bool {
-    if (p.skip_padding_taps == 0u) {
-        return true;
-    }
-    let out_plane = p.out_h * p.out_w;
-    let last_pixel = min(strip.first + STRIP, p.batch * out_plane) - 1u;
-    let one_sample = strip.first / out_plane == last_pixel / out_plane;
-    let first = select(0u, strip.first % out_plane, one_sample);
-    let last = select(out_plane - 1u, last_pixel % out_plane, one_sample);
-    let one_row = first / p.out_w == last / p.out_w;
-    let ox_first = select(0u, first % p.out_w, one_row);
-    let ox_last = select(p.out_w - 1u, last % p.out_w, one_row);
-    let iy_first = i32((first / p.out_w) * p.stride_h + ky * p.dil_h) - i32(p.pad_h);
-    let iy_last = i32((last / p.out_w) * p.stride_h + ky * p.dil_h) - i32(p.pad_h);
-    let ix_first = i32(ox_first * p.stride_w + kx * p.dil_w) - i32(p.pad_w);
-    let ix_last = i32(ox_last * p.stride_w + kx * p.dil_w) - i32(p.pad_w);
-    return iy_last >= 0 && iy_first < i32(p.in_h) && ix_last >= 0 && ix_first < i32(p.in_w);
+    return pixels_read_tap(strip.first, STRIP, ky, kx);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

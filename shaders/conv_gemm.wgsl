@@ -14,7 +14,7 @@
 // The host prepends GEMM_SM, GEMM_SN and GEMM_BK (8 or 16), one tile configuration per shader,
 // and repacks the weights to [groups, kH, kW, C_in/groups padded to 2 · GEMM_BK, C_out/groups
 // padded to GEMM_BM], zero-filled, so weight loads need no predicate. The entry file supplies the pixel geometry:
-// `tap_walk`, `pixel_origin` and `output_pixel`.
+// `tap_walk`, `pixel_origin`, `output_pixel` and `tile_reads_tap`.
 //
 // No loop inside the K loop: wgpu bounds every WGSL loop with a counter, which keeps the driver
 // from unrolling it, so the per-step work is written out, up to the largest configuration's
@@ -97,6 +97,7 @@ fn conv_gemm(invocation: u32, workgroup_tile: GemmTile) {
     let in_first = (tile.group * cig + t / GEMM_BN % B_ROWS) * plane;
     sizes = Sizes(cig, cig_padded, row, plane, w_group, in_first);
     walk = Walk(taps.first.y, taps.first.x, 0, 0, 0u);
+    skip_unread_taps();
     origins[0] = pixel_origin(tile.n_first + t % GEMM_BN, tile.phase);
     if (B_PIXELS > 1u) {
         origins[1] = pixel_origin(tile.n_first + t % GEMM_BN + GEMM_THREADS, tile.phase);
@@ -152,6 +153,28 @@ fn walking() -> bool {
     return walk.ky < p.k_h && walk.kx < p.k_w;
 }
 
+fn next_tap() {
+    walk.kx += taps.period.x;
+    walk.dx += taps.shift.x;
+    if (walk.kx >= p.k_w) {
+        walk.kx = taps.first.x;
+        walk.dx = 0;
+        walk.ky += taps.period.y;
+        walk.dy += taps.shift.y;
+    }
+}
+
+// Moves the walk past the taps that no pixel of the tile reads inside the input: their products
+// would all be zero. The tile is the workgroup's, so every invocation moves alike.
+fn skip_unread_taps() {
+    loop {
+        if (!walking() || tile_reads_tap(walk.ky, walk.kx)) {
+            break;
+        }
+        next_tap();
+    }
+}
+
 // One step of the K loop on half `parity` of the double buffer: stage the loaded tiles, load the
 // next step's (of the next tap after the last step of a tap), multiply this step's.
 fn step(parity: u32, last_of_tap: bool) {
@@ -175,14 +198,8 @@ fn step(parity: u32, last_of_tap: bool) {
 
     if (last_of_tap) {
         walk.ci_first = 0u;
-        walk.kx += taps.period.x;
-        walk.dx += taps.shift.x;
-        if (walk.kx >= p.k_w) {
-            walk.kx = taps.first.x;
-            walk.dx = 0;
-            walk.ky += taps.period.y;
-            walk.dy += taps.shift.y;
-        }
+        next_tap();
+        skip_unread_taps();
         if (walking()) {
             find_sources();
             load_step();

@@ -42,6 +42,11 @@ fn output_pixel(pixel: u32, phase: vec2<u32>) -> OutputPixel {
     return OutputPixel(o.n * p.c_out * p.out_h * p.out_w + o.oy * p.out_w + o.ox, o.live);
 }
 
+// Every tap of the phase reaches the tile (the phase walk visits no others).
+fn tile_reads_tap(ky: u32, kx: u32) -> bool {
+    return true;
+}
+
 @compute @workgroup_size(GEMM_THREADS)
 fn conv_transpose2d_gemm(@builtin(local_invocation_index) invocation: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>) {
     // x (and z) spread the pixel tiles of every phase, phase by phase; y the channel tiles of

@@ -8,7 +8,7 @@ use atrous::backend::CpuReference;
 use atrous::compare::{difference, Difference};
 use std::io::Write as _;
 
-use atrous::gpu::{Gpu, GpuOptions, KernelChoice};
+use atrous::gpu::{GemmTile, Gpu, GpuOptions, KernelChoice};
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Hw, Tensor};
 use common::{
     check_hand_computed_cases, conv_case, gpu, gpu_without_lanes, gpu_without_subgroups, lanes_conv_case, lanes_transposed_case, transposed_case, wide_conv_case,
@@ -275,22 +275,26 @@ proptest! {
     }
 }
 
-/// The lanes kernel skips the taps that every pixel of a strip reads in the padding (rates as
-/// large as the map: DeepLabv3's ASPP); strips within a row, across rows and across samples.
+/// The lanes and GEMM kernels skip the taps that every pixel of a workgroup reads in the padding
+/// (rates as large as the map: DeepLabv3's ASPP); workgroups within a row, across rows and
+/// across samples.
 #[test]
-fn the_lanes_kernel_skips_padding_taps_exactly() {
-    let lanes = Gpu::new(&GpuOptions { kernel: KernelChoice::Lanes, autotune: Some(false), skip_padding_taps: Some(true), ..Default::default() }).unwrap();
-    let every_tap = Gpu::new(&GpuOptions { kernel: KernelChoice::Lanes, autotune: Some(false), skip_padding_taps: Some(false), ..Default::default() }).unwrap();
-    for (size, rate, stride) in [(Hw::new(21, 21), 24, 1), (Hw::new(65, 40), 36, 1), (Hw::new(30, 33), 12, 2), (Hw::new(5, 70), 4, 1), (Hw::new(3, 3), 36, 1)] {
-        let x = Tensor::random(vec![2, 8, size.h, size.w], 81);
-        let w = Tensor::random(vec![16, 8, 3, 3], 82);
-        let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::new(rate, rate / 2), dilation: Hw::new(rate, rate / 2 + 1), ..Default::default() };
-        let on_gpu = conv2d(&lanes, &x, &w, None, &p).unwrap();
-        let exact = conv2d(&CpuReference, &x, &w, None, &p).unwrap();
-        let d = difference(on_gpu.data(), exact.data());
-        assert!(d.within(TOLERANCE), "{size:?} rate {rate}: {d}");
-        // The skipped products were all zero: off, the sums are the same.
-        let unskipped = conv2d(&every_tap, &x, &w, None, &p).unwrap();
-        assert!(difference(unskipped.data(), on_gpu.data()).max_abs == 0.0, "{size:?} rate {rate}: skipping changed the sums");
+fn forward_kernels_skip_padding_taps_exactly() {
+    let kernels = [KernelChoice::Lanes, KernelChoice::Gemm(GemmTile::Wide), KernelChoice::Gemm(GemmTile::Square), KernelChoice::Gemm(GemmTile::Narrow), KernelChoice::Gemm(GemmTile::Tall)];
+    for kernel in kernels {
+        let skipping = Gpu::new(&GpuOptions { kernel, autotune: Some(false), skip_padding_taps: Some(true), ..Default::default() }).unwrap();
+        let every_tap = Gpu::new(&GpuOptions { kernel, autotune: Some(false), skip_padding_taps: Some(false), ..Default::default() }).unwrap();
+        for (size, rate, stride) in [(Hw::new(21, 21), 24, 1), (Hw::new(65, 40), 36, 1), (Hw::new(30, 33), 12, 2), (Hw::new(5, 70), 4, 1), (Hw::new(3, 3), 36, 1)] {
+            let x = Tensor::random(vec![2, 8, size.h, size.w], 81);
+            let w = Tensor::random(vec![16, 8, 3, 3], 82);
+            let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::new(rate, rate / 2), dilation: Hw::new(rate, rate / 2 + 1), ..Default::default() };
+            let on_gpu = conv2d(&skipping, &x, &w, None, &p).unwrap();
+            let exact = conv2d(&CpuReference, &x, &w, None, &p).unwrap();
+            let d = difference(on_gpu.data(), exact.data());
+            assert!(d.within(TOLERANCE), "{} {size:?} rate {rate}: {d}", kernel.name());
+            // The skipped products were all zero: off, the sums are the same.
+            let unskipped = conv2d(&every_tap, &x, &w, None, &p).unwrap();
+            assert!(difference(unskipped.data(), on_gpu.data()).max_abs == 0.0, "{} {size:?} rate {rate}: skipping changed the sums", kernel.name());
+        }
     }
 }

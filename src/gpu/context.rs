@@ -59,7 +59,7 @@ pub struct GpuOptions {
     /// exercise splitting on small shapes.
     pub max_binding_bytes: Option<u64>,
     /// Whether the kernels that can skip taps read only in the padding do (the forward lanes
-    /// kernel); `None`: yes unless `$ATROUS_TAP_SKIPPING` is `0`. Off, they compute every tap,
+    /// and GEMM kernels); `None`: yes unless `$ATROUS_TAP_SKIPPING` is `0`. Off, they compute every tap,
     /// as PyTorch does: the same results, for measuring what skipping saves.
     pub skip_padding_taps: Option<bool>,
     /// Leave subgroup operations off even where the adapter has them: the tiled kernels then
