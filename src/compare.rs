@@ -25,6 +25,13 @@ pub struct Difference {
 /// See [`Difference::max_rel`].
 pub const RELATIVE_FLOOR: f64 = 1e-2;
 
+/// Relative tolerance under which one op's GPU and CPU results agree (`conv2d --compare`).
+pub const OP_TOLERANCE: f64 = 1e-4;
+
+/// Relative tolerance under which a layer's GPU and CPU outputs agree in a whole network
+/// (`backbone --compare`): networks accumulate more rounding than one op.
+pub const NETWORK_TOLERANCE: f64 = 1e-3;
+
 /// Compares `result` with `reference` element by element.
 ///
 /// # Panics

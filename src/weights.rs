@@ -142,6 +142,10 @@ impl WeightSource for SafetensorsWeights {
     }
 }
 
+/// Seed of the built-in weights, which the CLI and the Python package use when no weights file
+/// is given, so both build the same network.
+pub const DEFAULT_SEED: u64 = 2024;
+
 /// Deterministic pseudo-random parameters: each tensor's values depend only on the seed and
 /// its name, so networks that share names (a backbone at two output strides) share weights.
 /// Scales follow He initialisation so that activations stay well-scaled through deep networks.

@@ -8,12 +8,12 @@
 use std::sync::{Mutex, PoisonError};
 
 use atrous_core::backend::{Cpu, Device};
-use atrous_core::compare::{difference, Difference as Diff};
+use atrous_core::compare::{difference, Difference as Diff, NETWORK_TOLERANCE, OP_TOLERANCE};
 use atrous_core::gpu::{AdapterSummary, Gpu, GpuError as CoreGpuError, GpuOptions};
 use atrous_core::models::resnet::{resnet, Arch, ResNetConfig};
 use atrous_core::models::segmentation::{segmentation, Head, Model, SegmentationConfig, Upsample, VOC_CLASSES};
 use atrous_core::net::{Executor, Keep, Network};
-use atrous_core::weights::{Prefixed, SafetensorsWeights, SeededWeights, WeightError};
+use atrous_core::weights::{Prefixed, SafetensorsWeights, SeededWeights, WeightError, DEFAULT_SEED};
 use atrous_core::{Backend, Conv2dParams, ConvTranspose2dParams, Error, Hw, Tensor, WindowGeometry};
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
@@ -24,14 +24,6 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 /// A float32 NumPy array handed to Python.
 type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
 
-/// Relative tolerance under which one op's GPU and CPU results agree (the CLI's
-/// `conv2d --compare`).
-const OP_TOLERANCE: f64 = 1e-4;
-/// Relative tolerance per layer for whole networks (the CLI's `backbone/segment --compare`).
-const NETWORK_TOLERANCE: f64 = 1e-3;
-/// Seed of the built-in weights, the CLI's (src/commands/run.rs), so that both give the same
-/// network without a weights file.
-const DEFAULT_SEED: u64 = 2024;
 
 pyo3::create_exception!(
     atrous,

@@ -8,12 +8,9 @@ use clap::Args;
 
 use super::{device_parser, AdapterArgs, Device};
 use atrous::backend::Cpu;
-use atrous::compare::difference;
+use atrous::compare::{difference, OP_TOLERANCE};
 use atrous::npy::{read_npy, write_npy};
 use atrous::{Backend, Conv2dParams, ConvTranspose2dParams, Hw, Tensor, WindowGeometry};
-
-/// Relative tolerance under which `--compare` calls GPU and CPU in agreement.
-const AGREEMENT_TOLERANCE: f64 = 1e-4;
 
 #[derive(Args)]
 pub struct ConvArgs {
@@ -110,10 +107,10 @@ fn convolve(op: &str, args: &ConvArgs, t: &Loaded, geometry: WindowGeometry) -> 
         let diff = difference(on_gpu.data(), on_cpu.data());
         println!("compare GPU vs CPU: shapes {:?} and {:?}", on_gpu.shape(), on_cpu.shape());
         println!("  {diff}");
-        if diff.within(AGREEMENT_TOLERANCE) {
-            println!("  verdict: agree (within {AGREEMENT_TOLERANCE:e} relative)");
+        if diff.within(OP_TOLERANCE) {
+            println!("  verdict: agree (within {OP_TOLERANCE:e} relative)");
         } else {
-            println!("  verdict: DISAGREE (beyond {AGREEMENT_TOLERANCE:e} relative)");
+            println!("  verdict: DISAGREE (beyond {OP_TOLERANCE:e} relative)");
             code = ExitCode::from(2);
         }
     }

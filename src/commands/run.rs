@@ -10,21 +10,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::parse::parse_size;
-use super::{device_parser, mib, ms, AdapterArgs, Device};
+use super::{device_parser, ms, AdapterArgs, Device};
 use atrous::backend::Cpu;
 use atrous::compare::{difference, Difference};
 use atrous::imaging::{image_to_tensor, load_image};
-use atrous::net::{receptive_fields, Executor, FieldOfView, Forward, Keep, LayerGeometry, Network};
+use atrous::net::{mib, receptive_fields, Executor, FieldOfView, Forward, Keep, LayerGeometry, Network};
 use atrous::npy::read_npy;
 use atrous::weights::SafetensorsWeights;
 use atrous::{Hw, Tensor};
 
-/// Relative tolerance under which a layer's GPU and CPU outputs are said to agree; whole
-/// networks accumulate more rounding than one op.
-pub const NETWORK_TOLERANCE: f64 = 1e-3;
-
-/// Seed of the built-in weights (used when no `--weights` file is given).
-pub const DEFAULT_SEED: u64 = 2024;
+pub use atrous::compare::NETWORK_TOLERANCE;
+pub use atrous::weights::DEFAULT_SEED;
 
 /// What a network runs on: a tensor file, a photo, or a seeded random tensor.
 #[derive(Args, Clone)]

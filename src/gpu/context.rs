@@ -548,3 +548,12 @@ impl Gpu {
 pub(crate) fn read_staged(pieces: Vec<Vec<u8>>) -> Vec<f32> {
     pieces.iter().flat_map(|bytes| bytemuck::pod_collect_to_vec::<u8, f32>(bytes)).collect()
 }
+
+/// `error`; where it is the GPU running out of memory, with what `explain` says was being done:
+/// the sizes asked for and the ways out.
+pub(crate) fn explain_out_of_memory(error: GpuError, explain: impl FnOnce() -> String) -> GpuError {
+    match error {
+        GpuError::OutOfMemory { .. } => GpuError::OutOfMemory { what: explain() },
+        other => other,
+    }
+}

@@ -2,13 +2,15 @@
 //! layers — with activation buffers reused once their tensor is dead, and per-layer GPU time
 //! from timestamp queries where the adapter has them.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use super::context::{read_staged, Gpu, GpuError};
+use super::context::{explain_out_of_memory, read_staged, Gpu, GpuError};
 use super::steps::{encode_op, ScratchNeeds, Span, Step};
 use super::timing::PassTimestamps;
+use super::split::WindowPart;
 use super::window::{PreparedWindow, WindowTensors};
-use crate::net::{Executor, Forward, Keep, LayerGeometry, MemoryUse, Network, Op, Source};
+use crate::net::{mib, Executor, Forward, Keep, LayerGeometry, MemoryUse, Network, Op, Source};
 use crate::{Error, Tensor};
 
 /// Where each tensor of a pass lives: value 0 is the network input, value `i + 1` layer `i`'s
@@ -74,6 +76,33 @@ fn value_index(source: Source) -> usize {
     }
 }
 
+/// A layer's parts, planned from its geometry.
+enum LayerParts {
+    Window { parts: Vec<WindowPart>, needs: ScratchNeeds },
+    /// Blocks of planes.
+    Resize { blocks: Vec<Range<usize>>, needs: ScratchNeeds },
+    /// A concatenation: buffer copies, never split.
+    Copies,
+}
+
+impl LayerParts {
+    fn count(&self) -> usize {
+        match self {
+            LayerParts::Window { parts, .. } => parts.len(),
+            LayerParts::Resize { blocks, .. } => blocks.len(),
+            LayerParts::Copies => 1,
+        }
+    }
+
+    /// The scratch the parts copy through.
+    fn needs(&self) -> ScratchNeeds {
+        match self {
+            LayerParts::Window { needs, .. } | LayerParts::Resize { needs, .. } => *needs,
+            LayerParts::Copies => ScratchNeeds::default(),
+        }
+    }
+}
+
 /// Results of one chunk of the batch.
 struct ChunkResult {
     outputs: Vec<Option<Vec<f32>>>,
@@ -98,17 +127,15 @@ impl Gpu {
         let plan = BufferPlan::new(network, &value_bytes, keep);
         let layers = network.layers.len();
 
-        // Out of memory, say how much was asked for and what would need less.
-        let out_of_memory = |error: GpuError| match error {
-            GpuError::OutOfMemory { .. } => GpuError::OutOfMemory {
-                what: format!(
-                    "running {} (weights {:.1} MiB + activations {:.1} MiB; ways out: a smaller input, a larger output stride, a smaller batch, or the CPU: --device cpu)",
+        let out_of_memory = |error| {
+            explain_out_of_memory(error, || {
+                format!(
+                    "running {} (weights {} + activations {}; ways out: a smaller input, a larger output stride, a smaller batch, or the CPU: --device cpu)",
                     network.name,
-                    network.weight_bytes() as f64 / (1 << 20) as f64,
-                    plan.slot_bytes.iter().sum::<u64>() as f64 / (1 << 20) as f64
-                ),
-            },
-            other => other,
+                    mib(network.weight_bytes()),
+                    mib(plan.slot_bytes.iter().sum())
+                )
+            })
         };
         self.scoped("running the network", || -> Result<ChunkResult, GpuError> {
             let slots: Vec<Span> = plan.slot_bytes.iter().map(|&b| self.tensor_storage("activation", (b / 4) as usize)).collect::<Result<_, _>>()?;
@@ -118,42 +145,53 @@ impl Gpu {
             };
             self.write_tensor(&span_of(Source::Input), input);
 
-            // The scratch that split layers copy their parts through, shared by all of them.
-            let mut needs = ScratchNeeds::default();
-            for (index, (layer, geometry)) in network.layers.iter().zip(geometries).enumerate() {
-                needs = needs.max(match geometry {
-                    LayerGeometry::Window(g) => self.window_scratch(prepared[index].as_ref().expect("window layers are prepared"), g, layer.residual.is_some()),
-                    LayerGeometry::Resize { batch, channels, input: from, output: to } => self.resize_scratch(batch * channels, *from, *to)?,
-                    LayerGeometry::Concat { .. } => ScratchNeeds::default(),
-                });
-            }
+            // Each layer's parts, planned once: first for the scratch that split layers copy
+            // through (shared by all of them), then for their steps.
+            let plans: Vec<LayerParts> = network
+                .layers
+                .iter()
+                .zip(geometries)
+                .enumerate()
+                .map(|(index, (layer, geometry))| -> Result<LayerParts, GpuError> {
+                    Ok(match geometry {
+                        LayerGeometry::Window(g) => {
+                            let parts = self.window_parts(prepared[index].as_ref().expect("window layers are prepared"), g);
+                            LayerParts::Window { needs: Gpu::window_scratch(&parts, g, layer.residual.is_some()), parts }
+                        }
+                        LayerGeometry::Resize { batch, channels, input: from, output: to } => {
+                            let blocks = self.resize_parts(batch * channels, *from, *to)?;
+                            LayerParts::Resize { needs: Gpu::resize_scratch(&blocks, *from, *to), blocks }
+                        }
+                        LayerGeometry::Concat { .. } => LayerParts::Copies,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let needs = plans.iter().fold(ScratchNeeds::default(), |needs, plan| needs.max(plan.needs()));
             let scratch = self.scratch(needs)?;
 
-            let mut parts = Vec::with_capacity(layers);
             let mut steps: Vec<Vec<Step>> = Vec::with_capacity(layers);
-            for (index, (layer, geometry)) in network.layers.iter().zip(geometries).enumerate() {
+            for (index, ((layer, geometry), plan)) in network.layers.iter().zip(geometries).zip(&plans).enumerate() {
                 let output = span_of(Source::Layer(index));
-                let (layer_steps, layer_parts) = match geometry {
-                    LayerGeometry::Window(g) => {
+                steps.push(match (geometry, plan) {
+                    (LayerGeometry::Window(g), LayerParts::Window { parts, .. }) => {
                         let prepared = prepared[index].as_ref().expect("window layers are prepared");
                         let relu = matches!(layer.op, Op::Conv { relu: true, .. });
                         let residual = layer.residual.map(span_of);
                         let tensors = WindowTensors { input: &span_of(layer.input), residual: residual.as_ref(), output: &output };
-                        (self.window_steps(prepared, g, &tensors, relu, &scratch)?, self.window_parts(prepared, g).len())
+                        self.window_steps(prepared, g, parts, &tensors, relu, &scratch)?
                     }
-                    LayerGeometry::Resize { batch, channels, input: from, output: to } => {
-                        let planes = batch * channels;
-                        (self.resize_steps(planes, *from, *to, &span_of(layer.input), &output, &scratch)?, self.resize_parts(planes, *from, *to)?.len())
+                    (LayerGeometry::Resize { input: from, output: to, .. }, LayerParts::Resize { blocks, .. }) => {
+                        self.resize_steps(blocks, *from, *to, &span_of(layer.input), &output, &scratch)?
                     }
-                    LayerGeometry::Concat { batch, channels, size } => {
+                    (LayerGeometry::Concat { batch, channels, size }, _) => {
                         let inputs: Vec<Span> = layer.joined().map(span_of).collect();
                         let joined: Vec<(&Span, usize)> = inputs.iter().zip(channels.iter().copied()).collect();
-                        (self.concat_steps(&joined, *batch, size.h * size.w, &output), 1)
+                        self.concat_steps(&joined, *batch, size.h * size.w, &output)
                     }
-                };
-                steps.push(layer_steps);
-                parts.push(layer_parts);
+                    _ => unreachable!("a layer's parts are planned from its geometry"),
+                });
             }
+            let parts: Vec<usize> = plans.iter().map(LayerParts::count).collect();
             let timestamps = self.pass_timestamps(layers);
             let ops = network.layers.iter().zip(&steps).map(|(layer, steps)| (layer.name.as_str(), steps.as_slice()));
             // Watched, the layers go in one submission each, so that each can be waited for.

@@ -36,23 +36,23 @@ impl Gpu {
             .ok_or_else(|| self.binding_too_large("one plane of a resize", (from.h * from.w).max(to.h * to.w) as u64 * 4))
     }
 
-    /// The scratch a resize copies its parts through (none when it runs whole).
-    pub(crate) fn resize_scratch(&self, planes: usize, from: Hw, to: Hw) -> Result<ScratchNeeds, GpuError> {
-        let parts = self.resize_parts(planes, from, to)?;
+    /// The scratch a resize in `parts` ([`Gpu::resize_parts`]) copies through (none when it
+    /// runs whole).
+    pub(crate) fn resize_scratch(parts: &[Range<usize>], from: Hw, to: Hw) -> ScratchNeeds {
         let most = parts.iter().map(Range::len).max().unwrap_or(0);
-        Ok(if parts.len() == 1 { ScratchNeeds::default() } else { ScratchNeeds { input: most * from.h * from.w, output: most * to.h * to.w, residual: 0 } })
+        if parts.len() == 1 { ScratchNeeds::default() } else { ScratchNeeds { input: most * from.h * from.w, output: most * to.h * to.w, residual: 0 } }
     }
 
-    /// The steps of a bilinear resize of `planes` images from `from` to `to`: one dispatch, or
-    /// per block of planes a copy in, a dispatch and a copy out through `scratch`.
-    pub(crate) fn resize_steps(&self, planes: usize, from: Hw, to: Hw, input: &Span, output: &Span, scratch: &Scratch) -> Result<Vec<Step>, GpuError> {
+    /// The steps of a bilinear resize from `from` to `to` in `parts` (blocks of planes,
+    /// [`Gpu::resize_parts`]): one dispatch, or per block a copy in, a dispatch and a copy out
+    /// through `scratch`.
+    pub(crate) fn resize_steps(&self, parts: &[Range<usize>], from: Hw, to: Hw, input: &Span, output: &Span, scratch: &Scratch) -> Result<Vec<Step>, GpuError> {
         let (plane_in, plane_out) = (from.h * from.w, to.h * to.w);
-        let parts = self.resize_parts(planes, from, to)?;
-        if parts.len() == 1 {
-            return Ok(vec![Step::Dispatch(self.resize_dispatch(planes, from, to, input, output)?)]);
+        if let [all] = parts {
+            return Ok(vec![Step::Dispatch(self.resize_dispatch(all.len(), from, to, input, output)?)]);
         }
         let mut steps = Vec::new();
-        for block in parts {
+        for block in parts.iter().cloned() {
             let (part_in, part_out) = (scratch.input(block.len() * plane_in), scratch.output(block.len() * plane_out));
             steps.extend(merged_copies(input, &part_in, [(block.start * plane_in, 0, part_in.len)]));
             steps.push(Step::Dispatch(self.resize_dispatch(block.len(), from, to, &part_in, &part_out)?));
@@ -95,8 +95,9 @@ impl Gpu {
         self.scoped("resizing", || -> Result<Vec<f32>, GpuError> {
             let source = self.upload("input", input)?;
             let output = self.tensor_storage("output", len)?;
-            let scratch = self.scratch(self.resize_scratch(planes, from, to)?)?;
-            self.submit_steps("resize", &self.resize_steps(planes, from, to, &source, &output, &scratch)?, 1);
+            let parts = self.resize_parts(planes, from, to)?;
+            let scratch = self.scratch(Gpu::resize_scratch(&parts, from, to))?;
+            self.submit_steps("resize", &self.resize_steps(&parts, from, to, &source, &output, &scratch)?, 1);
             self.read_tensor(&output)
         })?
     }

@@ -142,10 +142,11 @@ impl Gpu {
             let input = self.upload("input", input)?;
             let prepared = self.prepare_window(geometry, Some(weight), None, kernel, "the convolution")?;
             let output = self.tensor_storage("output", out_len)?;
-            let scratch = self.scratch(self.window_scratch(&prepared, geometry, false))?;
+            let parts = self.window_parts(&prepared, geometry);
+            let scratch = self.scratch(Gpu::window_scratch(&parts, geometry, false))?;
             let tensors = WindowTensors { input: &input, residual: None, output: &output };
-            let steps = self.window_steps(&prepared, geometry, &tensors, false, &scratch)?;
-            let parts = self.window_parts(&prepared, geometry).len();
+            let steps = self.window_steps(&prepared, geometry, &parts, &tensors, false, &scratch)?;
+            let parts = parts.len();
             let seconds = self.time_steps(warmup, repeats, source, &steps)?;
             let output = self.read_tensor(&output)?;
             Ok(TimedConvolution { source, seconds, output, parts })

@@ -4,11 +4,12 @@
 
 use std::borrow::Cow;
 
-use super::context::{Gpu, GpuError};
+use super::context::{explain_out_of_memory, Gpu, GpuError};
 use super::kernels::{self, Grid, Kernel, KernelChoice};
 use super::shaders;
 use super::split::{self, ChannelBlock, WindowPart};
 use super::steps::{merged_copies, Dispatch, Scratch, ScratchNeeds, Span, Step};
+use crate::net::mib;
 use crate::shape::{ConvKind, WindowGeometry};
 
 /// Whether `parts` is the op `g` itself, run on its own tensors.
@@ -193,10 +194,10 @@ impl Gpu {
         split::window_parts(g, &prepared.blocks, self.max_binding_bytes())
     }
 
-    /// The scratch the parts of `prepared` on `g` copy through (none when it runs whole).
-    pub(crate) fn window_scratch(&self, prepared: &PreparedWindow, g: &WindowGeometry, residual: bool) -> ScratchNeeds {
-        let parts = self.window_parts(prepared, g);
-        if is_whole(&parts, g) {
+    /// The scratch that `parts` ([`Gpu::window_parts`] of `g`) copy through (none when they
+    /// are the whole op).
+    pub(crate) fn window_scratch(parts: &[WindowPart], g: &WindowGeometry, residual: bool) -> ScratchNeeds {
+        if is_whole(parts, g) {
             return ScratchNeeds::default();
         }
         parts.iter().fold(ScratchNeeds::default(), |needs, part| {
@@ -205,18 +206,18 @@ impl Gpu {
         })
     }
 
-    /// The steps that run `prepared` on `g`'s batch over `tensors`, with `relu` fused: one
-    /// dispatch when it fits a binding, else per part the copies of its input (and residual)
-    /// rows into `scratch`, its dispatch, and the copy of its output back.
-    pub(crate) fn window_steps(&self, prepared: &PreparedWindow, g: &WindowGeometry, tensors: &WindowTensors, relu: bool, scratch: &Scratch) -> Result<Vec<Step>, GpuError> {
-        let parts = self.window_parts(prepared, g);
-        if is_whole(&parts, g) {
+    /// The steps that run `prepared` on `g`'s batch in `parts` ([`Gpu::window_parts`]) over
+    /// `tensors`, with `relu` fused: one dispatch when the part is the whole op, else per part
+    /// the copies of its input (and residual) rows into `scratch`, its dispatch, and the copy of
+    /// its output back.
+    pub(crate) fn window_steps(&self, prepared: &PreparedWindow, g: &WindowGeometry, parts: &[WindowPart], tensors: &WindowTensors, relu: bool, scratch: &Scratch) -> Result<Vec<Step>, GpuError> {
+        if is_whole(parts, g) {
             let dispatch = self.window_dispatch(g, prepared.choice, &prepared.weights[0], tensors, relu)?;
             return Ok(vec![Step::Dispatch(dispatch)]);
         }
         let mut steps = Vec::new();
         let mut in_scratch = None;
-        for part in &parts {
+        for part in parts {
             let block = &prepared.blocks[part.block];
             let (input_len, output_len) = (part.geometry.input_shape().iter().product(), part.geometry.output_shape().iter().product());
             let gathered = scratch.input(input_len);
@@ -279,20 +280,20 @@ impl Gpu {
         self.scoped("running a window op", || -> Result<Vec<f32>, GpuError> {
             let input = self.upload("input", input)?;
             let output = self.tensor_storage("output", out_len)?;
-            let scratch = self.scratch(self.window_scratch(&prepared, geometry, false))?;
+            let parts = self.window_parts(&prepared, geometry);
+            let scratch = self.scratch(Gpu::window_scratch(&parts, geometry, false))?;
             let tensors = WindowTensors { input: &input, residual: None, output: &output };
-            self.submit_steps("window op", &self.window_steps(&prepared, geometry, &tensors, false, &scratch)?, 1);
+            self.submit_steps("window op", &self.window_steps(&prepared, geometry, &parts, &tensors, false, &scratch)?, 1);
             self.read_tensor(&output)
         })
-        .map_err(|e| match e {
-            GpuError::OutOfMemory { .. } => GpuError::OutOfMemory {
-                what: format!(
-                    "running a window op (input {:.1} MiB + output {:.1} MiB; ways out: a smaller input or batch, or the CPU: --device cpu)",
-                    input.len() as f64 * 4.0 / (1 << 20) as f64,
-                    out_len as f64 * 4.0 / (1 << 20) as f64
-                ),
-            },
-            other => other,
+        .map_err(|e| {
+            explain_out_of_memory(e, || {
+                format!(
+                    "running a window op (input {} + output {}; ways out: a smaller input or batch, or the CPU: --device cpu)",
+                    mib(input.len() as u64 * 4),
+                    mib(out_len as u64 * 4)
+                )
+            })
         })?
     }
 

@@ -197,6 +197,11 @@ pub struct Forward {
     pub memory: Option<MemoryUse>,
 }
 
+/// Bytes as MiB with one decimal, as memory is reported.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
 /// Device memory of one forward pass, as allocated by atrous.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryUse {
