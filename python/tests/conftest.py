@@ -4,6 +4,8 @@ GPU tests run on whatever adapter wgpu finds (Mesa's lavapipe in CI). A machine 
 makes them fail (atrous.GpuError), never skip.
 """
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +17,10 @@ os.environ.setdefault("ATROUS_AUTOTUNE", "0")
 
 import atrous  # noqa: E402
 
-OPSET = 17
 DEVICES = ["gpu", "cpu"]
+
+# The ONNX Runtime reference the Rust tests use (ort_reference below).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "independent"))
 
 
 def random_case(rng, transposed):
@@ -58,53 +62,13 @@ def random_case(rng, transposed):
 
 
 def ort_reference(x, w, b, params, transposed):
-    """The same convolution by ONNX Runtime's CPU Conv / ConvTranspose (a single-node graph)."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
+    """The same convolution by ONNX Runtime's CPU Conv / ConvTranspose (a single-node graph),
+    built as tests/independent/ort_conv.py builds it for the Rust tests."""
+    from ort_conv import ort_conv  # imported here: it needs onnx and onnxruntime
 
-    feeds = {"x": x, "w": w}
-    if b is not None:
-        feeds["b"] = b
-    pads_begin = list(params["padding"])
-    pads_end = list(params["padding"])
-    appended = [0, 0]
-    attrs = dict(strides=list(params["stride"]), dilations=list(params["dilation"]), group=params["groups"],
-                 kernel_shape=list(w.shape[2:]))
-    if transposed:
-        op = "ConvTranspose"
-        output_padding = list(params["output_padding"])
-        for axis, s in enumerate(params["stride"]):
-            # PyTorch allows output_padding < max(stride, dilation), ORT only < stride: un-crop the
-            # end padding instead, and append what lies past every input's reach (bias only), as
-            # tests/independent/ort_conv.py does.
-            if output_padding[axis] >= s:
-                uncrop = min(output_padding[axis], pads_end[axis])
-                pads_end[axis] -= uncrop
-                appended[axis] = output_padding[axis] - uncrop
-                output_padding[axis] = 0
-        attrs["output_padding"] = output_padding
-    else:
-        op = "Conv"
-    attrs["pads"] = pads_begin + pads_end
-    node = helper.make_node(op, list(feeds), ["y"], **attrs)
-    inputs = [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(v.shape)) for k, v in feeds.items()]
-    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * 4)
-    graph = helper.make_graph([node], "case", inputs, [output])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    (y,) = session.run(None, feeds)
-    if any(appended):
-        n, c, h, w_ = y.shape
-        bias = b if b is not None else np.zeros(c, np.float32)
-        padded = np.broadcast_to(bias[None, :, None, None], (n, c, h + appended[0], w_ + appended[1])).copy()
-        padded[:, :, :h, :w_] = y
-        y = padded
-    return y
+    op = "conv_transpose" if transposed else "conv"
+    output_padding = params["output_padding"] if transposed else (0, 0)
+    return ort_conv(x, w, b, op, params["stride"], params["padding"], params["dilation"], params["groups"], output_padding)
 
 
 @pytest.fixture(scope="session")

@@ -10,26 +10,18 @@ from conftest import DEVICES, ort_reference, random_case
 CASES = 24
 
 
+# Each op, whether it is transposed, and the seed its cases start from.
+OPS = [("conv2d", False, 1000), ("conv_transpose2d", True, 2000)]
+
+
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op, transposed, first_seed", OPS)
 @pytest.mark.parametrize("seed", range(CASES))
-def test_conv2d_matches_onnxruntime(seed, device):
-    rng = np.random.default_rng(1000 + seed)
-    x, w, b, params = random_case(rng, transposed=False)
-    expected = ort_reference(x, w, b, params, transposed=False)
-    got = atrous.conv2d(x, w, b, device=device, **params)
+def test_matches_onnxruntime(op, transposed, first_seed, seed, device):
+    x, w, b, params = random_case(np.random.default_rng(first_seed + seed), transposed=transposed)
+    expected = ort_reference(x, w, b, params, transposed=transposed)
+    got = getattr(atrous, op)(x, w, b, device=device, **params)
     assert got.dtype == np.float32 and got.flags.c_contiguous
-    assert got.shape == expected.shape, params
-    d = atrous.compare(got, expected)
-    assert d.agree, f"{params}: {d}"
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("seed", range(CASES))
-def test_conv_transpose2d_matches_onnxruntime(seed, device):
-    rng = np.random.default_rng(2000 + seed)
-    x, w, b, params = random_case(rng, transposed=True)
-    expected = ort_reference(x, w, b, params, transposed=True)
-    got = atrous.conv_transpose2d(x, w, b, device=device, **params)
     assert got.shape == expected.shape, params
     d = atrous.compare(got, expected)
     assert d.agree, f"{params}: {d}"

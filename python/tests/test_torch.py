@@ -10,21 +10,12 @@ F = torch.nn.functional
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op, transposed, first_seed", [("conv2d", False, 3000), ("conv_transpose2d", True, 4000)])
 @pytest.mark.parametrize("seed", range(12))
-def test_conv2d_matches_torch(seed, device):
-    x, w, b, params = random_case(np.random.default_rng(3000 + seed), transposed=False)
-    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), None if b is None else torch.from_numpy(b), **params).numpy()
-    got = atrous.conv2d(x, w, b, device=device, **params)
-    assert got.shape == expected.shape
-    assert atrous.compare(got, expected).agree
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("seed", range(12))
-def test_conv_transpose2d_matches_torch(seed, device):
-    x, w, b, params = random_case(np.random.default_rng(4000 + seed), transposed=True)
-    expected = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), None if b is None else torch.from_numpy(b), **params).numpy()
-    got = atrous.conv_transpose2d(x, w, b, device=device, **params)
+def test_matches_torch(op, transposed, first_seed, seed, device):
+    x, w, b, params = random_case(np.random.default_rng(first_seed + seed), transposed=transposed)
+    expected = getattr(F, op)(torch.from_numpy(x), torch.from_numpy(w), None if b is None else torch.from_numpy(b), **params).numpy()
+    got = getattr(atrous, op)(x, w, b, device=device, **params)
     assert got.shape == expected.shape
     assert atrous.compare(got, expected).agree
 

@@ -12,6 +12,7 @@ Weights use PyTorch's layouts, which are also ONNX's: Conv [C_out, C_in/g, kH, k
 ConvTranspose [C_in, C_out/g, kH, kW]. Padding is symmetric, so ONNX's pads are [ph, pw, ph, pw].
 One model with a single node is built per case and run on ORT's CPU provider; the result is
 written to "output" as float32. Several cases per call save the interpreter's start-up time.
+`ort_conv` is the same convolution on arrays (python/tests uses it too).
 """
 import json
 import sys
@@ -24,22 +25,21 @@ from onnx import TensorProto, helper
 OPSET = 17
 
 
-def run_case(case):
-    x = np.load(case["input"]).astype(np.float32)
-    w = np.load(case["weight"]).astype(np.float32)
+def ort_conv(x, w, b, op, strides, pads, dilations, group, output_padding=(0, 0)):
+    """ONNX Runtime's CPU Conv (op "conv") or ConvTranspose ("conv_transpose") of float32 NCHW
+    `x` by `w` (and bias `b`, or None), PyTorch's parameters per axis; the float32 output."""
     feeds = {"x": x, "w": w}
-    if case.get("bias"):
-        feeds["b"] = np.load(case["bias"]).astype(np.float32)
+    if b is not None:
+        feeds["b"] = b
 
-    pads_begin = list(case["pads"])
-    pads_end = list(case["pads"])
+    pads_begin = list(pads)
+    pads_end = list(pads)
     appended = [0, 0]  # rows, columns of bias-only output appended after ORT ran (see below)
-    attrs = dict(strides=case["strides"], dilations=case["dilations"], group=case["group"],
-                 kernel_shape=list(w.shape[2:]))
-    if case["op"] == "conv_transpose":
+    attrs = dict(strides=list(strides), dilations=list(dilations), group=group, kernel_shape=list(w.shape[2:]))
+    if op == "conv_transpose":
         node_op = "ConvTranspose"
-        output_padding = list(case.get("output_padding", [0, 0]))
-        for axis, s in enumerate(case["strides"]):
+        output_padding = list(output_padding)
+        for axis, s in enumerate(strides):
             # PyTorch allows output_padding < max(stride, dilation); ORT refuses output_padding
             # >= stride. The same output without it: output_padding only extends the output at
             # its end, so first un-crop up to output_padding of the end padding (pads may be
@@ -50,10 +50,10 @@ def run_case(case):
                 appended[axis] = output_padding[axis] - uncrop
                 output_padding[axis] = 0
         attrs["output_padding"] = output_padding
-    elif case["op"] == "conv":
+    elif op == "conv":
         node_op = "Conv"
     else:
-        raise ValueError(f"unknown op {case['op']!r}")
+        raise ValueError(f"unknown op {op!r}")
     attrs["pads"] = pads_begin + pads_end
 
     node = helper.make_node(node_op, list(feeds), ["y"], **attrs)
@@ -74,7 +74,14 @@ def run_case(case):
         padded = np.broadcast_to(bias[None, :, None, None], (n, c, h + appended[0], w_ + appended[1])).copy()
         padded[:, :, :h, :w_] = y
         y = padded
-    np.save(case["output"], np.ascontiguousarray(y, dtype=np.float32))
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def run_case(case):
+    bias = np.load(case["bias"]).astype(np.float32) if case.get("bias") else None
+    y = ort_conv(np.load(case["input"]).astype(np.float32), np.load(case["weight"]).astype(np.float32), bias, case["op"],
+                 case["strides"], case["pads"], case["dilations"], case["group"], case.get("output_padding", [0, 0]))
+    np.save(case["output"], y)
 
 
 def main(paths):
