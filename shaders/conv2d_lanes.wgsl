@@ -1,13 +1,13 @@
 // 2-D convolution on the lanes tile (conv_lanes.wgsl): a workgroup's strip is STRIP consecutive
-// output pixels in flat (n, oy, ox) order, so a strip may run on into the next row or sample.
+// pixels of one column segment (`Segment`, common.wgsl), so it may run on into the next row or
+// sample but never into another segment.
 
-// Pixel j of the strip, or none past the last output pixel.
+var<private> segment: Segment;
+
+// Pixel j of the strip, or none past the segment's last pixel.
 fn output_pixel(strip: Strip, j: u32) -> OutputPixel {
-    let out_plane = p.out_h * p.out_w;
-    let f = strip.first + j;
-    let valid = f < p.batch * out_plane;
-    let g = select(0u, f, valid);
-    return OutputPixel(g / out_plane, g % out_plane, valid);
+    let q = segment_pixel(segment, strip.first + j);
+    return OutputPixel(q.n, q.oy * p.out_w + q.ox, q.valid);
 }
 
 fn tap_source(strip: Strip, j: u32, ky: u32, kx: u32, group: u32) -> TapSource {
@@ -22,14 +22,16 @@ fn tap_source(strip: Strip, j: u32, ky: u32, kx: u32, group: u32) -> TapSource {
     return TapSource(at, select(0.0, 1.0, inside));
 }
 
-// The taps some pixel of the strip reads inside the input (`pixels_read_tap`, common.wgsl).
+// The taps some pixel of the strip reads inside the input.
 fn tap_visited(strip: Strip, ky: u32, kx: u32) -> bool {
-    return pixels_read_tap(strip.first, STRIP, ky, kx);
+    return segment_pixels_read_tap(segment, strip.first, STRIP, ky, kx);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d_lanes(invocation: Invocation) {
-    let strip = Strip(strip_index(invocation) * STRIP, 0u, 0u);
+    let index = strip_index(invocation);
+    segment = segment_of(index, STRIP);
+    let strip = Strip((index - segment.first_workgroup) * STRIP, 0u, 0u);
     let l = lanes_of(invocation);
     store_sums(accumulate(strip, l), strip, l);
 }

@@ -23,12 +23,18 @@ fn conv2d_tiled(invocation: Invocation) {
     let plane = p.in_h * p.in_w;
     let in_group = (n * p.c_in + group * cig) * plane;
 
+    // The workgroup's pixels, to skip the taps they all read in the padding (uniformly).
+    let workgroup_quads = quad_pixels((invocation.wid.z * invocation.workgroups.x + invocation.wid.x) * WORKGROUP_SIZE, WORKGROUP_SIZE, p.out_h, p.out_w, quads_per_row);
+
     var tile: Tile;
     for (var ky = 0u; ky < p.k_h; ky++) {
         let iy = i32(oy * p.stride_h + ky * p.dil_h) - i32(p.pad_h);
         let row_inside = iy >= 0 && iy < i32(p.in_h);
         let in_row = in_group + select(0u, u32(iy), row_inside) * p.in_w;
         for (var kx = 0u; kx < p.k_w; kx++) {
+            if (!rect_reads_tap(workgroup_quads, ky, kx)) {
+                continue;
+            }
             // A pixel outside the input (or past the row's end) reads column 0, scaled to zero.
             let ix = vec4<i32>(ox * p.stride_w + kx * p.dil_w) - i32(p.pad_w);
             let inside = ix >= vec4<i32>(0) & ix < vec4<i32>(i32(p.in_w)) & ox < vec4<u32>(p.out_w) & vec4<bool>(row_inside);

@@ -36,8 +36,9 @@ struct Invocation {
     @builtin(subgroup_invocation_id) lane: u32,
 }
 
-// A workgroup's strip: pixels first … first + STRIP − 1 of a flat pixel order, of phase (ry, rx)
-// for the transposed kernel (0, 0 for the forward one).
+// A workgroup's strip: pixels first … first + STRIP − 1 of a flat pixel order (of its column
+// segment for the forward kernel), of phase (ry, rx) for the transposed kernel (0, 0 for the
+// forward one).
 struct Strip { first: u32, ry: u32, rx: u32 }
 
 // Where a pixel reads one tap of the group's first input channel, and 1 if that lies inside the

@@ -28,6 +28,13 @@ alias PixelSums = array<vec4<f32>, 8>;
 // in registers (a loop over pixels with a variable index can put it in memory).
 struct Tile { p0: PixelSums, p1: PixelSums, p2: PixelSums, p3: PixelSums }
 
+// The pixels of a workgroup's quads (PIXEL_TILE neighbours of a row each): `count` consecutive
+// quads from quad `first` of the batch's h × w grids, `quads_per_row` quads a row.
+fn quad_pixels(first: u32, count: u32, h: u32, w: u32, quads_per_row: u32) -> PixelRect {
+    let r = pixel_rect(first, count, h, quads_per_row);
+    return PixelRect(r.y0, r.y1, r.x0 * PIXEL_TILE, min(r.x1 * PIXEL_TILE + PIXEL_TILE - 1u, w - 1u));
+}
+
 fn add_products(sums: ptr<function, PixelSums>, x: f32, w: TapWeights) {
     (*sums)[0] += x * w.w0; (*sums)[1] += x * w.w1; (*sums)[2] += x * w.w2; (*sums)[3] += x * w.w3;
     (*sums)[4] += x * w.w4; (*sums)[5] += x * w.w5; (*sums)[6] += x * w.w6; (*sums)[7] += x * w.w7;

@@ -42,9 +42,11 @@ fn output_pixel(pixel: u32, phase: vec2<u32>) -> OutputPixel {
     return OutputPixel(o.n * p.c_out * p.out_h * p.out_w + o.oy * p.out_w + o.ox, o.live);
 }
 
-// Every tap of the phase reaches the tile (the phase walk visits no others).
+// The taps of the phase (the walk visits no others) some pixel of the workgroup's tile reads
+// inside the input (common.wgsl).
 fn tile_reads_tap(ky: u32, kx: u32) -> bool {
-    return true;
+    let grid = vec2<u32>((p.out_w + p.stride_w - 1u) / p.stride_w, (p.out_h + p.stride_h - 1u) / p.stride_h);
+    return phase_pixels_read_tap(tile.n_first, GEMM_BN, grid, tile.phase, ky, kx);
 }
 
 @compute @workgroup_size(GEMM_THREADS)

@@ -36,10 +36,12 @@ fn tap_source(strip: Strip, j: u32, ky: u32, kx: u32, group: u32) -> TapSource {
     return TapSource(at, select(0.0, 1.0, inside));
 }
 
-// Whether tap (ky, kx) belongs to the strip's phase.
+// The taps of the strip's phase that some pixel of the strip reads inside the input
+// (`phase_pixels_read_tap`, common.wgsl).
 fn tap_visited(strip: Strip, ky: u32, kx: u32) -> bool {
     return (strip.ry + p.pad_h) % p.stride_h == (ky * p.dil_h) % p.stride_h
-        && (strip.rx + p.pad_w) % p.stride_w == (kx * p.dil_w) % p.stride_w;
+        && (strip.rx + p.pad_w) % p.stride_w == (kx * p.dil_w) % p.stride_w
+        && phase_pixels_read_tap(strip.first, STRIP, phase_grid().yx, vec2<u32>(strip.rx, strip.ry), ky, kx);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

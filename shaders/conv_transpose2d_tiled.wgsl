@@ -42,6 +42,12 @@ fn conv_transpose2d_tiled(invocation: Invocation) {
     let plane = p.in_h * p.in_w;
     let in_group = (n * p.c_in + group * cig) * plane;
 
+    // The workgroup's pixels (all of one phase, as per_phase is whole workgroups), to skip the
+    // taps they all read outside the input (uniformly).
+    let first_quad = (invocation.wid.z * invocation.workgroups.x + invocation.wid.x) * WORKGROUP_SIZE % per_phase;
+    let workgroup_quads = quad_pixels(first_quad, WORKGROUP_SIZE, grid_h, grid_w, quads_per_row);
+    let phase_xy = vec2<u32>(rx, ry);
+
     var tile: Tile;
     for (var ky = 0u; ky < p.k_h; ky++) {
         // Whether tap ky belongs to this phase is the same for the whole workgroup.
@@ -51,7 +57,7 @@ fn conv_transpose2d_tiled(invocation: Invocation) {
         let sy = source_of(oy, ky, p.stride_h, p.pad_h, p.dil_h, p.in_h);
         let in_row = in_group + select(0u, sy.index, sy.inside) * p.in_w;
         for (var kx = 0u; kx < p.k_w; kx++) {
-            if ((rx + p.pad_w) % p.stride_w != (kx * p.dil_w) % p.stride_w) {
+            if ((rx + p.pad_w) % p.stride_w != (kx * p.dil_w) % p.stride_w || !phase_rect_reads_tap(workgroup_quads, phase_xy, ky, kx)) {
                 continue;
             }
             // The first pixel's column; the others follow it (a pixel outside the input reads

@@ -291,6 +291,49 @@ impl WindowGeometry {
     }
 }
 
+/// At most this many [`WindowGeometry::column_segments`].
+pub const MAX_COLUMN_SEGMENTS: usize = 4;
+
+impl WindowGeometry {
+    /// The output columns of a forward convolution cut where the column taps that read inside
+    /// the input change, as the end of each segment (the last is the output width): within a
+    /// segment every column reads the same taps, so a kernel whose workgroups (of
+    /// `workgroup_pixels` pixels) keep within one segment can skip whole taps exactly where a
+    /// dilation as large as the map sends them into the padding. Each segment's last workgroup
+    /// may be partly empty, so neighbours are merged (their columns then visit the taps of both)
+    /// while that lowers the work, counted as pixels of whole workgroups times column taps, and
+    /// while there are more than [`MAX_COLUMN_SEGMENTS`]. One segment for other ops.
+    pub fn column_segments(&self, workgroup_pixels: usize) -> Vec<usize> {
+        if self.kind != ConvKind::Forward {
+            return vec![self.output.w];
+        }
+        let taps = |ox: usize| valid_taps(ox * self.stride.w, self.kernel.w, self.dilation.w, self.padding.w, self.input.w);
+        // (end, first tap, end of taps) per segment; a segment's taps span those of its columns.
+        let mut segments: Vec<(usize, usize, usize)> = Vec::new();
+        for ox in 0..self.output.w {
+            let t = taps(ox);
+            match segments.last_mut() {
+                Some(last) if (last.1, last.2) == (t.start, t.end) => last.0 = ox + 1,
+                _ => segments.push((ox + 1, t.start, t.end)),
+            }
+        }
+        let rows = self.batch * self.output.h;
+        let work = |start: usize, (end, first, last): (usize, usize, usize)| (rows * (end - start)).div_ceil(workgroup_pixels) * workgroup_pixels * (last - first);
+        let merged = |a: (usize, usize, usize), b: (usize, usize, usize)| (b.0, a.1.min(b.1), a.2.max(b.2));
+        while segments.len() > 1 {
+            let start = |i: usize| if i == 0 { 0 } else { segments[i - 1].0 };
+            let change = |i: usize| work(start(i), merged(segments[i], segments[i + 1])) as i64 - (work(start(i), segments[i]) + work(start(i + 1), segments[i + 1])) as i64;
+            let best = (0..segments.len() - 1).min_by_key(|&i| change(i)).unwrap();
+            if change(best) >= 0 && segments.len() <= MAX_COLUMN_SEGMENTS {
+                break;
+            }
+            segments[best] = merged(segments[best], segments[best + 1]);
+            segments.remove(best + 1);
+        }
+        segments.into_iter().map(|(end, _, _)| end).collect()
+    }
+}
+
 /// The taps `t < kernel` whose position `base + t·dilation − padding` lies in `0..size`: one
 /// range, as the taps are evenly spaced; empty where every tap lands in the padding.
 pub fn valid_taps(base: usize, kernel: usize, dilation: usize, padding: usize, size: usize) -> Range<usize> {

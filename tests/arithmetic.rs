@@ -144,3 +144,35 @@ fn useful_flops_count_the_taps_that_touch_data() {
     let g = t.geometry(&[1, 1, 4, 4], &[1, 1, 4, 4], None).unwrap();
     assert_eq!((g.useful_flops(), g.flops()), (2 * 14 * 14, 2 * 16 * 16));
 }
+
+#[test]
+fn column_segments_by_hand() {
+    let conv = |shape: [usize; 4], kernel: usize, stride: usize, rate: usize| {
+        let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::square(rate), dilation: Hw::square(rate), ..Default::default() };
+        p.geometry(&shape, &[8, shape[1], kernel, kernel], None).unwrap()
+    };
+    // Rate 36 on 65 columns: 0..29 read taps 1–2, 29..36 tap 1 alone, 36..65 taps 0–1.
+    assert_eq!(conv([1, 8, 65, 65], 3, 1, 36).column_segments(32), vec![29, 36, 65]);
+    // Rate 12: 0..12 read taps 1–2, 12..53 all three, 53..65 taps 0–1.
+    assert_eq!(conv([1, 8, 65, 65], 3, 1, 12).column_segments(32), vec![12, 53, 65]);
+    // Rate 24 on 21 columns: every column reads the centre tap alone — nothing to cut.
+    assert_eq!(conv([1, 8, 21, 21], 3, 1, 24).column_segments(32), vec![21]);
+    // Rate 64, as large as the map: the middle 63 columns read the centre tap alone, the
+    // borders one more.
+    assert_eq!(conv([1, 8, 65, 65], 3, 1, 64).column_segments(32), vec![1, 64, 65]);
+    // Rate 1 on a single row with workgroups of 128 pixels: the one-column borders would each
+    // take a workgroup of their own, more work than their one skipped tap saves: merged.
+    assert_eq!(conv([1, 8, 1, 65], 3, 1, 1).column_segments(128), vec![65]);
+    // Workgroups of 128 pixels at rate 12: the 12-column borders (780 pixels) are worth keeping.
+    assert_eq!(conv([1, 8, 65, 65], 3, 1, 12).column_segments(128), vec![12, 53, 65]);
+    // A 7-wide kernel at dilation 4, padding 12, on 33 columns: tap t reads ox + 4t − 12, so
+    // the taps change at 4, 8, 12 (left) and 21, 25, 29 (right): seven segments of 4, 5, 6, 7, 6,
+    // 5 and 4 taps. Each merge adds work (4 columns' extra tap), the cheapest first (the first of
+    // equals), until four remain.
+    let p = Conv2dParams { padding: Hw::new(0, 12), dilation: Hw::square(4), ..Default::default() };
+    let wide = p.geometry(&[1, 8, 64, 33], &[8, 8, 1, 7], None).unwrap();
+    assert_eq!(wide.column_segments(1), vec![8, 25, 29, 33]);
+    // Transposed and pooling ops are not cut.
+    let t = ConvTranspose2dParams { padding: Hw::square(24), dilation: Hw::square(24), ..Default::default() };
+    assert_eq!(t.geometry(&[1, 8, 21, 21], &[8, 8, 3, 3], None).unwrap().column_segments(1), vec![21]);
+}

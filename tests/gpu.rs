@@ -275,26 +275,36 @@ proptest! {
     }
 }
 
-/// The lanes and GEMM kernels skip the taps that every pixel of a workgroup reads in the padding
-/// (rates as large as the map: DeepLabv3's ASPP); workgroups within a row, across rows and
-/// across samples.
+/// Every kernel family but the direct one skips the taps that every pixel of a workgroup (or of
+/// a lanes kernel's group of eight pixels) reads outside the input: rates as large as the map
+/// (DeepLabv3's ASPP), workgroups within a row, across rows and across samples, forward and
+/// transposed. The skipped products were all zero, so the sums are those with skipping off.
 #[test]
-fn forward_kernels_skip_padding_taps_exactly() {
-    let kernels = [KernelChoice::Lanes, KernelChoice::Gemm(GemmTile::Wide), KernelChoice::Gemm(GemmTile::Square), KernelChoice::Gemm(GemmTile::Narrow), KernelChoice::Gemm(GemmTile::Tall)];
+fn kernels_skip_padding_taps_exactly() {
+    let kernels = [KernelChoice::Tiled, KernelChoice::Lanes, KernelChoice::Gemm(GemmTile::Wide), KernelChoice::Gemm(GemmTile::Square), KernelChoice::Gemm(GemmTile::Narrow), KernelChoice::Gemm(GemmTile::Tall)];
     for kernel in kernels {
         let skipping = Gpu::new(&GpuOptions { kernel, autotune: Some(false), skip_padding_taps: Some(true), ..Default::default() }).unwrap();
         let every_tap = Gpu::new(&GpuOptions { kernel, autotune: Some(false), skip_padding_taps: Some(false), ..Default::default() }).unwrap();
+        let w = Tensor::random(vec![16, 8, 3, 3], 82);
         for (size, rate, stride) in [(Hw::new(21, 21), 24, 1), (Hw::new(65, 40), 36, 1), (Hw::new(30, 33), 12, 2), (Hw::new(5, 70), 4, 1), (Hw::new(3, 3), 36, 1)] {
             let x = Tensor::random(vec![2, 8, size.h, size.w], 81);
-            let w = Tensor::random(vec![16, 8, 3, 3], 82);
             let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::new(rate, rate / 2), dilation: Hw::new(rate, rate / 2 + 1), ..Default::default() };
             let on_gpu = conv2d(&skipping, &x, &w, None, &p).unwrap();
-            let exact = conv2d(&CpuReference, &x, &w, None, &p).unwrap();
-            let d = difference(on_gpu.data(), exact.data());
+            let d = difference(on_gpu.data(), conv2d(&CpuReference, &x, &w, None, &p).unwrap().data());
             assert!(d.within(TOLERANCE), "{} {size:?} rate {rate}: {d}", kernel.name());
-            // The skipped products were all zero: off, the sums are the same.
             let unskipped = conv2d(&every_tap, &x, &w, None, &p).unwrap();
             assert!(difference(unskipped.data(), on_gpu.data()).max_abs == 0.0, "{} {size:?} rate {rate}: skipping changed the sums", kernel.name());
+        }
+        // Transposed: a large padding crops the output to where few taps reach the input.
+        let w = Tensor::random(vec![8, 16, 3, 3], 83);
+        for (size, rate, stride, padding) in [(Hw::new(9, 12), 8, 2, 8), (Hw::new(21, 21), 24, 1, 24), (Hw::new(40, 7), 5, 3, 9), (Hw::new(2, 3), 30, 2, 29)] {
+            let x = Tensor::random(vec![2, 8, size.h, size.w], 84);
+            let p = ConvTranspose2dParams { stride: Hw::square(stride), padding: Hw::new(padding, padding / 2), dilation: Hw::new(rate, rate / 2 + 1), ..Default::default() };
+            let on_gpu = conv_transpose2d(&skipping, &x, &w, None, &p).unwrap();
+            let d = difference(on_gpu.data(), conv_transpose2d(&CpuReference, &x, &w, None, &p).unwrap().data());
+            assert!(d.within(TOLERANCE), "{} transposed {size:?} rate {rate}: {d}", kernel.name());
+            let unskipped = conv_transpose2d(&every_tap, &x, &w, None, &p).unwrap();
+            assert!(difference(unskipped.data(), on_gpu.data()).max_abs == 0.0, "{} transposed {size:?} rate {rate}: skipping changed the sums", kernel.name());
         }
     }
 }

@@ -10,7 +10,7 @@ use super::shaders;
 use super::split::{self, ChannelBlock, WindowPart};
 use super::steps::{merged_copies, Dispatch, Scratch, ScratchNeeds, Span, Step};
 use crate::net::mib;
-use crate::shape::{ConvKind, WindowGeometry};
+use crate::shape::{ConvKind, WindowGeometry, MAX_COLUMN_SEGMENTS};
 
 /// Whether `parts` is the op `g` itself, run on its own tensors.
 fn is_whole(parts: &[WindowPart], g: &WindowGeometry) -> bool {
@@ -51,6 +51,9 @@ struct WindowUniform {
     relu: u32,
     /// Whether kernels that can skip taps read only in the padding do ([`Gpu::skip_padding_taps`]).
     skip_padding_taps: u32,
+    /// The ends of the output's column segments ([`WindowGeometry::column_segments`]), padded
+    /// with the output width: the forward lanes and GEMM kernels keep each workgroup within one.
+    column_ends: [u32; MAX_COLUMN_SEGMENTS],
 }
 
 /// `value` as the shaders' 32-bit index type, or an error naming `what` overflowed.
@@ -59,7 +62,7 @@ pub(crate) fn to_u32(what: &'static str, value: usize) -> Result<u32, GpuError> 
 }
 
 impl WindowUniform {
-    fn new(g: &WindowGeometry, epilogue: Epilogue, skip_padding_taps: bool) -> Result<Self, GpuError> {
+    fn new(g: &WindowGeometry, epilogue: Epilogue, skip_padding_taps: bool, column_segments: &[usize]) -> Result<Self, GpuError> {
         // The shaders compute tap coordinates in i32; the largest is below size + 2·padding
         // (forward) or output + padding (transposed).
         let reach = (g.input.h.max(g.output.h) + 2 * g.padding.h).max(g.input.w.max(g.output.w) + 2 * g.padding.w);
@@ -87,6 +90,13 @@ impl WindowUniform {
             has_residual: epilogue.residual as u32,
             relu: epilogue.relu as u32,
             skip_padding_taps: skip_padding_taps as u32,
+            column_ends: {
+                let mut ends = [to_u32("output width", g.output.w)?; MAX_COLUMN_SEGMENTS];
+                for (end, &segment_end) in ends.iter_mut().zip(column_segments) {
+                    *end = segment_end as u32;
+                }
+                ends
+            },
         })
     }
 }
@@ -256,7 +266,7 @@ impl Gpu {
             }
         };
         let epilogue = Epilogue { bias: weights.bias.is_some(), residual: tensors.residual.is_some(), relu };
-        let uniform = WindowUniform::new(geometry, epilogue, self.skip_padding_taps)?;
+        let uniform = WindowUniform::new(geometry, epilogue, self.skip_padding_taps, &kernel.column_segments(geometry))?;
         let placeholder = self.placeholder().as_entire_binding();
         let mut bindings = vec![tensors.input.binding()];
         if geometry.weight_shape().is_some() {

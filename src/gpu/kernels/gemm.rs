@@ -99,8 +99,9 @@ impl GemmTile {
         }
     }
 
-    /// Workgroups along N: pixel tiles (of every phase's grid, for the transposed convolution,
-    /// each padded to the largest phase's) — spread over x and z by the caller.
+    /// Pixel tiles (of every phase's grid, for the transposed convolution, each padded to the
+    /// largest phase's): the rule's measure of a layer's size (the grid may add a few tiles,
+    /// where the forward kernel keeps tiles within column segments).
     pub(crate) fn pixel_tiles(self, g: &WindowGeometry) -> usize {
         let (phases, pixels) = phase_grids(g);
         phases * pixels.div_ceil(self.pixels())

@@ -4,7 +4,6 @@
 //! [`PIXELS`] pixels for a [`BLOCK`] of channels, on weights packed like the tiled kernels' but
 //! padded to the block.
 
-use super::Grid;
 use crate::gpu::context::GpuError;
 use crate::gpu::shaders::{self, Shader};
 use crate::shape::{ConvKind, WindowGeometry};
@@ -33,9 +32,7 @@ pub(crate) fn fills_its_blocks(g: &WindowGeometry) -> bool {
     3 * g.c_out_per_group() >= 2 * g.c_out_per_group().div_ceil(BLOCK) * BLOCK
 }
 
-/// One workgroup per strip of pixels (of each phase's grid, for the transposed kernel) and block
-/// of channels.
-pub(crate) fn grid(g: &WindowGeometry) -> Grid {
-    let (phases, pixels) = super::phase_grids(g);
-    Grid::Tiles { pixel_workgroups: phases * pixels.div_ceil(PIXELS), channel_tiles: g.groups * g.c_out_per_group().div_ceil(BLOCK) }
+/// Workgroups along y: blocks of channels of every group.
+pub(crate) fn channel_tiles(g: &WindowGeometry) -> usize {
+    g.groups * g.c_out_per_group().div_ceil(BLOCK)
 }

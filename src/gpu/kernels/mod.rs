@@ -155,10 +155,33 @@ impl Kernel {
         match self {
             Kernel::Direct(_) => Grid::Elements(g.output_shape().iter().product()),
             Kernel::Tiled(shader) => tiled::grid(g, shader),
-            Kernel::Lanes(_) => lanes::grid(g),
-            Kernel::Gemm(_, tile) => Grid::Tiles { pixel_workgroups: tile.pixel_tiles(g), channel_tiles: tile.channel_tiles(g) },
+            Kernel::Lanes(_) => Grid::Tiles { pixel_workgroups: pixel_workgroups(g, self, lanes::PIXELS), channel_tiles: lanes::channel_tiles(g) },
+            Kernel::Gemm(_, tile) => Grid::Tiles { pixel_workgroups: pixel_workgroups(g, self, tile.pixels()), channel_tiles: tile.channel_tiles(g) },
         }
     }
+
+    /// The output's column segments this kernel keeps its workgroups within
+    /// ([`WindowGeometry::column_segments`]): the forward lanes and GEMM kernels'; one segment
+    /// for the others.
+    pub(crate) fn column_segments(self, g: &WindowGeometry) -> Vec<usize> {
+        match (self, g.kind) {
+            (Kernel::Lanes(_), ConvKind::Forward) => g.column_segments(lanes::PIXELS),
+            (Kernel::Gemm(_, tile), ConvKind::Forward) => g.column_segments(tile.pixels()),
+            _ => vec![g.output.w],
+        }
+    }
+}
+
+/// Workgroups of `pixels` pixels for every pixel grid of `g` (`phase_grids`), those of the
+/// forward lanes and GEMM kernels within each of `kernel`'s column segments.
+fn pixel_workgroups(g: &WindowGeometry, kernel: Kernel, pixels: usize) -> usize {
+    let ends = kernel.column_segments(g);
+    if ends.len() == 1 {
+        let (phases, grid_pixels) = phase_grids(g);
+        return phases * grid_pixels.div_ceil(pixels);
+    }
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    starts.zip(&ends).map(|(start, &end)| (g.batch * g.output.h * (end - start)).div_ceil(pixels)).sum()
 }
 
 /// The pixel grids a kernel walks for `g`, as (grids, pixels per grid): the output's, or for the
