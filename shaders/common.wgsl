@@ -103,9 +103,9 @@ fn segment_pixel(s: Segment, f: u32) -> SegmentPixel {
     return SegmentPixel(g / plane, g % plane / s.columns, s.x0 + g % s.columns, valid);
 }
 
-// Whether some of the `count` pixels of segment `s` from pixel `first` read tap (ky, kx) inside
-// the input (`rect_reads_tap`).
-fn segment_pixels_read_tap(s: Segment, first: u32, count: u32, ky: u32, kx: u32) -> bool {
+// The rows and columns of the output that the `count` pixels of segment `s` from pixel `first`
+// lie in (as `pixel_rect`).
+fn segment_rect(s: Segment, first: u32, count: u32) -> PixelRect {
     let r = pixel_rect(first, count, p.out_h, s.columns);
-    return rect_reads_tap(PixelRect(r.y0, r.y1, s.x0 + r.x0, s.x0 + r.x1), ky, kx);
+    return PixelRect(r.y0, r.y1, s.x0 + r.x0, s.x0 + r.x1);
 }

@@ -21,9 +21,12 @@ fn output_pixel(pixel: u32, phase: vec2<u32>) -> OutputPixel {
     return OutputPixel((q.n * p.c_out * p.out_h + q.oy) * p.out_w + q.ox, q.valid);
 }
 
+// The rows and columns of the output that the workgroup's tile covers, found once.
+var<private> tile_pixels: PixelRect;
+
 // The taps some pixel of the workgroup's tile reads inside the input (common.wgsl).
 fn tile_reads_tap(ky: u32, kx: u32) -> bool {
-    return segment_pixels_read_tap(segment, tile.n_first, GEMM_BN, ky, kx);
+    return rect_reads_tap(tile_pixels, ky, kx);
 }
 
 @compute @workgroup_size(GEMM_THREADS)
@@ -37,6 +40,7 @@ fn conv2d_gemm(@builtin(local_invocation_index) invocation: u32, @builtin(workgr
     if (n_first >= p.batch * p.out_h * segment.columns) {
         return;
     }
+    tile_pixels = segment_rect(segment, n_first, GEMM_BN);
     let m_tiles = (p.c_out / p.groups + GEMM_BM - 1u) / GEMM_BM;
     conv_gemm(invocation, GemmTile(n_first, (wid.y % m_tiles) * GEMM_BM, wid.y / m_tiles, vec2<u32>(0u)));
 }

@@ -24,7 +24,7 @@ fn tap_source(strip: Strip, j: u32, ky: u32, kx: u32, group: u32) -> TapSource {
 
 // The taps some pixel of the strip reads inside the input.
 fn tap_visited(strip: Strip, ky: u32, kx: u32) -> bool {
-    return segment_pixels_read_tap(segment, strip.first, STRIP, ky, kx);
+    return rect_reads_tap(segment_rect(segment, strip.first, STRIP), ky, kx);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

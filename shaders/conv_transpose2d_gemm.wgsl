@@ -42,11 +42,13 @@ fn output_pixel(pixel: u32, phase: vec2<u32>) -> OutputPixel {
     return OutputPixel(o.n * p.c_out * p.out_h * p.out_w + o.oy * p.out_w + o.ox, o.live);
 }
 
+// The rows and columns of the phase grid that the workgroup's tile covers, found once.
+var<private> tile_pixels: PixelRect;
+
 // The taps of the phase (the walk visits no others) some pixel of the workgroup's tile reads
 // inside the input (common.wgsl).
 fn tile_reads_tap(ky: u32, kx: u32) -> bool {
-    let grid = vec2<u32>((p.out_w + p.stride_w - 1u) / p.stride_w, (p.out_h + p.stride_h - 1u) / p.stride_h);
-    return phase_pixels_read_tap(tile.n_first, GEMM_BN, grid, tile.phase, ky, kx);
+    return phase_rect_reads_tap(tile_pixels, tile.phase, ky, kx);
 }
 
 @compute @workgroup_size(GEMM_THREADS)
@@ -61,6 +63,7 @@ fn conv_transpose2d_gemm(@builtin(local_invocation_index) invocation: u32, @buil
         return;
     }
     let m_tiles = (p.c_out / p.groups + GEMM_BM - 1u) / GEMM_BM;
+    tile_pixels = pixel_rect((index % tiles_per_phase) * GEMM_BN, GEMM_BN, (p.out_h + p.stride_h - 1u) / p.stride_h, (p.out_w + p.stride_w - 1u) / p.stride_w);
     let workgroup_tile = GemmTile((index % tiles_per_phase) * GEMM_BN, (wid.y % m_tiles) * GEMM_BM, wid.y / m_tiles, vec2<u32>(phase % p.stride_w, phase / p.stride_w));
     conv_gemm(invocation, workgroup_tile);
 }
