@@ -78,7 +78,9 @@ pub struct ProfileArgs {
     /// Where to run (with both, the GPU first, then the CPU's fast path)
     #[arg(long, value_enum, default_value = "gpu")]
     device: DeviceChoice,
-    /// Timed passes after the one warm-up pass; each layer's time is their median
+    /// Timed passes of each output stride after one warm-up pass; each layer's time is their
+    /// median. The output strides take turns pass by pass, so a change of load on the machine
+    /// hits them alike
     #[arg(long, default_value_t = 3)]
     repeats: usize,
     /// Do not measure the devices' FMA peak and memory bandwidth first (no share of the peak,
@@ -256,13 +258,17 @@ fn profile_devices(
             (Device::Cpu, _) => &Cpu,
         };
         let peak = peaks.iter().find(|p| p.device == device);
-        let mut runs = Vec::new();
-        for (os, network) in networks {
-            let what = format!("{}, output stride {os}", device.name().to_uppercase());
-            let timed = time_passes(executor, network, input, args.repeats, &|done, text| message(progress, base, done, format!("{what}: {text}")))?;
-            base += passes;
-            runs.push(RunProfile::new(*os, network, input.shape(), &timed, peak.map(|p| p.gflops))?);
-        }
+        let name = device.name().to_uppercase();
+        let each: Vec<&Network> = networks.iter().map(|(_, network)| network).collect();
+        let report = |done: usize, index: usize, text: &str| message(progress, base, done, format!("{name}, output stride {}: {text}", networks[index].0));
+        let timed = time_passes(executor, &each, input, args.repeats, &report)?;
+        base += passes * networks.len() as u64;
+        let runs = networks
+            .iter()
+            .zip(&timed)
+            .map(|((os, network), timed)| RunProfile::new(*os, network, input.shape(), timed, peak.map(|p| p.gflops)))
+            .collect::<Result<Vec<_>, _>>();
+        let mut runs = runs?;
         set_relative(&mut runs);
         profiles.push(DeviceProfile {
             device,

@@ -1,8 +1,8 @@
 //! The cost of a network layer by layer at several output strides, behind `atrous profile`.
 //!
-//! One warm-up pass of the network (kernels chosen and tuned, pipelines built, watched layer by
-//! layer), then `repeats` timed passes in one submission each; a layer's time is the median of
-//! its times in those passes (GPU: timestamp queries around the layer's passes; CPU: the wall
+//! One warm-up pass of each network (kernels chosen and tuned, pipelines built, watched layer by
+//! layer), then `repeats` rounds of one timed pass of each network in turn, every pass in one
+//! submission ([`time_passes`]); a layer's time is the median of its times in those passes (GPU: timestamp queries around the layer's passes; CPU: the wall
 //! clock around the layer). Per layer the report has its nominal and useful GFLOP
 //! ([`LayerGeometry::flops`], [`LayerGeometry::useful_flops`]), the GFLOP/s of both at the
 //! median, the share of the device's measured FMA peak ([`crate::bench::measure_gpu_peak`],
@@ -65,31 +65,44 @@ pub struct Passes {
     pub parts: Option<Vec<usize>>,
 }
 
-/// Runs `network` on `executor` once to warm up, then `repeats` times, timed. `progress(done,
-/// message)` is told what runs, `done` being the passes finished (of `1 + repeats`).
-pub fn time_passes(executor: &dyn Executor, network: &Network, input: &Tensor, repeats: usize, progress: &dyn Fn(usize, &str)) -> Result<Passes, ProfileError> {
+/// Runs each of `networks` on `executor` once to warm up, then `repeats` rounds of one timed
+/// pass of each in turn, so that a change of load on the machine during the run falls on every
+/// network alike rather than on whichever ran then; one [`Passes`] per network.
+/// `progress(done, network, message)` is told what runs: `done` passes finished (of
+/// `networks.len() · (1 + repeats)`), `network` the index of the one running.
+pub fn time_passes(
+    executor: &dyn Executor,
+    networks: &[&Network],
+    input: &Tensor,
+    repeats: usize,
+    progress: &dyn Fn(usize, usize, &str),
+) -> Result<Vec<Passes>, ProfileError> {
     if repeats == 0 {
         return Err(ProfileError::Config("repeats must be at least 1 (the timed passes whose median is reported)".into()));
     }
-    let watch = |done: usize, total: usize| progress(0, &format!("warm-up pass, {done}/{total}"));
-    let warm_up = executor.forward_with_progress(network, input, Keep::Last, Some(&watch))?;
-    if warm_up.layer_times.is_none() {
-        return Err(ProfileError::NoLayerTimes(executor.describe()));
-    }
-    let mut layer_seconds = vec![Vec::with_capacity(repeats); network.layers.len()];
-    let mut wall_seconds = Vec::with_capacity(repeats);
-    let mut parts = None;
-    for pass in 0..repeats {
-        progress(1 + pass, &format!("timed pass {}/{repeats}", pass + 1));
-        let forward = executor.forward(network, input, Keep::Last)?;
-        let times = forward.layer_times.ok_or_else(|| ProfileError::NoLayerTimes(executor.describe()))?;
-        for (all, time) in layer_seconds.iter_mut().zip(times) {
-            all.push(time.as_secs_f64());
+    let mut all: Vec<Passes> = Vec::with_capacity(networks.len());
+    for (index, network) in networks.iter().enumerate() {
+        let watch = |done: usize, total: usize| progress(index, index, &format!("warm-up pass, {done}/{total}"));
+        let warm_up = executor.forward_with_progress(network, input, Keep::Last, Some(&watch))?;
+        if warm_up.layer_times.is_none() {
+            return Err(ProfileError::NoLayerTimes(executor.describe()));
         }
-        wall_seconds.push(forward.total_time.as_secs_f64());
-        parts = forward.layer_parts;
+        let layer_seconds = vec![Vec::with_capacity(repeats); network.layers.len()];
+        all.push(Passes { layer_seconds, wall_seconds: Vec::with_capacity(repeats), parts: None });
     }
-    Ok(Passes { layer_seconds, wall_seconds, parts })
+    for round in 0..repeats {
+        for (index, (network, passes)) in networks.iter().zip(&mut all).enumerate() {
+            progress(networks.len() * (1 + round) + index, index, &format!("timed pass {}/{repeats}", round + 1));
+            let forward = executor.forward(network, input, Keep::Last)?;
+            let times = forward.layer_times.ok_or_else(|| ProfileError::NoLayerTimes(executor.describe()))?;
+            for (layer, time) in passes.layer_seconds.iter_mut().zip(times) {
+                layer.push(time.as_secs_f64());
+            }
+            passes.wall_seconds.push(forward.total_time.as_secs_f64());
+            passes.parts = forward.layer_parts;
+        }
+    }
+    Ok(all)
 }
 
 /// GFLOP per second of `gflop` done in `ms` milliseconds; `None` for a time of zero (a clock
