@@ -3,10 +3,11 @@
 //! rates, shares of the peak, stage and network sums, costs relative to the largest output
 //! stride, and the CSV's rows.
 
+use atrous::backend::Cpu;
 use atrous::bench::stats;
 use atrous::models::stage;
 use atrous::net::{Layer, Network, Op, Source, Traffic};
-use atrous::profile::{rate, set_relative, to_csv, Passes, ProfileReport, RunProfile, Summary, CSV_COLUMNS};
+use atrous::profile::{rate, set_relative, time_passes, to_csv, Passes, ProfileReport, RunProfile, Summary, CSV_COLUMNS, WARMUP_PASSES};
 use atrous::{Conv2dParams, Hw, Pool2dParams, Tensor};
 
 /// An 8×8 RGB input through:
@@ -178,4 +179,26 @@ fn costs_relative_to_the_largest_output_stride() {
     assert_eq!(lines.len(), 1 + 2 * 5, "one row per (device, output stride, layer)");
     assert!(lines[1].starts_with("cpu,8,conv1,stem,conv,1,4,8,8,3,1,1,"), "{}", lines[1]);
     assert!(lines.iter().all(|l| l.split(',').count() == CSV_COLUMNS.len()), "{csv}");
+}
+
+#[test]
+fn timed_passes_take_turns_after_a_warm_up_each() {
+    let (a, b) = (network(), network());
+    let input = Tensor::random(INPUT.to_vec(), 3);
+    let calls = std::sync::Mutex::new(Vec::new());
+    let record = |done: usize, network: usize, what: &str| calls.lock().unwrap().push((done, network, what.split(',').next().unwrap().to_owned()));
+    let passes = time_passes(&Cpu, &[&a, &b], &input, 2, &record).unwrap();
+    assert_eq!(passes.len(), 2);
+    for p in &passes {
+        assert_eq!(p.layer_seconds.len(), 5);
+        assert!(p.layer_seconds.iter().all(|times| times.len() == 2), "{p:?}");
+        assert_eq!(p.wall_seconds.len(), 2);
+        assert!(p.parts.is_none(), "the CPU does not split layers");
+    }
+    assert!(time_passes(&Cpu, &[&a], &input, 0, &record).is_err(), "no timed pass is refused");
+    // The timed passes alternate a, b, a, b after the warm-ups, counted as they start.
+    let timed: Vec<(usize, usize, String)> = calls.into_inner().unwrap().into_iter().filter(|c| c.2.starts_with("timed")).collect();
+    let expected = [(2, 0, "timed pass 1/2"), (3, 1, "timed pass 1/2"), (4, 0, "timed pass 2/2"), (5, 1, "timed pass 2/2")];
+    assert_eq!(timed, expected.map(|(d, n, w)| (d, n, w.to_owned())));
+    assert_eq!(WARMUP_PASSES, 1);
 }

@@ -190,7 +190,7 @@ pub fn run(args: &ProfileArgs) -> Result<ExitCode> {
 
     let devices = args.device.devices();
     let gpu = if devices.contains(&Device::Gpu) { Some(args.adapter.open()?) } else { None };
-    let passes = 1 + args.repeats;
+    let passes = profile::WARMUP_PASSES + args.repeats;
     let peak_steps = if args.no_peak { 0 } else { 2 * devices.len() };
     let progress = ProgressBar::new((peak_steps + devices.len() * networks.len() * passes) as u64)
         .with_style(ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}").expect("valid template"));
@@ -249,7 +249,7 @@ fn profile_devices(
             });
         }
     }
-    let passes = (1 + args.repeats) as u64;
+    let passes = (profile::WARMUP_PASSES + args.repeats) as u64;
     let mut profiles = Vec::new();
     for &device in devices {
         let executor: &dyn Executor = match (device, gpu) {
@@ -284,7 +284,7 @@ fn profile_devices(
         arch: args.arch.to_string(),
         head: args.head.name().map(str::to_owned),
         input_shape: input.shape().try_into().expect("the input is NCHW"),
-        warmup_passes: 1,
+        warmup_passes: profile::WARMUP_PASSES,
         timed_passes: args.repeats,
         reference_output_stride: strides.iter().copied().max().expect("at least one output stride"),
         output_strides: strides,

@@ -33,6 +33,9 @@ use crate::{Error, Tensor};
 pub const BYTES_MOVED: &str =
     "weight and bias + every tensor the layer reads (input, residual, concatenated inputs) + its output, each once, as f32 (4 bytes an element); re-reads from caches are not counted";
 
+/// Untimed passes of each network before the timed ones ([`time_passes`]).
+pub const WARMUP_PASSES: usize = 1;
+
 /// Why a profile cannot run or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -65,11 +68,11 @@ pub struct Passes {
     pub parts: Option<Vec<usize>>,
 }
 
-/// Runs each of `networks` on `executor` once to warm up, then `repeats` rounds of one timed
-/// pass of each in turn, so that a change of load on the machine during the run falls on every
-/// network alike rather than on whichever ran then; one [`Passes`] per network.
+/// Runs each of `networks` on `executor` once ([`WARMUP_PASSES`]) to warm up, then `repeats`
+/// rounds of one timed pass of each in turn, so that a change of load on the machine during the
+/// run falls on every network alike rather than on whichever ran then; one [`Passes`] per network.
 /// `progress(done, network, message)` is told what runs: `done` passes finished (of
-/// `networks.len() · (1 + repeats)`), `network` the index of the one running.
+/// `networks.len() · (WARMUP_PASSES + repeats)`), `network` the index of the one running.
 pub fn time_passes(
     executor: &dyn Executor,
     networks: &[&Network],
@@ -92,7 +95,7 @@ pub fn time_passes(
     }
     for round in 0..repeats {
         for (index, (network, passes)) in networks.iter().zip(&mut all).enumerate() {
-            progress(networks.len() * (1 + round) + index, index, &format!("timed pass {}/{repeats}", round + 1));
+            progress(networks.len() * (WARMUP_PASSES + round) + index, index, &format!("timed pass {}/{repeats}", round + 1));
             let forward = executor.forward(network, input, Keep::Last)?;
             let times = forward.layer_times.ok_or_else(|| ProfileError::NoLayerTimes(executor.describe()))?;
             for (layer, time) in passes.layer_seconds.iter_mut().zip(times) {
