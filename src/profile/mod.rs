@@ -2,8 +2,9 @@
 //!
 //! One warm-up pass of each network (kernels chosen and tuned, pipelines built, watched layer by
 //! layer), then `repeats` rounds of one timed pass of each network in turn, every pass in one
-//! submission ([`time_passes`]); a layer's time is the median of its times in those passes (GPU: timestamp queries around the layer's passes; CPU: the wall
-//! clock around the layer). Per layer the report has its nominal and useful GFLOP
+//! submission ([`time_passes`]); a layer's time is the median of its times in those passes
+//! (GPU: timestamp queries around the layer's passes; CPU: the wall clock around the layer).
+//! Per layer the report has its nominal and useful GFLOP
 //! ([`LayerGeometry::flops`], [`LayerGeometry::useful_flops`]), the GFLOP/s of both at the
 //! median, the share of the device's measured FMA peak ([`crate::bench::measure_gpu_peak`],
 //! [`crate::bench::measure_cpu_peak`]) the nominal rate is, the bytes it moves
@@ -497,6 +498,11 @@ pub fn to_csv(report: &ProfileReport) -> String {
     out
 }
 
+/// "1 timed pass", "3 timed passes".
+pub(crate) fn passes_text(count: usize) -> String {
+    format!("{count} timed pass{}", if count == 1 { "" } else { "es" })
+}
+
 fn cell(value: Option<f64>, decimals: usize) -> String {
     value.map_or("—".to_owned(), |v| format!("{v:.decimals$}"))
 }
@@ -543,10 +549,10 @@ pub fn format_table(report: &ProfileReport, layers: bool) -> String {
     let head = report.head.as_ref().map_or(String::new(), |h| format!(" + {h} head"));
     let strides: Vec<String> = report.output_strides.iter().map(usize::to_string).collect();
     out.push_str(&format!(
-        "atrous profile: {}{head} on a {n}x{c}x{h}x{w} input at output strides {}; median of {} timed passes after {} warm-up\n",
+        "atrous profile: {}{head} on a {n}x{c}x{h}x{w} input at output strides {}; median of {} after {} warm-up\n",
         report.arch,
         strides.join(","),
-        report.timed_passes,
+        passes_text(report.timed_passes),
         report.warmup_passes
     ));
     out.push_str(&format!("bytes moved: {}; FLOP/B = nominal FLOP per byte moved\n", report.bytes_moved));

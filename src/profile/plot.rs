@@ -12,6 +12,8 @@ use crate::bench::plot::{plot_error, register_font, TickedAxis, FONT};
 use crate::bench::BenchError;
 
 const PANEL_WIDTH: u32 = 900;
+/// The picture's width at least (room for the title over one panel), and its height.
+const MIN_WIDTH: u32 = 1200;
 const HEIGHT: u32 = 680;
 
 /// Distinguishable colours (matplotlib's tab10), cycled.
@@ -51,7 +53,7 @@ where
     if report.devices.iter().all(|d| d.runs.is_empty()) {
         return Err(BenchError::Plot("there are no measurements to plot".into()));
     }
-    let width = PANEL_WIDTH * report.devices.len() as u32;
+    let width = (PANEL_WIDTH * report.devices.len() as u32).max(MIN_WIDTH);
     let mut buffer = vec![0u8; (width * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (width, HEIGHT)).into_drawing_area();
@@ -94,8 +96,9 @@ pub fn stages_png(report: &ProfileReport) -> Result<RgbImage, BenchError> {
     }
     let title = format!("Time per stage at each output stride — {}", what(report));
     let subtitle = format!(
-        "sum of the layers' median times over {} timed passes; × = time relative to output stride {}",
-        report.timed_passes, report.reference_output_stride
+        "sum of the layers' median times over {}; × = time relative to output stride {}",
+        super::passes_text(report.timed_passes),
+        report.reference_output_stride
     );
     draw(report, &title, &subtitle, |area, device| {
         let runs = &device.runs;
@@ -117,11 +120,13 @@ pub fn stages_png(report: &ProfileReport) -> Result<RgbImage, BenchError> {
             let i = x.round();
             runs.get(i as usize).filter(|_| (x - i).abs() < 1e-6 && i >= 0.0).map_or(String::new(), |r| format!("OS {}", r.output_stride))
         };
+        let y_decimals = if y_hi < 10.0 { 1 } else { 0 };
         chart
             .configure_mesh()
             .x_desc("output stride")
             .y_desc("ms (sum of per-layer median times)")
             .x_label_formatter(&label)
+            .y_label_formatter(&|y| format!("{y:.*}", y_decimals))
             .axis_desc_style((FONT, 17))
             .label_style((FONT, 15))
             .max_light_lines(0)
@@ -182,7 +187,7 @@ const MOSTLY_PADDING: f64 = 0.5;
 /// roofline `min(peak, bandwidth × intensity)` where the peak was measured; one panel per device.
 pub fn roofline_png(report: &ProfileReport) -> Result<RgbImage, BenchError> {
     let title = format!("Roofline — {}", what(report));
-    let subtitle = "one point per layer with FLOPs: nominal GFLOP/s at the median time against nominal FLOP per byte moved (weights + inputs + output, f32); skipped padding taps can lift a layer above the roof";
+    let subtitle = "a point per layer with FLOPs: nominal GFLOP/s at the median time against nominal FLOP per byte moved (weights + inputs + output, f32)";
     draw(report, &title, subtitle, |area, device| {
         // (run, intensity, GFLOP/s, mostly padding)
         let points: Vec<(usize, f64, f64, bool)> = device
@@ -262,7 +267,7 @@ pub fn roofline_png(report: &ProfileReport) -> Result<RgbImage, BenchError> {
             chart
                 .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
                 .map_err(plot_error)?
-                .label("hollow: under half of the nominal FLOPs touch data")
+                .label("hollow: under half the nominal FLOPs touch data")
                 .legend(move |(x, y)| Circle::new((x + 14, y), 5, grey.stroke_width(2)));
         }
         // Above the roof's slope, top left, is where no layer can be.
