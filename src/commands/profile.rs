@@ -69,8 +69,9 @@ pub struct ProfileArgs {
     /// A head on the backbone (seeded weights, 21 classes, upsampled bilinearly to the input)
     #[arg(long, value_enum, default_value = "none")]
     head: HeadChoice,
-    /// Size of the seeded random input: N (square), HxW or H,W. The default takes about a
-    /// minute for resnet50 at 32,16,8 on lavapipe on 2 cores; 513x513 is DeepLab's size
+    /// Size of the seeded random input: N (square), HxW or H,W. At the default, resnet50 with
+    /// the DeepLabv3 head at 32,16,8 takes about a minute on lavapipe on 2 cores; at 513x513
+    /// (DeepLab's size) two to six
     #[arg(long, default_value = "321x321", value_parser = parse_size, value_name = "N|HxW")]
     size: Hw,
     #[arg(long, default_value_t = 1)]
