@@ -198,6 +198,7 @@ fn profile_refuses_bad_flags_and_writes_nothing() {
     assert_refused(&with_outputs(&["--device", "tpu"]), &["--device", "both"]);
     assert_refused(&with_outputs(&["--size", "0x5"]), &["--size", "at least 1"]);
     assert_refused(&with_outputs(&["--csv", dir.path().join("no/such/folder/p.csv").to_str().unwrap()]), &["--csv", "does not exist"]);
+    assert_refused(&with_outputs(&["--csv", dir.path().to_str().unwrap()]), &["--csv", "names no file"]);
     let out = atrous(&["profile", "--arch", "resnet18", "--size", "33", "--device", "cpu", "--plot", a_file.to_str().unwrap()]);
     assert_refused(&out, &["--plot", "not a folder"]);
     let out = atrous(&["profile", "--arch", "resnet18", "--size", "33", "--device", "cpu", "--plot", dir.path().join("no/plots").to_str().unwrap()]);

@@ -59,9 +59,10 @@ pub fn device_parser() -> impl TypedValueParser<Value = Device> {
     PossibleValuesParser::new(Device::ALL.map(Device::name)).map(|name| name.parse::<Device>().expect("one of the possible values"))
 }
 
-/// Refuses an output path whose folder does not exist, before anything is measured.
+/// Refuses an output path that is a folder or whose folder does not exist, before anything is
+/// measured.
 pub fn check_output(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    if path.file_name().is_none() {
+    if path.file_name().is_none() || path.is_dir() {
         anyhow::bail!("{flag} {}: names no file", path.display());
     }
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
