@@ -27,6 +27,7 @@ pub mod models;
 pub mod net;
 pub mod imaging;
 pub mod npy;
+pub mod profile;
 pub mod shape;
 mod tensor;
 pub mod weights;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use atrous::Hw;
-use commands::{backbone, bench, conv, demo, devices, segment, AdapterArgs};
+use commands::{backbone, bench, conv, demo, devices, profile, segment, AdapterArgs};
 
 #[derive(Parser)]
 #[command(name = "atrous", version, about = "Dilated and transposed convolutions on any GPU (wgpu), checked against a CPU reference")]
@@ -47,6 +47,8 @@ enum Command {
     Rf(backbone::RfArgs),
     /// Throughput of a convolution as its dilation grows: GFLOP/s on the GPU and/or CPU, table, JSON, CSV, plot
     Bench(bench::BenchArgs),
+    /// A backbone (and optionally a head) at several output strides in one run: per layer and stage its FLOPs, time, GFLOP/s, share of the FMA peak, bytes moved and arithmetic intensity; table, JSON, CSV, plots
+    Profile(profile::ProfileArgs),
 }
 
 /// The error and its causes on one line, each cause once: many errors already quote their
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Segment(args) => segment::segment(&args),
         Command::Rf(args) => backbone::rf(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Profile(args) => profile::run(&args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {}", describe(&error));

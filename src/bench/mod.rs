@@ -21,8 +21,8 @@
 //! `tiled`, …, or `auto:NAME` for the auto choice, NAME being what it picked).
 
 mod peak;
-mod plot;
-mod report;
+pub(crate) mod plot;
+pub(crate) mod report;
 
 pub use peak::{cpu_bandwidth, cpu_fma_peak, cpu_name, CpuBandwidthRuns, CpuPeakRuns};
 pub use plot::{plot_png, write_plot};
@@ -360,11 +360,19 @@ pub fn summarize(what: &str, timing: TimingSource, seconds: &[f64]) -> Result<St
     if seconds.is_empty() {
         return Err(BenchError::Config(format!("{what}: no timed runs")));
     }
-    let mut sorted = seconds.iter().map(|&s| check_positive_time(what, timing, s)).collect::<Result<Vec<f64>, _>>()?;
+    let checked = seconds.iter().map(|&s| check_positive_time(what, timing, s)).collect::<Result<Vec<f64>, _>>()?;
+    Ok(stats(&checked))
+}
+
+/// Median (the mean of the middle two of an even count), min and max of `values`, as they are;
+/// [`summarize`] checks times first. Panics on an empty slice.
+pub fn stats(values: &[f64]) -> Stats {
+    assert!(!values.is_empty(), "stats of no values");
+    let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
     let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
-    Ok(Stats { median, min: sorted[0], max: sorted[n - 1] })
+    Stats { median, min: sorted[0], max: sorted[n - 1] }
 }
 
 /// Useful GFLOP of one configuration: [`WindowGeometry::flops`] / 10⁹ (a transposed convolution
@@ -579,6 +587,40 @@ fn best_gflops(what: &str, timing: TimingSource, amount: u64, seconds: &[f64]) -
     Ok(amount as f64 / stats.min / 1e9)
 }
 
+/// Measures the GPU's attainable FP32 FMA rate and memory bandwidth (best of [`PEAK_RUNS`]
+/// each, timed by `timing` where the device has it); `progress` is told as each begins.
+pub fn measure_gpu_peak(gpu: &Gpu, timing: TimingSource, progress: &mut dyn FnMut(&str)) -> Result<Peak, BenchError> {
+    progress("GPU: measuring the FP32 FMA peak");
+    let runs = gpu.time_fma_peak(PEAK_RUNS, timing)?;
+    let gflops = best_gflops("the GPU's FMA peak kernel", runs.source, runs.flops_per_run, &runs.seconds)?;
+    let method = format!(
+        "{}: {} invocations × {} vec4 FMA chains × {} iterations, best of {PEAK_RUNS}",
+        shaders::FMA_PEAK.name,
+        runs.invocations,
+        shaders::FMA_PEAK_CHAINS,
+        runs.iterations
+    );
+    progress("GPU: measuring the memory bandwidth");
+    let copy = gpu.time_bandwidth(PEAK_RUNS, timing)?;
+    let bandwidth_gbs = best_gflops("the GPU's stream copy", copy.source, copy.bytes_per_run, &copy.seconds)?;
+    let bandwidth_method = format!("{}: {} MiB copied, best of {PEAK_RUNS}", shaders::STREAM_COPY.name, copy.bytes_per_run >> 21);
+    Ok(Peak { device: Device::Gpu, gflops, timing: runs.source, method, bandwidth_gbs, bandwidth_method })
+}
+
+/// Measures the CPU's attainable FP32 FMA rate and memory bandwidth on every rayon thread
+/// (best of [`PEAK_RUNS`] each); `progress` is told as each begins.
+pub fn measure_cpu_peak(progress: &mut dyn FnMut(&str)) -> Result<Peak, BenchError> {
+    progress("CPU: measuring the FP32 FMA peak");
+    let runs = cpu_fma_peak(PEAK_RUNS);
+    let gflops = best_gflops("the CPU's FMA peak loop", TimingSource::Wall, runs.flops_per_run, &runs.seconds)?;
+    progress("CPU: measuring the memory bandwidth");
+    let copy = cpu_bandwidth(PEAK_RUNS);
+    let bandwidth_gbs = best_gflops("the CPU's copy", TimingSource::Wall, copy.bytes_per_run, &copy.seconds)?;
+    let bandwidth_method = format!("a parallel copy of {} MiB, best of {PEAK_RUNS}", copy.bytes_per_run >> 21);
+    let method = format!("{}, best of {PEAK_RUNS}", runs.method);
+    Ok(Peak { device: Device::Cpu, gflops, timing: TimingSource::Wall, method, bandwidth_gbs, bandwidth_method })
+}
+
 /// What the CPU's records name as their backend and kernel.
 const CPU_KERNEL: &str = "im2col+sgemm";
 
@@ -629,32 +671,10 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
     let mut peaks = Vec::new();
     if config.peak {
         if let (Some(gpu), Some(runner)) = (gpu, &gpu_runner) {
-            progress("GPU: measuring the FP32 FMA peak");
-            let runs = gpu.time_fma_peak(PEAK_RUNS, runner.timing)?;
-            let gflops = best_gflops("the GPU's FMA peak kernel", runs.source, runs.flops_per_run, &runs.seconds)?;
-            let method = format!(
-                "{}: {} invocations × {} vec4 FMA chains × {} iterations, best of {PEAK_RUNS}",
-                shaders::FMA_PEAK.name,
-                runs.invocations,
-                shaders::FMA_PEAK_CHAINS,
-                runs.iterations
-            );
-            progress("GPU: measuring the memory bandwidth");
-            let copy = gpu.time_bandwidth(PEAK_RUNS, runner.timing)?;
-            let bandwidth_gbs = best_gflops("the GPU's stream copy", copy.source, copy.bytes_per_run, &copy.seconds)?;
-            let bandwidth_method = format!("{}: {} MiB copied, best of {PEAK_RUNS}", shaders::STREAM_COPY.name, copy.bytes_per_run >> 21);
-            peaks.push(Peak { device: Device::Gpu, gflops, timing: runs.source, method, bandwidth_gbs, bandwidth_method });
+            peaks.push(measure_gpu_peak(gpu, runner.timing, progress)?);
         }
         if cpu_runner.is_some() {
-            progress("CPU: measuring the FP32 FMA peak");
-            let runs = cpu_fma_peak(PEAK_RUNS);
-            let gflops = best_gflops("the CPU's FMA peak loop", TimingSource::Wall, runs.flops_per_run, &runs.seconds)?;
-            progress("CPU: measuring the memory bandwidth");
-            let copy = cpu_bandwidth(PEAK_RUNS);
-            let bandwidth_gbs = best_gflops("the CPU's copy", TimingSource::Wall, copy.bytes_per_run, &copy.seconds)?;
-            let bandwidth_method = format!("a parallel copy of {} MiB, best of {PEAK_RUNS}", copy.bytes_per_run >> 21);
-            let method = format!("{}, best of {PEAK_RUNS}", runs.method);
-            peaks.push(Peak { device: Device::Cpu, gflops, timing: TimingSource::Wall, method, bandwidth_gbs, bandwidth_method });
+            peaks.push(measure_cpu_peak(progress)?);
         }
     }
 

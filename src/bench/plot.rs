@@ -18,11 +18,11 @@ use crate::imaging::save_png;
 /// Width of one device's panel, and the picture's height.
 const PANEL_WIDTH: u32 = 900;
 const HEIGHT: u32 = 680;
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// Registers the embedded font with plotters, once per process.
-fn register_font() -> Result<(), BenchError> {
+pub(crate) fn register_font() -> Result<(), BenchError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, DEJAVU_SANS).is_ok());
     ok.then_some(()).ok_or_else(|| BenchError::Plot("the embedded font assets/DejaVuSans.ttf could not be loaded".into()))
@@ -38,14 +38,15 @@ fn colour(op: ConvOp, device: Device) -> RGBColor {
     }
 }
 
-/// The x axis: log₂ of the dilation, linear in that, with a tick at every measured dilation
-/// (plotters' `with_key_points` has no label formatting for `f64`).
-struct DilationAxis {
-    range: std::ops::Range<f64>,
-    ticks: Vec<f64>,
+/// A linear `f64` axis with ticks exactly at `ticks` (plotters' `with_key_points` has no label
+/// formatting for `f64`): the bench's x axis, log₂ of the dilation with a tick at every measured
+/// one, and the profile's bars, a tick at each.
+pub(crate) struct TickedAxis {
+    pub(crate) range: std::ops::Range<f64>,
+    pub(crate) ticks: Vec<f64>,
 }
 
-impl Ranged for DilationAxis {
+impl Ranged for TickedAxis {
     type FormatOption = plotters::coord::ranged1d::DefaultFormatting;
     type ValueType = f64;
 
@@ -63,7 +64,7 @@ impl Ranged for DilationAxis {
     }
 }
 
-fn plot_error<E: std::fmt::Display>(e: E) -> BenchError {
+pub(crate) fn plot_error<E: std::fmt::Display>(e: E) -> BenchError {
     BenchError::Plot(e.to_string())
 }
 
@@ -108,7 +109,7 @@ where
         .margin_bottom(10)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(DilationAxis { range: (x_lo - x_pad)..(x_hi + x_pad), ticks: key_points }, 0.0..y_hi)
+        .build_cartesian_2d(TickedAxis { range: (x_lo - x_pad)..(x_hi + x_pad), ticks: key_points }, 0.0..y_hi)
         .map_err(plot_error)?;
     let label_dilation = |x: &f64| {
         let d = 2f64.powf(*x);

@@ -46,7 +46,7 @@ pub fn to_json(records: &[Record]) -> String {
     serde_json::to_string_pretty(records).expect("records serialise")
 }
 
-fn csv_field(value: &serde_json::Value) -> String {
+pub(crate) fn csv_field(value: &serde_json::Value) -> String {
     let text = match value {
         serde_json::Value::Null => return String::new(),
         serde_json::Value::String(s) => s.clone(),
@@ -75,7 +75,7 @@ pub fn to_csv(records: &[Record]) -> String {
     out
 }
 
-fn write_text(path: &Path, text: &str) -> Result<(), BenchError> {
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), BenchError> {
     write_atomically(path, |file| file.write_all(text.as_bytes())).map_err(|source| BenchError::Write { path: path.display().to_string(), source })
 }
 
@@ -90,7 +90,7 @@ pub fn write_csv(path: &Path, records: &[Record]) -> Result<(), BenchError> {
 }
 
 /// `value` with four significant digits (at least three decimals): 4.984, 0.0003329.
-fn significant(value: f64) -> String {
+pub(crate) fn significant(value: f64) -> String {
     let decimals = if value > 0.0 { (3 - value.log10().floor() as i32).clamp(3, 9) } else { 3 };
     format!("{value:.*}", decimals as usize)
 }
@@ -178,15 +178,23 @@ pub fn format_table(report: &BenchReport) -> String {
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|row| row[i].chars().count()).max().unwrap_or(0)).collect();
-    for row in &rows {
+    out.push_str(&aligned(&rows, 3));
+    out
+}
+
+/// `rows` (the first one the header) as lines of columns two spaces apart: the first
+/// `text_columns` left-aligned, the others (numbers) right-aligned.
+pub(crate) fn aligned(rows: &[Vec<String>], text_columns: usize) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns).map(|i| rows.iter().filter_map(|row| row.get(i)).map(|cell| cell.chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
             .map(|(i, cell)| {
-                // Text columns left-aligned, numbers right-aligned.
                 let pad = " ".repeat(widths[i] - cell.chars().count());
-                if i < 3 { format!("{cell}{pad}") } else { format!("{pad}{cell}") }
+                if i < text_columns { format!("{cell}{pad}") } else { format!("{pad}{cell}") }
             })
             .collect();
         out.push_str(cells.join("  ").trim_end());

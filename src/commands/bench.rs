@@ -1,6 +1,6 @@
 //! `atrous bench`: the dilation throughput profiler — a thin layer over [`atrous::bench`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::parse::{parse_size, Rates};
-use super::AdapterArgs;
+use super::{check_output, AdapterArgs};
 use atrous::bench::{self, BenchConfig, Device, GpuKernels, GpuTiming, ConvOp};
 use atrous::gpu::GpuOptions;
 use atrous::Hw;
@@ -27,6 +27,17 @@ pub enum DeviceChoice {
     Gpu,
     Cpu,
     Both,
+}
+
+impl DeviceChoice {
+    /// The devices chosen, the GPU first.
+    pub fn devices(self) -> Vec<Device> {
+        match self {
+            DeviceChoice::Gpu => vec![Device::Gpu],
+            DeviceChoice::Cpu => vec![Device::Cpu],
+            DeviceChoice::Both => vec![Device::Gpu, Device::Cpu],
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,11 +132,7 @@ impl BenchArgs {
             batch: self.batch,
             warmup: self.warmup,
             repeats: self.repeats,
-            devices: match self.device {
-                DeviceChoice::Gpu => vec![Device::Gpu],
-                DeviceChoice::Cpu => vec![Device::Cpu],
-                DeviceChoice::Both => vec![Device::Gpu, Device::Cpu],
-            },
+            devices: self.device.devices(),
             peak: self.peak,
             gpu_timing: match self.timing {
                 TimingChoice::Auto => GpuTiming::Auto,
@@ -134,18 +141,6 @@ impl BenchArgs {
             gpu_kernel: self.gpu_kernel,
         }
     }
-}
-
-/// Refuses an output path whose folder does not exist, before anything is measured.
-fn check_output(flag: &str, path: &Path) -> Result<()> {
-    if path.file_name().is_none() {
-        bail!("{flag} {}: names no file", path.display());
-    }
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        bail!("{flag} {}: the folder {} does not exist", path.display(), parent.display());
-    }
-    Ok(())
 }
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {

@@ -7,6 +7,7 @@ pub mod conv;
 pub mod demo;
 pub mod devices;
 pub mod parse;
+pub mod profile;
 pub mod run;
 pub mod segment;
 
@@ -56,6 +57,19 @@ pub use atrous::backend::Device;
 /// the error for a wrong one as a `ValueEnum` would (the library does not depend on clap's traits).
 pub fn device_parser() -> impl TypedValueParser<Value = Device> {
     PossibleValuesParser::new(Device::ALL.map(Device::name)).map(|name| name.parse::<Device>().expect("one of the possible values"))
+}
+
+/// Refuses an output path that is a folder or whose folder does not exist, before anything is
+/// measured.
+pub fn check_output(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    if path.file_name().is_none() || path.is_dir() {
+        anyhow::bail!("{flag} {}: names no file", path.display());
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        anyhow::bail!("{flag} {}: the folder {} does not exist", path.display(), parent.display());
+    }
+    Ok(())
 }
 
 /// Milliseconds with three decimals, for tables.

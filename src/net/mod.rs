@@ -162,6 +162,32 @@ impl LayerGeometry {
     }
 }
 
+/// The bytes one layer moves, each tensor counted once as f32: what [`Network::traffic`] gives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Weight and bias.
+    pub weights: u64,
+    /// Every tensor the layer reads: its input, its residual, what it concatenates.
+    pub inputs: u64,
+    /// Its output, written once.
+    pub output: u64,
+}
+
+impl Traffic {
+    pub fn total(&self) -> u64 {
+        self.weights + self.inputs + self.output
+    }
+
+    /// Arithmetic intensity: `flops` per byte moved ([`Traffic::total`]); 0 for a layer that
+    /// moves nothing.
+    pub fn intensity(&self, flops: u64) -> f64 {
+        match self.total() {
+            0 => 0.0,
+            bytes => flops as f64 / bytes as f64,
+        }
+    }
+}
+
 /// A feed-forward network: layers in execution order; the last one is the output.
 #[derive(Clone, Debug, Default)]
 pub struct Network {
@@ -331,6 +357,29 @@ impl Network {
             last[output] = usize::MAX;
         }
         last
+    }
+
+    /// What each layer moves ([`Traffic`]), from the geometries [`Network::geometries`] gave
+    /// for an input of `input_shape`: its weight and bias, every tensor whose values it reads
+    /// ([`Layer::reads`]; a resize's `size_of` and a crop's target give only a size and are not
+    /// counted) and its output, each once, 4 bytes an element. The least any implementation
+    /// moves between memory and the chip: re-reads from caches are not counted.
+    pub fn traffic(&self, input_shape: &[usize], geometries: &[LayerGeometry]) -> Vec<Traffic> {
+        let elements = |source: Source| -> u64 {
+            match source {
+                Source::Input => input_shape.iter().product::<usize>() as u64,
+                Source::Layer(i) => geometries[i].output_shape().iter().product::<usize>() as u64,
+            }
+        };
+        self.layers
+            .iter()
+            .zip(geometries)
+            .map(|(layer, geometry)| Traffic {
+                weights: layer.parameters().map_or(0, |(weight, bias)| (weight.len() + bias.map_or(0, Tensor::len)) as u64 * 4),
+                inputs: layer.reads().map(elements).sum::<u64>() * 4,
+                output: geometry.output_shape().iter().product::<usize>() as u64 * 4,
+            })
+            .collect()
     }
 
     /// Bytes of all weights and biases.
