@@ -162,17 +162,21 @@ where
             }))
             .map_err(plot_error)?;
     }
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    Ok(())
+}
+
+/// Draws the series' legend in a corner of `chart`, as every plot of atrous draws it.
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, DB, CT>, position: SeriesLabelPosition) -> Result<(), BenchError> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .margin(12)
-        .legend_area_size(40)
-        .label_font((FONT, 16))
+        .label_font((FONT, 15))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
         .draw()
-        .map_err(plot_error)?;
-    Ok(())
+        .map_err(plot_error)
 }
 
 /// Draws the report's records as an RGB image: a title, then one panel per device (each with

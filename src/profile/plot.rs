@@ -8,7 +8,7 @@ use image::RgbImage;
 use plotters::prelude::*;
 
 use super::{DeviceProfile, ProfileReport};
-use crate::bench::plot::{plot_error, register_font, TickedAxis, FONT};
+use crate::bench::plot::{draw_legend, plot_error, register_font, TickedAxis, FONT};
 use crate::bench::BenchError;
 
 const PANEL_WIDTH: u32 = 900;
@@ -154,15 +154,7 @@ pub fn stages_png(report: &ProfileReport) -> Result<RgbImage, BenchError> {
                 EmptyElement::at((i as f64, run.total.median_ms)) + Text::new(text, (-40, -22), (FONT, 15).into_font().color(&BLACK))
             }))
             .map_err(plot_error)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .margin(12)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(plot_error)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -271,15 +263,7 @@ pub fn roofline_png(report: &ProfileReport) -> Result<RgbImage, BenchError> {
                 .legend(move |(x, y)| Circle::new((x + 14, y), 5, grey.stroke_width(2)));
         }
         // Above the roof's slope, top left, is where no layer can be.
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .margin(12)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(plot_error)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })
 }
