@@ -11,11 +11,39 @@ mod conv2d;
 mod conv_transpose2d;
 mod pool2d;
 mod resample;
+mod tap_regions;
 
 pub use conv2d::{conv2d, conv2d_reference};
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_reference};
 pub use pool2d::{avg_pool2d, max_pool2d};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
+pub use tap_regions::{planned_share, tap_regions, TapRegion, SKIP_BELOW};
+
+/// Whether the fast convolution leaves out the products of taps that read only zero padding
+/// (the sums are the same either way, up to the order of additions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TapSkipping {
+    /// Every tap of every pixel, as PyTorch computes them.
+    Off,
+    /// Where the plan ([`tap_regions`]) saves enough work to pay for itself; other layers take
+    /// the plain path unchanged.
+    #[default]
+    Auto,
+    /// Wherever there is a plan, however little it saves (lets tests exercise it).
+    Always,
+}
+
+impl TapSkipping {
+    /// [`TapSkipping::Auto`], or [`TapSkipping::Off`] where `$ATROUS_TAP_SKIPPING` is `0` (the
+    /// switch the GPU kernels read too).
+    pub fn from_env() -> Self {
+        if crate::backend::tap_skipping_from_env() {
+            TapSkipping::Auto
+        } else {
+            TapSkipping::Off
+        }
+    }
+}
 
 /// The fused epilogue of a network's convolution: add `residual` (same shape), then ReLU.
 pub fn epilogue(values: &mut [f32], residual: Option<&[f32]>, relu: bool) {
@@ -32,6 +60,23 @@ pub fn epilogue(values: &mut [f32], residual: Option<&[f32]>, relu: bool) {
 /// (AVX-512 included) at run time and splits the product over rayon's threads.
 #[allow(clippy::too_many_arguments)]
 fn sgemm(m: usize, k: usize, n: usize, a: &[f32], a_row_stride: usize, a_col_stride: usize, b: &[f32], c: &mut [f32]) {
+    sgemm_with(m, k, n, a, a_row_stride, a_col_stride, b, c, false, gemm::Parallelism::Rayon(0));
+}
+
+/// [`sgemm`], adding to `c` (`c += a · b`) where `accumulate`, on the given threads.
+#[allow(clippy::too_many_arguments)]
+fn sgemm_with(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_row_stride: usize,
+    a_col_stride: usize,
+    b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     assert!(b.len() >= k * n && c.len() >= m * n && a.len() > (m - 1) * a_row_stride + (k - 1) * a_col_stride);
     // SAFETY: the asserts above keep every strided access within `a`, `b` and `c`, and `c`
     // (a unique borrow) aliases neither input.
@@ -43,19 +88,19 @@ fn sgemm(m: usize, k: usize, n: usize, a: &[f32], a_row_stride: usize, a_col_str
             c.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             a_col_stride as isize,
             a_row_stride as isize,
             b.as_ptr(),
             1,
             n as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            parallelism,
         );
     }
 }
