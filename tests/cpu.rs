@@ -84,10 +84,13 @@ fn dilations_as_large_as_the_map_match_the_reference() {
 }
 
 /// A convolution whose taps often read only padding: rates up to 3× the input, padding chosen
-/// per axis independently of the rate (up to whole output rows of padding alone), strides,
-/// groups, non-square and 1×1 inputs, batches.
+/// per axis, independently of the rate (up to whole output rows of padding alone) or "same",
+/// strides, groups, non-square and 1×1 inputs, batches.
 fn padded_conv_case() -> impl Strategy<Value = common::ConvCase> {
-    let axis = (1..=12usize, 1..=4usize, 1..=3usize, 0..=14usize, 1..=14usize);
+    // Padding: any, or "same" (d·(k − 1)/2, the map's size kept at stride 1: then the centre
+    // column's taps read whole input rows, which the tap-by-tap path reads in place).
+    let axis = (1..=12usize, 1..=4usize, 1..=3usize, prop_oneof![0..=14usize, Just(usize::MAX)], 1..=14usize)
+        .prop_map(|(n, k, s, p, d)| (n, k, s, if p == usize::MAX { d * (k - 1) / 2 } else { p }, d));
     let sizes = (1..=3usize, 1..=3usize, 1..=4usize, 1..=4usize, any::<u64>(), any::<bool>());
     (axis.clone(), axis, sizes).prop_map(|((h, kh, sh, ph, dh), (w, kw, sw, pw, dw), (batch, groups, cig, cog, seed, with_bias))| {
         let fit = |n: usize, k, d, p: usize| n.max(effective_kernel(k, d).saturating_sub(2 * p)).max(1);
@@ -127,20 +130,42 @@ proptest! {
     }
 }
 
-/// Rate 2 on a 1×5 row, taps 1 × [100, 10, 1]: pixel ox reads columns ox − 2, ox, ox + 2, so
-/// the first two pixels miss tap 0, the last two tap 2. Planned per pixel, those are three runs
-/// of taps; all three are short, so the plan merges them into one region whose taps 0 and 2
-/// are half valid (the im2col must write zeros where they read padding). At 1×40, rate 8, the
-/// runs stay apart and the regions' taps are exact.
+/// Shapes the rule sends tap by tap (32 and more input channels): "same" padding, whose centre
+/// column is read in place, also at stride 2 down the rows; rates beyond the map; a batch and
+/// groups; asymmetric padding.
 #[test]
-fn half_valid_taps_read_zeros_hand_computed() {
+fn tap_by_tap_matches_the_reference_on_wide_layers() {
+    for (size, rate, stride, padding, groups, batch) in [
+        (Hw::new(13, 11), Hw::square(6), Hw::new(2, 1), None, 1, 1),
+        (Hw::new(9, 12), Hw::new(12, 5), Hw::square(1), None, 2, 2),
+        (Hw::new(10, 10), Hw::square(4), Hw::new(1, 3), Some(Hw::new(6, 2)), 1, 1),
+        (Hw::new(7, 21), Hw::new(24, 36), Hw::new(3, 1), None, 1, 1),
+    ] {
+        let padding = padding.unwrap_or(rate);
+        let x = Tensor::random(vec![batch, 32 * groups, size.h, size.w], 81);
+        let w = Tensor::random(vec![6 * groups, 32, 3, 3], 82);
+        let b = Tensor::random(vec![6 * groups], 83);
+        let case = common::ConvCase { input: x, weight: w, bias: Some(b), params: Conv2dParams { stride, padding, dilation: rate, groups } };
+        let g = case.params.geometry(case.input.shape(), case.weight.shape(), Some(&[6 * groups])).unwrap();
+        assert!(cpu::skips_taps(&g, TapSkipping::Auto), "{g:?}");
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let d = difference(&fast_conv2d(&case, TapSkipping::Auto), exact.data());
+        assert!(d.within(TOLERANCE), "{d} for {:?}", case.params);
+    }
+}
+
+/// Rate 2 on a 1×5 row, taps 1 × [100, 10, 1]: pixel ox reads columns ox − 2, ox, ox + 2, so
+/// tap 0 reads data for pixels 2..5 only, tap 2 for 0..3 only. Computed by hand:
+/// ox 0: 10·1 + 1·3; 1: 10·2 + 4; 2: 100·1 + 10·3 + 5; 3: 100·2 + 10·4; 4: 100·3 + 10·5.
+/// At 1×40, rate 8, pixels 0..8 miss tap 0 and 32..40 tap 2.
+#[test]
+fn taps_valid_for_part_of_the_row_hand_computed() {
     let x = Tensor::new(vec![1, 1, 1, 5], vec![1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
     let w = Tensor::new(vec![1, 1, 1, 3], vec![100.0, 10.0, 1.0]).unwrap();
     let params = Conv2dParams { padding: Hw::new(0, 2), dilation: Hw::new(1, 2), ..Default::default() };
     let g = params.geometry(x.shape(), w.shape(), None).unwrap();
-    let regions = cpu::tap_regions(&g);
-    assert_eq!(regions.len(), 1, "{regions:?}");
-    assert_eq!((regions[0].ky.clone(), regions[0].kx.clone()), (0..1, 0..3));
+    let plan: Vec<_> = cpu::tap_rectangles(&g).into_iter().map(|r| (r.kx, r.rows, r.cols)).collect();
+    assert_eq!(plan, [(0, 0..1, 2..5), (1, 0..1, 0..5), (2, 0..1, 0..3)]);
     for skipping in [TapSkipping::Off, TapSkipping::Auto, TapSkipping::Always] {
         let got = cpu::conv2d(&g, x.data(), w.data(), None, skipping);
         assert_eq!(got, [13.0, 24.0, 135.0, 240.0, 350.0], "{skipping:?}");
@@ -150,8 +175,8 @@ fn half_valid_taps_read_zeros_hand_computed() {
     let x = Tensor::from_fn(vec![1, 1, 1, 40], |i| i[3] as f32 + 1.0);
     let params = Conv2dParams { padding: Hw::new(0, 8), dilation: Hw::new(1, 8), ..Default::default() };
     let g = params.geometry(x.shape(), w.shape(), None).unwrap();
-    let kx: Vec<_> = cpu::tap_regions(&g).into_iter().map(|r| (r.cols, r.kx)).collect();
-    assert_eq!(kx, [(0..8, 1..3), (8..32, 0..3), (32..40, 0..2)]);
+    let plan: Vec<_> = cpu::tap_rectangles(&g).into_iter().map(|r| (r.kx, r.cols)).collect();
+    assert_eq!(plan, [(0, 8..40), (1, 0..40), (2, 0..32)]);
     let value = |ox: usize| -> f32 {
         let at = |ix: isize| if (0..40).contains(&ix) { ix as f32 + 1.0 } else { 0.0 };
         let ox = ox as isize;
@@ -163,19 +188,50 @@ fn half_valid_taps_read_zeros_hand_computed() {
     }
 }
 
-/// DeepLabv3's ASPP rates on a 65×65 map take the region path; dilation 1 and the dilations of
-/// a ResNet at output stride 8 keep the plain one.
+/// A tap's rectangle is exactly the pixels whose tap reads inside the input, on random shapes;
+/// together the rectangles are the useful products.
+#[test]
+fn tap_rectangles_are_the_pixels_that_read_data() {
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(&padded_conv_case(), |case| {
+            let g = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
+            let plan = cpu::tap_rectangles(&g);
+            for ky in 0..g.kernel.h {
+                for kx in 0..g.kernel.w {
+                    let rect = plan.iter().find(|r| (r.ky, r.kx) == (ky, kx));
+                    for oy in 0..g.output.h {
+                        for ox in 0..g.output.w {
+                            let iy = (oy * g.stride.h + ky * g.dilation.h).checked_sub(g.padding.h).filter(|&i| i < g.input.h);
+                            let ix = (ox * g.stride.w + kx * g.dilation.w).checked_sub(g.padding.w).filter(|&i| i < g.input.w);
+                            let planned = rect.is_some_and(|r| r.rows.contains(&oy) && r.cols.contains(&ox));
+                            prop_assert_eq!(planned, iy.is_some() && ix.is_some(), "tap ({}, {}) at ({}, {}) of {:?}", ky, kx, oy, ox, g);
+                        }
+                    }
+                }
+            }
+            let products: usize = plan.iter().map(|r| r.pixels()).sum();
+            let per_product = 2 * g.batch * g.c_out * g.c_in_per_group();
+            prop_assert_eq!((products * per_product) as u64, g.useful_flops());
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// DeepLabv3's ASPP rates take the tap-by-tap path; dilation 1, a ResNet's dilations at output
+/// stride 8 or 16 and 1×1 convolutions keep the plain one, and so do few channels.
 #[test]
 fn the_rule_skips_taps_where_that_saves_work() {
-    let share = |size: usize, rate: usize| {
-        let p = Conv2dParams { padding: Hw::square(rate), dilation: Hw::square(rate), ..Default::default() };
-        let g = p.geometry(&[1, 8, size, size], &[8, 8, 3, 3], None).unwrap();
-        cpu::planned_share(&g, &cpu::tap_regions(&g))
+    let skips = |c_in: usize, size: usize, kernel: usize, rate: usize| {
+        let p = Conv2dParams { padding: Hw::square(rate * (kernel - 1) / 2), dilation: Hw::square(rate), ..Default::default() };
+        let g = p.geometry(&[1, c_in, size, size], &[8, c_in, kernel, kernel], None).unwrap();
+        cpu::skips_taps(&g, TapSkipping::Auto)
     };
     for (size, rate) in [(65, 12), (65, 24), (65, 36), (21, 24), (21, 36), (33, 12)] {
-        assert!(share(size, rate) <= cpu::SKIP_BELOW, "{size}×{size} rate {rate}: {}", share(size, rate));
+        assert!(skips(2048, size, 3, rate), "{size}×{size} rate {rate}");
+        assert!(!skips(cpu::SKIP_MIN_CHANNELS - 1, size, 3, rate), "{size}×{size} rate {rate}, few channels");
     }
-    for (size, rate) in [(65, 1), (65, 2), (65, 4), (129, 1), (33, 2), (7, 1), (14, 1)] {
-        assert_eq!(share(size, rate), 1.0, "{size}×{size} rate {rate}");
+    for (size, kernel, rate) in [(65, 3, 1), (65, 3, 2), (65, 3, 4), (129, 3, 1), (33, 3, 2), (56, 3, 1), (65, 1, 1), (7, 1, 1)] {
+        assert!(!skips(256, size, kernel, rate), "{size}×{size} kernel {kernel} rate {rate}");
     }
 }

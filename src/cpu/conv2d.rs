@@ -2,8 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::tap_regions::{planned_share, tap_regions, TapRegion, SKIP_BELOW};
-use super::{sgemm, sgemm_with, tap_position, TapSkipping};
+use super::{sgemm, sgemm_strided, tap_position, TapSkipping};
 use crate::shape::WindowGeometry;
 
 /// Direct-loop convolution accumulating in f64: slow, simple, and the gold standard.
@@ -36,9 +35,63 @@ pub fn conv2d_reference(g: &WindowGeometry, input: &[f32], weight: &[f32], bias:
     out
 }
 
+/// [`TapSkipping::Auto`] computes tap by tap ([`conv2d_by_tap`]) where the taps that read data
+/// are at most this share of the nominal products (BENCHMARKS.md, "Skipping padding taps on the
+/// CPU fast path"); above it, the plain path.
+pub const SKIP_BELOW: f64 = 0.9;
+
+/// ... and where a group has at least this many input channels: each tap's product has K = the
+/// group's input channels, too short below this for the SGEMM to run near its speed.
+pub const SKIP_MIN_CHANNELS: usize = 32;
+
+/// A kernel tap and the rectangle of output pixels for which it reads inside the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TapRectangle {
+    pub ky: usize,
+    pub kx: usize,
+    pub rows: Range<usize>,
+    pub cols: Range<usize>,
+}
+
+impl TapRectangle {
+    pub fn pixels(&self) -> usize {
+        self.rows.len() * self.cols.len()
+    }
+}
+
+/// The plan of tap skipping: every tap that reads data for some output pixel, with those
+/// pixels. Per axis, the positions whose tap lands inside the input are one range (the taps
+/// are evenly spaced), so a tap's pixels are a rectangle, and the rectangles add up to exactly
+/// the products with data ([`WindowGeometry::useful_flops`]).
+pub fn tap_rectangles(g: &WindowGeometry) -> Vec<TapRectangle> {
+    let mut plan = Vec::new();
+    for ky in 0..g.kernel.h {
+        let rows = intersect(&(0..g.output.h), &positions_inside(ky, g.stride.h, g.dilation.h, g.padding.h, g.input.h));
+        for kx in 0..g.kernel.w {
+            let cols = intersect(&(0..g.output.w), &positions_inside(kx, g.stride.w, g.dilation.w, g.padding.w, g.input.w));
+            if !rows.is_empty() && !cols.is_empty() {
+                plan.push(TapRectangle { ky, kx, rows: rows.clone(), cols });
+            }
+        }
+    }
+    plan
+}
+
+/// Whether `skipping` sends `g` tap by tap.
+pub fn skips_taps(g: &WindowGeometry, skipping: TapSkipping) -> bool {
+    match skipping {
+        TapSkipping::Off => false,
+        TapSkipping::Always => true,
+        TapSkipping::Auto => {
+            let pointwise = g.kernel == crate::shape::Hw::square(1) && g.padding == crate::shape::Hw::square(0);
+            !pointwise && g.c_in_per_group() >= SKIP_MIN_CHANNELS && g.useful_flops() as f64 <= SKIP_BELOW * g.flops() as f64
+        }
+    }
+}
+
 /// im2col + SGEMM convolution, parallel over (batch, group). With `skipping`, a convolution
-/// whose taps often read only padding (a dilation large next to the map) runs region by region
-/// ([`conv2d_regions`]).
+/// whose taps often read only padding (a dilation large next to the map) runs tap by tap
+/// ([`conv2d_by_tap`]).
 pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let in_plane = g.input.h * g.input.w;
@@ -46,25 +99,14 @@ pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[
     let taps = g.kernel.h * g.kernel.w;
     let depth = cig * taps; // the GEMM's K
     let pointwise = taps == 1 && g.stride == crate::shape::Hw::square(1) && g.padding == crate::shape::Hw::square(0);
-    let regions = match skipping {
-        TapSkipping::Off => None,
-        TapSkipping::Auto => Some(tap_regions(g)).filter(|r| !pointwise && planned_share(g, r) <= SKIP_BELOW),
-        TapSkipping::Always => Some(tap_regions(g)),
-    };
-    // Tap-major weights only where a region takes several taps of a kernel row (conv2d_regions).
-    let t = std::time::Instant::now();
-    let tap_major = regions.as_ref().filter(|r| r.iter().any(|r| r.kx.len() > 1)).map(|_| tap_major_weights(g, weight));
-    if std::env::var("ATROUS_CPU_PROFILE").is_ok() {
-        eprintln!("reorder {:?}", t.elapsed());
-    }
+    let plan = skips_taps(g, skipping).then(|| tap_rectangles(g));
     let mut out = vec![0.0f32; g.output_shape().iter().product()];
     out.par_chunks_mut(cog * pixels).enumerate().for_each(|(slab, out_slab)| {
         let (n, group) = (slab / g.groups, slab % g.groups);
         let x = &input[(n * g.c_in + group * cig) * in_plane..][..cig * in_plane];
         let w = &weight[group * cog * depth..][..cog * depth];
-        if let Some(regions) = &regions {
-            let tap_major = tap_major.as_ref().map(|t| &t[group * cog * depth..][..cog * depth]);
-            conv2d_regions(g, regions, x, w, tap_major, out_slab);
+        if let Some(plan) = &plan {
+            conv2d_by_tap(g, plan, x, w, out_slab);
         } else if pointwise {
             // A 1×1 stride-1 unpadded conv is already a GEMM on the input plane.
             sgemm(cog, depth, pixels, w, depth, 1, x, out_slab);
@@ -72,13 +114,8 @@ pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[
             // Taken out, not borrowed: while im2col and the GEMM wait for their parallel parts,
             // rayon may run another slab on this thread, which then takes its own matrix.
             let mut cols = COLUMNS.take();
-            let t0 = std::time::Instant::now();
             im2col(g, x, cig, &mut cols);
-            let t1 = std::time::Instant::now();
             sgemm(cog, depth, pixels, w, depth, 1, &cols, out_slab);
-            if std::env::var("ATROUS_CPU_PROFILE").is_ok() {
-                eprintln!("plain im2col {:?} gemm {:?}", t1 - t0, t1.elapsed());
-            }
             COLUMNS.set(cols);
         }
         if let Some(b) = bias {
@@ -91,145 +128,59 @@ pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[
     out
 }
 
-/// The weight `[C_out, C_in/groups, kH, kW]` reordered to `[C_out, kH, kW, C_in/groups]`: with K
-/// tap-major, the taps `kx0..kx1` of one kernel row are one contiguous range of K.
-fn tap_major_weights(g: &WindowGeometry, weight: &[f32]) -> Vec<f32> {
-    let (cig, taps) = (g.c_in_per_group(), g.kernel.h * g.kernel.w);
-    let mut reordered = vec![0.0f32; weight.len()];
-    reordered.par_chunks_mut(cig * taps).zip(weight.par_chunks(cig * taps)).for_each(|(dst, src)| {
-        for (ci, per_tap) in src.chunks(taps).enumerate() {
-            for (t, &v) in per_tap.iter().enumerate() {
-                dst[t * cig + ci] = v;
-            }
-        }
-    });
-    reordered
-}
-
-fn channel_block() -> usize {
-    std::env::var("ATROUS_CPU_MBLOCK").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-/// One sample's group through `regions`. Each region has its own im2col, of its taps alone,
-/// with K ordered (ky, kx, ci): a kernel row's taps are then one range of K, in the im2col and
-/// in the tap-major weight, so each kernel row of the region is one SGEMM, accumulating (one
-/// SGEMM for the region where it takes whole kernel rows). A single tap's weights are read in
-/// place, with a stride, from `w` (`[cog, cig, kH, kW]`); several taps' from `tap_major`. The
-/// products go to a scratch matrix per region, then into place.
-fn conv2d_regions(g: &WindowGeometry, regions: &[TapRegion], x: &[f32], w: &[f32], tap_major: Option<&[f32]>, out_slab: &mut [f32]) {
+/// One sample's group, tap by tap: for each tap of `plan`, `out[:, its pixels] += W[:, :, ky, kx]
+/// · x[:, what it reads]`, an SGEMM with K = the group's input channels over that tap's
+/// rectangle alone. The tap's weights `[cog, cig]` are read in place from `w` (`[cog, cig, kH,
+/// kW]`), one every kH·kW floats: reordering them first measured no faster, and cost as much as
+/// the products on small maps. The pixels' input is read in place too where the tap reads whole
+/// input rows (a "same" convolution's centre column at stride 1: its rectangle is then
+/// consecutive rows of every plane), else unfolded (the rectangle's im2col). The products go
+/// straight into the output where the rectangle is whole output rows, else into a scratch
+/// matrix added into place.
+fn conv2d_by_tap(g: &WindowGeometry, plan: &[TapRectangle], x: &[f32], w: &[f32], out_slab: &mut [f32]) {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let (kw, taps) = (g.kernel.w, g.kernel.h * g.kernel.w);
+    let taps = g.kernel.h * g.kernel.w;
     let depth = cig * taps;
-    let pixels = g.output.h * g.output.w;
-    let profile = std::env::var("ATROUS_CPU_PROFILE").is_ok();
-    let t0 = std::time::Instant::now();
+    let (pixels, in_plane) = (g.output.h * g.output.w, g.input.h * g.input.w);
+    let threads = gemm::Parallelism::Rayon(0);
     let mut cols = COLUMNS.take();
     let mut results = RESULTS.take();
-    cols.resize(regions.iter().map(|r| r.taps() * cig * r.pixels()).sum(), 0.0);
-    results.resize(cog * pixels, 0.0);
-    regions_im2col(g, regions, x, cig, &mut cols);
-    let t1 = std::time::Instant::now();
-
-    let block = match channel_block() {
-        0 => cog,
-        b => b.min(cog),
-    };
-    let threads = if block == cog { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    let mut tasks: Vec<(&TapRegion, usize, &[f32], &mut [f32])> = Vec::new();
-    let (mut cols_rest, mut results_rest) = (&cols[..], &mut results[..]);
-    for r in regions {
-        let (b, tail) = cols_rest.split_at(r.taps() * cig * r.pixels());
-        cols_rest = tail;
-        let (dst, tail) = results_rest.split_at_mut(cog * r.pixels());
-        results_rest = tail;
-        if r.pixels() > 0 {
-            for (i, dst_block) in dst.chunks_mut(block * r.pixels()).enumerate() {
-                tasks.push((r, i * block, b, dst_block));
-            }
-        }
-    }
-    let run = |(r, co0, b, dst): (&TapRegion, usize, &[f32], &mut [f32])| {
-        let (n, m) = (r.pixels(), dst.len() / r.pixels());
-        if r.taps() == 0 {
-            dst.fill(0.0);
-        } else if r.kx.len() == 1 {
-            for (i, ky) in r.ky.clone().enumerate() {
-                let a = &w[co0 * depth + ky * kw + r.kx.start..];
-                sgemm_with(m, cig, n, a, depth, taps, &b[i * cig * n..][..cig * n], dst, i > 0, threads);
-            }
+    for r in plan {
+        let tap = r.ky * g.kernel.w + r.kx;
+        let n = r.pixels();
+        let whole_rows = r.cols == (0..g.output.w);
+        let in_place = whole_rows
+            && (g.stride.h == 1 || r.rows.len() == 1)
+            && g.stride.w == 1
+            && g.input.w == g.output.w
+            && r.kx * g.dilation.w == g.padding.w;
+        let (b, b_row_stride) = if in_place {
+            let iy = r.rows.start * g.stride.h + r.ky * g.dilation.h - g.padding.h;
+            (&x[iy * g.input.w..], in_plane)
         } else {
-            let a = &tap_major.expect("tap-major weights where a region takes several taps of a row")[co0 * depth..];
-            if r.kx.len() == kw {
-                // Whole kernel rows: the region's K is one range.
-                sgemm_with(m, r.taps() * cig, n, &a[r.ky.start * kw * cig..], depth, 1, b, dst, false, threads);
-            } else {
-                let k = r.kx.len() * cig;
-                for (i, ky) in r.ky.clone().enumerate() {
-                    let a = &a[(ky * kw + r.kx.start) * cig..];
-                    sgemm_with(m, k, n, a, depth, 1, &b[i * k * n..][..k * n], dst, i > 0, threads);
+            cols.resize(cig * n, 0.0);
+            cols.par_chunks_mut(n).enumerate().for_each(|(ci, row)| {
+                gather_tap(g, &x[ci * in_plane..][..in_plane], r.ky, r.kx, r.rows.clone(), r.cols.clone(), row);
+            });
+            (&cols[..], n)
+        };
+        let a = (&w[tap..], depth, taps);
+        if whole_rows {
+            let dst = &mut out_slab[r.rows.start * g.output.w..];
+            sgemm_strided(cog, cig, n, a, (b, b_row_stride), (dst, pixels), true, threads);
+        } else {
+            results.resize(cog * n, 0.0);
+            sgemm_strided(cog, cig, n, a, (b, b_row_stride), (&mut results, n), false, threads);
+            out_slab.par_chunks_mut(pixels).zip(results.par_chunks(n)).for_each(|(plane, src)| {
+                for (y, row) in r.rows.clone().zip(src.chunks(r.cols.len())) {
+                    let dst = &mut plane[y * g.output.w + r.cols.start..][..r.cols.len()];
+                    dst.iter_mut().zip(row).for_each(|(o, v)| *o += v);
                 }
-            }
+            });
         }
-    };
-    if block == cog {
-        tasks.into_iter().for_each(run);
-    } else {
-        tasks.into_par_iter().for_each(run);
-    }
-    let t2 = std::time::Instant::now();
-
-    // Into place: each output channel's plane gathers its rows from every region.
-    out_slab.par_chunks_mut(pixels).enumerate().for_each(|(co, plane)| {
-        let mut offset = 0;
-        for r in regions {
-            let src = &results[offset + co * r.pixels()..][..r.pixels()];
-            offset += cog * r.pixels();
-            for (y, row) in r.rows.clone().zip(src.chunks(r.cols.len())) {
-                plane[y * g.output.w + r.cols.start..][..r.cols.len()].copy_from_slice(row);
-            }
-        }
-    });
-    if profile {
-        eprintln!("regions {} im2col {:?} gemm {:?} scatter {:?}", regions.len(), t1 - t0, t2 - t1, t2.elapsed());
     }
     COLUMNS.set(cols);
     RESULTS.set(results);
-}
-
-/// Input channels per im2col task of the region path.
-const IM2COL_CHANNELS: usize = 8;
-
-/// Every region's im2col, one after the other in `cols`: `[taps·cig, pixels]` matrices, rows
-/// ordered (ky, kx, ci) over the region's taps, columns its pixels row by row. The tasks are
-/// blocks of input channels, so each plane is read once, while it is in cache, for every
-/// region and tap (rows in K order would read a new plane for every row).
-fn regions_im2col(g: &WindowGeometry, regions: &[TapRegion], x: &[f32], cig: usize, cols: &mut [f32]) {
-    let blocks = cig.div_ceil(IM2COL_CHANNELS);
-    let mut tasks: Vec<Vec<(&TapRegion, usize, usize, &mut [f32])>> = (0..blocks).map(|_| Vec::new()).collect();
-    let mut rest = cols;
-    for r in regions {
-        let (part, tail) = rest.split_at_mut(r.taps() * cig * r.pixels());
-        rest = tail;
-        if part.is_empty() {
-            continue;
-        }
-        for (tap, per_tap) in part.chunks_mut(cig * r.pixels()).enumerate() {
-            let (ky, kx) = (r.ky.start + tap / r.kx.len(), r.kx.start + tap % r.kx.len());
-            for (block, rows) in per_tap.chunks_mut(IM2COL_CHANNELS * r.pixels()).enumerate() {
-                tasks[block].push((r, ky, kx, rows));
-            }
-        }
-    }
-    let in_plane = g.input.h * g.input.w;
-    tasks.into_par_iter().enumerate().for_each(|(block, mut pieces)| {
-        for ci in block * IM2COL_CHANNELS..((block + 1) * IM2COL_CHANNELS).min(cig) {
-            let plane = &x[ci * in_plane..][..in_plane];
-            for (r, ky, kx, rows) in pieces.iter_mut() {
-                let row = &mut rows[(ci % IM2COL_CHANNELS) * r.pixels()..][..r.pixels()];
-                gather_tap(g, plane, *ky, *kx, r.rows.clone(), r.cols.clone(), row);
-            }
-        }
-    });
 }
 
 /// The output positions `o` (on one axis) whose tap reads inside the input:
@@ -276,7 +227,7 @@ thread_local! {
     /// The im2col matrix, kept per thread between calls: allocating (and faulting in) tens of
     /// megabytes for every convolution cost as much as the arithmetic.
     static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// The region path's products, region after region, before they are copied into place.
+    /// The tap-by-tap path's products of one tap, before they are added into place.
     static RESULTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
