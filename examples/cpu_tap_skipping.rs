@@ -2,10 +2,12 @@
 //! (so that a busy machine slows both alike): median milliseconds of each, and the median of the
 //! per-pair ratios.
 //!
-//!     cargo run --release --example cpu_tap_skipping -- [--repeats N] [IN:OUT:SIZE:RATE[:STRIDE] ...]
+//!     cargo run --release --example cpu_tap_skipping -- [--repeats N] [--always] [IN:OUT:SIZE:RATE[:STRIDE] ...]
 //!
 //! Padding is the rate (a 3×3 kernel keeps the map's size). Without cases: DeepLabv3-ResNet50's
 //! ASPP branches at 65×65 and 21×21, and dilation-1 layers that must take the plain path.
+//! "On" is the rule's choice ([`TapSkipping::Auto`]); `--always` skips on every shape
+//! ([`TapSkipping::Always`]), to find where skipping stops paying.
 
 use std::time::Instant;
 
@@ -34,11 +36,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let mut repeats = 7;
+    let mut skipping = TapSkipping::Auto;
     let mut cases: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--repeats" {
             repeats = args.next().and_then(|v| v.parse().ok()).expect("--repeats N");
+        } else if arg == "--always" {
+            skipping = TapSkipping::Always;
         } else {
             cases.push(arg);
         }
@@ -55,21 +60,21 @@ fn main() {
         let w = Tensor::random(vec![c_out, c_in, 3, 3], 2);
         let params = Conv2dParams { stride: Hw::square(stride), padding: Hw::square(rate), dilation: Hw::square(rate), groups: 1 };
         let g = params.geometry(x.shape(), w.shape(), None).unwrap();
-        let time = |skipping| {
+        let time = |setting| {
             let start = Instant::now();
-            std::hint::black_box(conv2d(&g, x.data(), w.data(), None, skipping));
+            std::hint::black_box(conv2d(&g, x.data(), w.data(), None, setting));
             start.elapsed().as_secs_f64() * 1e3
         };
         // Warm-up: page in both paths' buffers.
         time(TapSkipping::Off);
-        time(TapSkipping::Auto);
+        time(skipping);
         let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..repeats {
             let (a, b) = if i % 2 == 0 {
                 let a = time(TapSkipping::Off);
-                (a, time(TapSkipping::Auto))
+                (a, time(skipping))
             } else {
-                let b = time(TapSkipping::Auto);
+                let b = time(skipping);
                 (time(TapSkipping::Off), b)
             };
             off.push(a);

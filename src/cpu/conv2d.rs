@@ -35,14 +35,16 @@ pub fn conv2d_reference(g: &WindowGeometry, input: &[f32], weight: &[f32], bias:
     out
 }
 
-/// [`TapSkipping::Auto`] computes tap by tap ([`conv2d_by_tap`]) where the taps that read data
-/// are at most this share of the nominal products (BENCHMARKS.md, "Skipping padding taps on the
-/// CPU fast path"); above it, the plain path.
-pub const SKIP_BELOW: f64 = 0.9;
+/// Where [`TapSkipping::Auto`] computes tap by tap ([`conv2d_by_tap`]): where the products with
+/// data are at most this share of the nominal ones, on maps of at least this many output pixels
+/// (BENCHMARKS.md, "Skipping padding taps on the CPU fast path"). Each tap's product has K = the
+/// group's input channels and N = its pixels, so on smaller maps it runs further from the
+/// SGEMM's speed than the plain path's one product, and must save more to pay for itself.
+pub const SKIP_BELOW: [(usize, f64); 3] = [(1600, 0.9), (800, 0.8), (256, 0.7)];
 
-/// ... and where a group has at least this many input channels: each tap's product has K = the
-/// group's input channels, too short below this for the SGEMM to run near its speed.
-pub const SKIP_MIN_CHANNELS: usize = 32;
+/// ... and where one sample's group is at least this many nominal FLOPs: below, the fixed costs
+/// of nine small products outweigh what they save.
+pub const SKIP_MIN_FLOPS: u64 = 16_000_000;
 
 /// A kernel tap and the rectangle of output pixels for which it reads inside the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,8 +85,10 @@ pub fn skips_taps(g: &WindowGeometry, skipping: TapSkipping) -> bool {
         TapSkipping::Off => false,
         TapSkipping::Always => true,
         TapSkipping::Auto => {
-            let pointwise = g.kernel == crate::shape::Hw::square(1) && g.padding == crate::shape::Hw::square(0);
-            !pointwise && g.c_in_per_group() >= SKIP_MIN_CHANNELS && g.useful_flops() as f64 <= SKIP_BELOW * g.flops() as f64
+            let pixels = g.output.h * g.output.w;
+            let Some(&(_, share)) = SKIP_BELOW.iter().find(|&&(at_least, _)| pixels >= at_least) else { return false };
+            let slabs = (g.batch * g.groups) as u64;
+            g.flops() >= SKIP_MIN_FLOPS * slabs && g.useful_flops() as f64 <= share * g.flops() as f64
         }
     }
 }
