@@ -132,7 +132,7 @@ proptest! {
 
 /// Tap by tap with 32 input channels per group (K as in real layers): "same" padding, whose
 /// centre column is read in place, also at stride 2 down the rows; rates beyond the map; a batch
-/// and groups; asymmetric padding.
+/// and groups; asymmetric padding; maps large enough for the tap-major weights.
 #[test]
 fn tap_by_tap_matches_the_reference_on_wide_layers() {
     for (size, rate, stride, padding, groups, batch) in [
@@ -140,6 +140,9 @@ fn tap_by_tap_matches_the_reference_on_wide_layers() {
         (Hw::new(9, 12), Hw::new(12, 5), Hw::square(1), None, 2, 2),
         (Hw::new(10, 10), Hw::square(4), Hw::new(1, 3), Some(Hw::new(6, 2)), 1, 1),
         (Hw::new(7, 21), Hw::new(24, 36), Hw::new(3, 1), None, 1, 1),
+        // Over 1024 pixels per tap: the weights are read from a tap-major copy.
+        (Hw::new(40, 45), Hw::new(4, 6), Hw::square(1), None, 1, 1),
+        (Hw::new(24, 26), Hw::square(3), Hw::square(1), Some(Hw::new(2, 4)), 2, 2),
     ] {
         let padding = padding.unwrap_or(rate);
         let x = Tensor::random(vec![batch, 32 * groups, size.h, size.w], 81);
