@@ -107,7 +107,7 @@ pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[
     // Tap by tap, each tap's weights `[cog, cig]` are read many times by its SGEMM: from a
     // tap-major copy those reads are contiguous (the SGEMMs measured ~10% faster), where the
     // products are many enough next to the weights to pay for the copy; else in place, strided.
-    let tap_major = plan.as_ref().filter(|plan| plan.iter().map(TapRectangle::pixels).sum::<usize>() * g.batch >= REORDER_PIXELS_PER_TAP * plan.len()).map(|_| tap_major_weights(g, weight));
+    let tap_major = plan.as_ref().filter(|plan| plan.iter().map(TapRectangle::pixels).sum::<usize>() * g.batch >= REORDER_PIXELS_PER_TAP * plan.len()).map(|_| tap_major_weights(g, weight, TAP_MAJOR.take()));
     let mut out = vec![0.0f32; g.output_shape().iter().product()];
     out.par_chunks_mut(cog * pixels).enumerate().for_each(|(slab, out_slab)| {
         let (n, group) = (slab / g.groups, slab % g.groups);
@@ -137,6 +137,9 @@ pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[
             }
         }
     });
+    if let Some(t) = tap_major {
+        TAP_MAJOR.set(t);
+    }
     out
 }
 
@@ -155,14 +158,14 @@ enum TapWeights<'a> {
 const REORDER_PIXELS_PER_TAP: usize = 1024;
 
 /// The weight `[C_out, C_in/groups, kH, kW]` reordered to `[C_out, kH, kW, C_in/groups]`.
-fn tap_major_weights(g: &WindowGeometry, weight: &[f32]) -> Vec<f32> {
+/// Written into `reordered`, a buffer kept per thread (faulting in a fresh one cost as much as
+/// the copy).
+fn tap_major_weights(g: &WindowGeometry, weight: &[f32], mut reordered: Vec<f32>) -> Vec<f32> {
     let (cig, taps) = (g.c_in_per_group(), g.kernel.h * g.kernel.w);
-    let mut reordered = vec![0.0f32; weight.len()];
+    reordered.resize(weight.len(), 0.0);
     reordered.par_chunks_mut(cig * taps).zip(weight.par_chunks(cig * taps)).for_each(|(dst, src)| {
-        for (ci, per_tap) in src.chunks(taps).enumerate() {
-            for (t, &v) in per_tap.iter().enumerate() {
-                dst[t * cig + ci] = v;
-            }
+        for (t, dst) in dst.chunks_mut(cig).enumerate() {
+            dst.iter_mut().zip(src[t..].iter().step_by(taps)).for_each(|(d, &v)| *d = v);
         }
     });
     reordered
@@ -268,6 +271,8 @@ thread_local! {
     /// The im2col matrix, kept per thread between calls: allocating (and faulting in) tens of
     /// megabytes for every convolution cost as much as the arithmetic.
     static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The tap-major copy of the weights (on the thread that calls the convolution).
+    static TAP_MAJOR: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The tap-by-tap path's products of one tap, before they are added into place.
     static RESULTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
