@@ -19,17 +19,23 @@ import subprocess
 import sys
 import tempfile
 
-# in:out:size:dilations — DeepLabv3-ResNet50's ASPP branches at output stride 8 (65×65 for a
-# 513×513 picture) and 21×21 (161×161), then layers that must not change: dilation 1 at
-# 256 channels on 65×65 and a ResNet layer1 shape.
-DEFAULT_CASES = ["2048:256:65:12,24,36", "2048:256:21:24,36", "256:256:65:1", "64:64:129:1"]
+# in:out:size:dilations[:kernel] — DeepLabv3-ResNet50's ASPP branches at output stride 8
+# (65×65 for a 513×513 picture) and 21×21 (161×161), then layers that must not change: dilation
+# 1 at 256 channels on 65×65, a ResNet layer1 3×3 and a 1×1 at 129×129.
+DEFAULT_CASES = ["2048:256:65:12,24,36", "2048:256:21:24,36", "256:256:65:1", "64:64:129:1", "256:64:129:1:1"]
+
+
+def parse(case):
+    """in:out:size:dilations[:kernel]"""
+    parts = case.split(":")
+    return parts[:4] + [parts[4] if len(parts) > 4 else "3"]
 
 
 def bench(atrous, case, skipping, args, path):
-    c_in, c_out, size, dilations = case.split(":")
+    c_in, c_out, size, dilations, kernel = parse(case)
     env = dict(os.environ, ATROUS_TAP_SKIPPING="1" if skipping else "0", ATROUS_AUTOTUNE="0")
     command = [atrous, "bench", "--device", "cpu", "--channels", c_in, "--out-channels", c_out, "--size", size,
-               "--dilations", dilations, "--kernel", str(args.kernel), "--repeats", str(args.repeats),
+               "--dilations", dilations, "--kernel", kernel, "--repeats", str(args.repeats),
                "--warmup", str(args.warmup), "--json", path]
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
     with open(path) as f:
@@ -39,8 +45,7 @@ def bench(atrous, case, skipping, args, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--atrous", default="target/release/atrous")
-    parser.add_argument("--case", action="append", help="in:out:size:dilations (repeatable)")
-    parser.add_argument("--kernel", type=int, default=3)
+    parser.add_argument("--case", action="append", help="in:out:size:dilations[:kernel] (repeatable; kernel 3 if not given)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
@@ -58,9 +63,9 @@ def main():
 
     print(f"atrous bench --device cpu, {args.rounds} rounds alternating ATROUS_TAP_SKIPPING=0/1, "
           f"{args.repeats} repeats after {args.warmup} warm-up; medians over rounds of each run's median ms")
-    print(f"{'in→out':>10} {'size':>5} {'dilation':>8} {'useful':>7} {'off ms':>9} {'on ms':>9} {'off/on':>7}   off per round / on per round")
+    print(f"{'in→out':>10} {'k':>2} {'size':>5} {'dilation':>8} {'useful':>7} {'off ms':>9} {'on ms':>9} {'off/on':>7}   off per round / on per round")
     for case in cases:
-        c_in, c_out, size, _ = case.split(":")
+        c_in, c_out, size, _, kernel = parse(case)
         total_off = total_on = 0.0
         first = runs[(case, False)][0]
         for dilation in sorted(first):
@@ -71,9 +76,9 @@ def main():
             total_on += on
             useful = first[dilation]["useful_gflop"] / first[dilation]["gflop"]
             rounds = " ".join(f"{v:.1f}" for v in per_off) + " / " + " ".join(f"{v:.1f}" for v in per_on)
-            print(f"{c_in + '→' + c_out:>10} {size:>5} {dilation:>8} {useful:>7.2f} {off:>9.2f} {on:>9.2f} {off / on:>6.2f}×   {rounds}")
+            print(f"{c_in + '→' + c_out:>10} {kernel:>2} {size:>5} {dilation:>8} {useful:>7.2f} {off:>9.2f} {on:>9.2f} {off / on:>6.2f}×   {rounds}")
         if len(first) > 1:
-            print(f"{'':>10} {size:>5} {'together':>8} {'':>7} {total_off:>9.2f} {total_on:>9.2f} {total_off / total_on:>6.2f}×")
+            print(f"{'':>10} {'':>2} {size:>5} {'together':>8} {'':>7} {total_off:>9.2f} {total_on:>9.2f} {total_off / total_on:>6.2f}×")
 
 
 if __name__ == "__main__":

@@ -173,58 +173,115 @@ fn tap_major_weights(g: &WindowGeometry, weight: &[f32], mut reordered: Vec<f32>
 
 /// One sample's group, tap by tap: for each tap of `plan`, `out[:, its pixels] += W[:, :, ky, kx]
 /// · x[:, what it reads]`, an SGEMM with K = the group's input channels over that tap's
-/// rectangle alone. The pixels' input is read in place where the tap reads whole input rows (a
-/// "same" convolution's centre column at stride 1: its rectangle is then consecutive rows of
-/// every plane), else unfolded (the rectangle's im2col). The products go
-/// straight into the output where the rectangle is whole output rows, else into a scratch
-/// matrix added into place.
+/// rectangle alone. At stride 1 down the rows, the taps of one kernel column read the same input
+/// columns, so their inputs are consecutive rows of one copy of those columns (every input row
+/// of them, gathered once per kernel column), or of the planes themselves where the column
+/// reads every input column in order (a "same" convolution's centre column); at other strides
+/// each tap's rectangle is unfolded on its own (its im2col). The products go straight into the
+/// output where the rectangle is whole output rows, else into a scratch matrix added into place.
 fn conv2d_by_tap(g: &WindowGeometry, plan: &[TapRectangle], x: &[f32], weights: TapWeights, out_slab: &mut [f32]) {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let taps = g.kernel.h * g.kernel.w;
     let depth = cig * taps;
     let (pixels, in_plane) = (g.output.h * g.output.w, g.input.h * g.input.w);
     let threads = gemm::Parallelism::Rayon(0);
-    let mut cols = COLUMNS.take();
+    let mut gathered = COLUMNS.take();
     let mut results = RESULTS.take();
-    for r in plan {
-        let tap = r.ky * g.kernel.w + r.kx;
-        let n = r.pixels();
-        let whole_rows = r.cols == (0..g.output.w);
-        let in_place = whole_rows
-            && (g.stride.h == 1 || r.rows.len() == 1)
-            && g.stride.w == 1
-            && g.input.w == g.output.w
-            && r.kx * g.dilation.w == g.padding.w;
-        let (b, b_row_stride) = if in_place {
-            let iy = r.rows.start * g.stride.h + r.ky * g.dilation.h - g.padding.h;
-            (&x[iy * g.input.w..], in_plane)
-        } else {
-            cols.resize(cig * n, 0.0);
-            cols.par_chunks_mut(n).enumerate().for_each(|(ci, row)| {
-                gather_tap(g, &x[ci * in_plane..][..in_plane], r.ky, r.kx, r.rows.clone(), r.cols.clone(), row);
-            });
-            (&cols[..], n)
-        };
-        let a = match weights {
-            TapWeights::InPlace(w) => (&w[tap..], depth, taps),
-            TapWeights::TapMajor(w) => (&w[tap * cig..], depth, 1),
-        };
-        if whole_rows {
-            let dst = &mut out_slab[r.rows.start * g.output.w..];
-            sgemm_strided(cog, cig, n, a, (b, b_row_stride), (dst, pixels), true, threads);
-        } else {
-            results.resize(cog * n, 0.0);
-            sgemm_strided(cog, cig, n, a, (b, b_row_stride), (&mut results, n), false, threads);
-            out_slab.par_chunks_mut(pixels).zip(results.par_chunks(n)).for_each(|(plane, src)| {
-                for (y, row) in r.rows.clone().zip(src.chunks(r.cols.len())) {
-                    let dst = &mut plane[y * g.output.w + r.cols.start..][..r.cols.len()];
-                    dst.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+    for kx in 0..g.kernel.w {
+        let column: Vec<&TapRectangle> = plan.iter().filter(|r| r.kx == kx).collect();
+        let Some(first) = column.first() else { continue };
+        // Every tap of the column reads data for the same output columns.
+        let cols = first.cols.clone();
+        let gather = ColumnGather::new(g, kx, cols.clone());
+        let by_rows = g.stride.h == 1;
+        let in_place = g.stride.w == 1 && g.input.w == g.output.w && kx * g.dilation.w == g.padding.w;
+        if by_rows && !in_place {
+            gathered.resize(cig * g.input.h * cols.len(), 0.0);
+            gathered.par_chunks_mut(g.input.h * cols.len()).enumerate().for_each(|(ci, dst)| {
+                let plane = &x[ci * in_plane..][..in_plane];
+                for (row, d) in plane.chunks(g.input.w).zip(dst.chunks_mut(cols.len())) {
+                    gather.row(row, d);
                 }
             });
         }
+        for r in column {
+            let n = r.pixels();
+            let (b, b_row_stride) = if by_rows {
+                let iy = r.rows.start + r.ky * g.dilation.h - g.padding.h;
+                if in_place {
+                    (&x[iy * g.input.w..], in_plane)
+                } else {
+                    (&gathered[iy * cols.len()..], g.input.h * cols.len())
+                }
+            } else {
+                gathered.resize(cig * n, 0.0);
+                gathered.par_chunks_mut(n).enumerate().for_each(|(ci, dst)| {
+                    let plane = &x[ci * in_plane..][..in_plane];
+                    for (oy, d) in r.rows.clone().zip(dst.chunks_mut(cols.len())) {
+                        let iy = oy * g.stride.h + r.ky * g.dilation.h - g.padding.h;
+                        gather.row(&plane[iy * g.input.w..][..g.input.w], d);
+                    }
+                });
+                (&gathered[..], n)
+            };
+            let tap = r.ky * g.kernel.w + r.kx;
+            let a = match weights {
+                TapWeights::InPlace(w) => (&w[tap..], depth, taps),
+                TapWeights::TapMajor(w) => (&w[tap * cig..], depth, 1),
+            };
+            if cols == (0..g.output.w) {
+                let dst = &mut out_slab[r.rows.start * g.output.w..];
+                sgemm_strided(cog, cig, n, a, (b, b_row_stride), (dst, pixels), true, threads);
+            } else {
+                results.resize(cog * n, 0.0);
+                sgemm_strided(cog, cig, n, a, (b, b_row_stride), (&mut results, n), false, threads);
+                out_slab.par_chunks_mut(pixels).zip(results.par_chunks(n)).for_each(|(plane, src)| {
+                    for (y, row) in r.rows.clone().zip(src.chunks(cols.len())) {
+                        let dst = &mut plane[y * g.output.w + cols.start..][..cols.len()];
+                        dst.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+                    }
+                });
+            }
+        }
     }
-    COLUMNS.set(cols);
+    COLUMNS.set(gathered);
     RESULTS.set(results);
+}
+
+/// Where tap column `kx` reads one input row for the output columns `cols`: `row` gives the
+/// positions inside the input, zeros the others (padding).
+struct ColumnGather {
+    /// Output columns before the first, and how many, whose tap lands inside the row.
+    before: usize,
+    len: usize,
+    /// The input column of the first of them.
+    first: usize,
+    stride: usize,
+}
+
+impl ColumnGather {
+    fn new(g: &WindowGeometry, kx: usize, cols: Range<usize>) -> Self {
+        let inside = intersect(&cols, &positions_inside(kx, g.stride.w, g.dilation.w, g.padding.w, g.input.w));
+        // Only used where `inside` is not empty.
+        let first = (inside.start * g.stride.w + kx * g.dilation.w).wrapping_sub(g.padding.w);
+        ColumnGather { before: inside.start - cols.start, len: inside.len(), first, stride: g.stride.w }
+    }
+
+    /// Fills `dst` (one output row's columns) from input row `row`.
+    fn row(&self, row: &[f32], dst: &mut [f32]) {
+        if self.len == 0 {
+            dst.fill(0.0);
+            return;
+        }
+        dst[..self.before].fill(0.0);
+        dst[self.before + self.len..].fill(0.0);
+        let (d, src) = (&mut dst[self.before..self.before + self.len], &row[self.first..]);
+        if self.stride == 1 {
+            d.copy_from_slice(&src[..self.len]);
+        } else {
+            d.iter_mut().enumerate().for_each(|(i, v)| *v = src[i * self.stride]);
+        }
+    }
 }
 
 /// The output positions `o` (on one axis) whose tap reads inside the input:
@@ -245,24 +302,13 @@ fn intersect(a: &Range<usize>, b: &Range<usize>) -> Range<usize> {
 /// row by row into `dst`; pixels whose tap lands in the padding get zeros.
 fn gather_tap(g: &WindowGeometry, plane: &[f32], ky: usize, kx: usize, rows: Range<usize>, cols: Range<usize>, dst: &mut [f32]) {
     let inside_rows = intersect(&rows, &positions_inside(ky, g.stride.h, g.dilation.h, g.padding.h, g.input.h));
-    let inside = intersect(&cols, &positions_inside(kx, g.stride.w, g.dilation.w, g.padding.w, g.input.w));
-    let (before, len) = (inside.start - cols.start, inside.len());
-    // The input column of the first pixel inside.
-    let first_ix = (inside.start * g.stride.w + kx * g.dilation.w).wrapping_sub(g.padding.w);
+    let gather = ColumnGather::new(g, kx, cols.clone());
     for (oy, d) in rows.zip(dst.chunks_mut(cols.len())) {
-        if !inside_rows.contains(&oy) || len == 0 {
-            d.fill(0.0);
-            continue;
-        }
-        let iy = oy * g.stride.h + ky * g.dilation.h - g.padding.h;
-        let src = &plane[iy * g.input.w + first_ix..];
-        d[..before].fill(0.0);
-        d[before + len..].fill(0.0);
-        let d = &mut d[before..before + len];
-        if g.stride.w == 1 {
-            d.copy_from_slice(&src[..len]);
+        if inside_rows.contains(&oy) {
+            let iy = oy * g.stride.h + ky * g.dilation.h - g.padding.h;
+            gather.row(&plane[iy * g.input.w..][..g.input.w], d);
         } else {
-            d.iter_mut().enumerate().for_each(|(i, v)| *v = src[i * g.stride.w]);
+            d.fill(0.0);
         }
     }
 }
