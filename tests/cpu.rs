@@ -223,7 +223,8 @@ fn tap_rectangles_are_the_pixels_that_read_data() {
 
 /// DeepLabv3's ASPP rates take the tap-by-tap path (at output stride 8 and 16 of a 513×513
 /// picture, and 21×21); dilation 1, a ResNet's dilations at those output strides, 1×1
-/// convolutions, rates that save little on small maps and tiny convolutions keep the plain one.
+/// convolutions, rates that save little on small maps and small convolutions whose taps each
+/// save little keep the plain one.
 #[test]
 fn the_rule_skips_taps_where_that_saves_work() {
     let skips = |c_in: usize, size: usize, kernel: usize, rate: usize| {
@@ -237,5 +238,7 @@ fn the_rule_skips_taps_where_that_saves_work() {
     for (size, kernel, rate) in [(65, 3, 1), (65, 3, 2), (65, 3, 4), (129, 3, 1), (33, 3, 2), (33, 3, 4), (21, 3, 2), (21, 3, 4), (65, 1, 1), (15, 3, 12)] {
         assert!(!skips(512, size, kernel, rate), "{size}×{size} kernel {kernel} rate {rate}");
     }
-    assert!(!skips(4, 21, 3, 24), "tiny");
+    assert!(skips(16, 21, 3, 24), "one tap, saving much");
+    assert!(!skips(16, 21, 3, 12), "nine taps, each saving little");
+    assert!(!skips(2, 21, 3, 24), "tiny");
 }

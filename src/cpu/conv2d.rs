@@ -42,9 +42,10 @@ pub fn conv2d_reference(g: &WindowGeometry, input: &[f32], weight: &[f32], bias:
 /// SGEMM's speed than the plain path's one product, and must save more to pay for itself.
 pub const SKIP_BELOW: [(usize, f64); 3] = [(1600, 0.9), (800, 0.8), (256, 0.7)];
 
-/// ... and where one sample's group is at least this many nominal FLOPs: below, the fixed costs
-/// of nine small products outweigh what they save.
-pub const SKIP_MIN_FLOPS: u64 = 16_000_000;
+/// ... and where skipping saves at least this many FLOPs per tap that reads data, in each sample's
+/// group: below, the fixed costs of a product per tap (tens of microseconds each) outweigh what
+/// they save.
+pub const SKIP_MIN_SAVED_PER_TAP: u64 = 8_000_000;
 
 /// A kernel tap and the rectangle of output pixels for which it reads inside the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +89,9 @@ pub fn skips_taps(g: &WindowGeometry, skipping: TapSkipping) -> bool {
             let pixels = g.output.h * g.output.w;
             let Some(&(_, share)) = SKIP_BELOW.iter().find(|&&(at_least, _)| pixels >= at_least) else { return false };
             let slabs = (g.batch * g.groups) as u64;
-            g.flops() >= SKIP_MIN_FLOPS * slabs && g.useful_flops() as f64 <= share * g.flops() as f64
+            let taps = tap_rectangles(g).len() as u64;
+            let saved = g.flops() - g.useful_flops();
+            saved >= SKIP_MIN_SAVED_PER_TAP * taps * slabs && g.useful_flops() as f64 <= share * g.flops() as f64
         }
     }
 }

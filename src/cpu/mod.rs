@@ -12,7 +12,7 @@ mod conv_transpose2d;
 mod pool2d;
 mod resample;
 
-pub use conv2d::{conv2d, conv2d_reference, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_FLOPS};
+pub use conv2d::{conv2d, conv2d_reference, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_reference};
 pub use pool2d::{avg_pool2d, max_pool2d};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
