@@ -2,7 +2,8 @@
 //!
 //! - `*_reference`: a plain direct loop that accumulates in f64 — the gold standard for tests.
 //! - the fast form: im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over
-//!   batch × groups with rayon — what the GPU is compared against on real networks.
+//!   batch × groups with rayon — what the GPU is compared against on real networks. A forward
+//!   convolution whose taps often read only padding runs tap by tap instead ([`TapSkipping`]).
 //!
 //! All functions take a validated [`WindowGeometry`](crate::shape::WindowGeometry) and flat NCHW
 //! slices whose lengths match it.
