@@ -35,7 +35,7 @@ pub fn conv2d_reference(g: &WindowGeometry, input: &[f32], weight: &[f32], bias:
     out
 }
 
-/// Where [`TapSkipping::Auto`] computes tap by tap ([`conv2d_by_tap`]): where the products with
+/// Where [`TapSkipping::Auto`] computes tap by tap (see [`conv2d`]): where the products with
 /// data are at most this share of the nominal ones, on maps of at least this many output pixels
 /// (BENCHMARKS.md, "Skipping padding taps on the CPU fast path"). Each tap's product has K = the
 /// group's input channels and N = its pixels, so on smaller maps it runs further from the
@@ -98,7 +98,7 @@ pub fn skips_taps(g: &WindowGeometry, skipping: TapSkipping) -> bool {
 
 /// im2col + SGEMM convolution, parallel over (batch, group). With `skipping`, a convolution
 /// whose taps often read only padding (a dilation large next to the map) runs tap by tap
-/// ([`conv2d_by_tap`]).
+/// instead: one SGEMM per tap over the pixels it reads data for ([`tap_rectangles`]).
 pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let in_plane = g.input.h * g.input.w;
@@ -110,7 +110,10 @@ pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[
     // Tap by tap, each tap's weights `[cog, cig]` are read many times by its SGEMM: from a
     // tap-major copy those reads are contiguous (the SGEMMs measured ~10% faster), where the
     // products are many enough next to the weights to pay for the copy; else in place, strided.
-    let tap_major = plan.as_ref().filter(|plan| plan.iter().map(TapRectangle::pixels).sum::<usize>() * g.batch >= REORDER_PIXELS_PER_TAP * plan.len()).map(|_| tap_major_weights(g, weight, TAP_MAJOR.take()));
+    let tap_major = plan
+        .as_ref()
+        .filter(|plan| plan.iter().map(TapRectangle::pixels).sum::<usize>() * g.batch >= REORDER_PIXELS_PER_TAP * plan.len())
+        .map(|_| tap_major_weights(g, weight, TAP_MAJOR.take()));
     let mut out = vec![0.0f32; g.output_shape().iter().product()];
     out.par_chunks_mut(cog * pixels).enumerate().for_each(|(slab, out_slab)| {
         let (n, group) = (slab / g.groups, slab % g.groups);
