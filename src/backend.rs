@@ -56,7 +56,15 @@ pub trait Backend {
     fn convolve(&self, geometry: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error>;
 }
 
-/// The fast CPU path: im2col / col2im around an SGEMM, parallel with rayon.
+/// Whether kernels and the fast CPU path skip the taps that read only padding: yes unless
+/// `$ATROUS_TAP_SKIPPING` is `0` (one switch for both devices, for measuring what it saves).
+pub fn tap_skipping_from_env() -> bool {
+    std::env::var("ATROUS_TAP_SKIPPING").map_or(true, |v| v.trim() != "0")
+}
+
+/// The fast CPU path: im2col / col2im around an SGEMM, parallel with rayon. Forward
+/// convolutions skip the taps that read only padding where that saves enough
+/// ([`cpu::TapSkipping::Auto`]) unless `$ATROUS_TAP_SKIPPING` is `0`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
 
@@ -71,7 +79,7 @@ impl Backend for Cpu {
 
     fn convolve(&self, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
         Ok(match g.kind {
-            ConvKind::Forward => cpu::conv2d(g, input, weight, bias),
+            ConvKind::Forward => cpu::conv2d(g, input, weight, bias, cpu::TapSkipping::from_env()),
             ConvKind::Transposed => cpu::conv_transpose2d(g, input, weight, bias),
             ConvKind::MaxPool => cpu::max_pool2d(g, input),
             ConvKind::AvgPool => cpu::avg_pool2d(g, input),

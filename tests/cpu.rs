@@ -5,6 +5,8 @@ mod common;
 
 use atrous::backend::{Cpu, CpuReference};
 use atrous::compare::difference;
+use atrous::cpu::{self, TapSkipping};
+use atrous::shape::effective_kernel;
 use atrous::{conv2d, conv_transpose2d, Conv2dParams, Hw, Tensor};
 use common::{check_hand_computed_cases, conv_case, transposed_case};
 use proptest::prelude::*;
@@ -79,4 +81,164 @@ fn dilations_as_large_as_the_map_match_the_reference() {
         let d = difference(fast.data(), exact.data());
         assert!(d.within(TOLERANCE), "{size:?} rate {rate}: {d}");
     }
+}
+
+/// A convolution whose taps often read only padding: rates up to 3× the input, padding chosen
+/// per axis, independently of the rate (up to whole output rows of padding alone) or "same",
+/// strides, groups, non-square and 1×1 inputs, batches.
+fn padded_conv_case() -> impl Strategy<Value = common::ConvCase> {
+    // Padding: any, or "same" (d·(k − 1)/2, the map's size kept at stride 1: then the centre
+    // column's taps read whole input rows, which the tap-by-tap path reads in place).
+    let axis = (1..=12usize, 1..=4usize, 1..=3usize, prop_oneof![0..=14usize, Just(usize::MAX)], 1..=14usize)
+        .prop_map(|(n, k, s, p, d)| (n, k, s, if p == usize::MAX { d * (k - 1) / 2 } else { p }, d));
+    let sizes = (1..=3usize, 1..=3usize, 1..=4usize, 1..=4usize, any::<u64>(), any::<bool>());
+    (axis.clone(), axis, sizes).prop_map(|((h, kh, sh, ph, dh), (w, kw, sw, pw, dw), (batch, groups, cig, cog, seed, with_bias))| {
+        let fit = |n: usize, k, d, p: usize| n.max(effective_kernel(k, d).saturating_sub(2 * p)).max(1);
+        let (h, w) = (fit(h, kh, dh, ph), fit(w, kw, dw, pw));
+        let (c_in, c_out) = (groups * cig, groups * cog);
+        common::ConvCase {
+            input: Tensor::random(vec![batch, c_in, h, w], seed),
+            weight: Tensor::random(vec![c_out, cig, kh, kw], seed ^ 1),
+            bias: with_bias.then(|| Tensor::random(vec![c_out], seed ^ 2)),
+            params: Conv2dParams { stride: Hw::new(sh, sw), padding: Hw::new(ph, pw), dilation: Hw::new(dh, dw), groups },
+        }
+    })
+}
+
+/// The fast convolution with the given tap skipping.
+fn fast_conv2d(case: &common::ConvCase, skipping: TapSkipping) -> Vec<f32> {
+    let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
+    cpu::conv2d(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), skipping)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Skipping (forced wherever there is a plan, and by the rule) sums the same products as
+    /// computing every tap, and matches the f64 reference.
+    #[test]
+    fn skipping_padding_taps_matches_every_tap_and_the_reference(case in padded_conv_case()) {
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let every_tap = fast_conv2d(&case, TapSkipping::Off);
+        for skipping in [TapSkipping::Always, TapSkipping::Auto] {
+            let skipped = fast_conv2d(&case, skipping);
+            let d = difference(&skipped, exact.data());
+            prop_assert!(d.within(TOLERANCE), "{skipping:?} against the reference: {d} for {:?}", case.params);
+            let d = difference(&skipped, &every_tap);
+            prop_assert!(d.within(TOLERANCE), "{skipping:?} against every tap: {d} for {:?}", case.params);
+        }
+    }
+}
+
+/// Tap by tap with 32 input channels per group (K as in real layers): "same" padding, whose
+/// centre column is read in place, also at stride 2 down the rows; rates beyond the map; a batch
+/// and groups; asymmetric padding; maps large enough for the tap-major weights.
+#[test]
+fn tap_by_tap_matches_the_reference_on_wide_layers() {
+    for (size, rate, stride, padding, groups, batch) in [
+        (Hw::new(13, 11), Hw::square(6), Hw::new(2, 1), None, 1, 1),
+        (Hw::new(9, 12), Hw::new(12, 5), Hw::square(1), None, 2, 2),
+        (Hw::new(10, 10), Hw::square(4), Hw::new(1, 3), Some(Hw::new(6, 2)), 1, 1),
+        (Hw::new(7, 21), Hw::new(24, 36), Hw::new(3, 1), None, 1, 1),
+        // Over 1024 pixels per tap: the weights are read from a tap-major copy.
+        (Hw::new(40, 45), Hw::new(4, 6), Hw::square(1), None, 1, 1),
+        (Hw::new(24, 26), Hw::square(3), Hw::square(1), Some(Hw::new(2, 4)), 2, 2),
+    ] {
+        let padding = padding.unwrap_or(rate);
+        let x = Tensor::random(vec![batch, 32 * groups, size.h, size.w], 81);
+        let w = Tensor::random(vec![6 * groups, 32, 3, 3], 82);
+        let b = Tensor::random(vec![6 * groups], 83);
+        let case = common::ConvCase { input: x, weight: w, bias: Some(b), params: Conv2dParams { stride, padding, dilation: rate, groups } };
+        let g = case.params.geometry(case.input.shape(), case.weight.shape(), Some(&[6 * groups])).unwrap();
+        assert!(!cpu::tap_rectangles(&g).is_empty());
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let d = difference(&fast_conv2d(&case, TapSkipping::Always), exact.data());
+        assert!(d.within(TOLERANCE), "{d} for {:?}", case.params);
+    }
+}
+
+/// Rate 2 on a 1×5 row, taps 1 × [100, 10, 1]: pixel ox reads columns ox − 2, ox, ox + 2, so
+/// tap 0 reads data for pixels 2..5 only, tap 2 for 0..3 only. Computed by hand:
+/// ox 0: 10·1 + 1·3; 1: 10·2 + 4; 2: 100·1 + 10·3 + 5; 3: 100·2 + 10·4; 4: 100·3 + 10·5.
+/// At 1×40, rate 8, pixels 0..8 miss tap 0 and 32..40 tap 2.
+#[test]
+fn taps_valid_for_part_of_the_row_hand_computed() {
+    let x = Tensor::new(vec![1, 1, 1, 5], vec![1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+    let w = Tensor::new(vec![1, 1, 1, 3], vec![100.0, 10.0, 1.0]).unwrap();
+    let params = Conv2dParams { padding: Hw::new(0, 2), dilation: Hw::new(1, 2), ..Default::default() };
+    let g = params.geometry(x.shape(), w.shape(), None).unwrap();
+    let plan: Vec<_> = cpu::tap_rectangles(&g).into_iter().map(|r| (r.kx, r.rows, r.cols)).collect();
+    assert_eq!(plan, [(0, 0..1, 2..5), (1, 0..1, 0..5), (2, 0..1, 0..3)]);
+    for skipping in [TapSkipping::Off, TapSkipping::Auto, TapSkipping::Always] {
+        let got = cpu::conv2d(&g, x.data(), w.data(), None, skipping);
+        assert_eq!(got, [13.0, 24.0, 135.0, 240.0, 350.0], "{skipping:?}");
+    }
+
+    // 1×40 ramp, rate 8, padding 8: pixel ox reads ox − 8, ox, ox + 8.
+    let x = Tensor::from_fn(vec![1, 1, 1, 40], |i| i[3] as f32 + 1.0);
+    let params = Conv2dParams { padding: Hw::new(0, 8), dilation: Hw::new(1, 8), ..Default::default() };
+    let g = params.geometry(x.shape(), w.shape(), None).unwrap();
+    let plan: Vec<_> = cpu::tap_rectangles(&g).into_iter().map(|r| (r.kx, r.cols)).collect();
+    assert_eq!(plan, [(0, 8..40), (1, 0..40), (2, 0..32)]);
+    let value = |ox: usize| -> f32 {
+        let at = |ix: isize| if (0..40).contains(&ix) { ix as f32 + 1.0 } else { 0.0 };
+        let ox = ox as isize;
+        100.0 * at(ox - 8) + 10.0 * at(ox) + at(ox + 8)
+    };
+    let expected: Vec<f32> = (0..40).map(value).collect();
+    for skipping in [TapSkipping::Off, TapSkipping::Auto, TapSkipping::Always] {
+        assert_eq!(cpu::conv2d(&g, x.data(), w.data(), None, skipping), expected, "{skipping:?}");
+    }
+}
+
+/// A tap's rectangle is exactly the pixels whose tap reads inside the input, on random shapes;
+/// together the rectangles are the useful products.
+#[test]
+fn tap_rectangles_are_the_pixels_that_read_data() {
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(&padded_conv_case(), |case| {
+            let g = case.params.geometry(case.input.shape(), case.weight.shape(), None).unwrap();
+            let plan = cpu::tap_rectangles(&g);
+            for ky in 0..g.kernel.h {
+                for kx in 0..g.kernel.w {
+                    let rect = plan.iter().find(|r| (r.ky, r.kx) == (ky, kx));
+                    for oy in 0..g.output.h {
+                        for ox in 0..g.output.w {
+                            let iy = (oy * g.stride.h + ky * g.dilation.h).checked_sub(g.padding.h).filter(|&i| i < g.input.h);
+                            let ix = (ox * g.stride.w + kx * g.dilation.w).checked_sub(g.padding.w).filter(|&i| i < g.input.w);
+                            let planned = rect.is_some_and(|r| r.rows.contains(&oy) && r.cols.contains(&ox));
+                            prop_assert_eq!(planned, iy.is_some() && ix.is_some(), "tap ({}, {}) at ({}, {}) of {:?}", ky, kx, oy, ox, g);
+                        }
+                    }
+                }
+            }
+            let products: usize = plan.iter().map(|r| r.pixels()).sum();
+            let per_product = 2 * g.batch * g.c_out * g.c_in_per_group();
+            prop_assert_eq!((products * per_product) as u64, g.useful_flops());
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// DeepLabv3's ASPP rates take the tap-by-tap path (at output stride 8 and 16 of a 513×513
+/// picture, and 21×21); dilation 1, a ResNet's dilations at those output strides, 1×1
+/// convolutions, rates that save little on small maps and small convolutions whose taps each
+/// save little keep the plain one.
+#[test]
+fn the_rule_skips_taps_where_that_saves_work() {
+    let skips = |c_in: usize, size: usize, kernel: usize, rate: usize| {
+        let p = Conv2dParams { padding: Hw::square(rate * (kernel - 1) / 2), dilation: Hw::square(rate), ..Default::default() };
+        let g = p.geometry(&[1, c_in, size, size], &[256, c_in, kernel, kernel], None).unwrap();
+        cpu::skips_taps(&g, TapSkipping::Auto)
+    };
+    for (size, rate) in [(65, 12), (65, 24), (65, 36), (33, 6), (33, 12), (33, 18), (21, 12), (21, 24), (21, 36), (41, 4)] {
+        assert!(skips(2048, size, 3, rate), "{size}×{size} rate {rate}");
+    }
+    for (size, kernel, rate) in [(65, 3, 1), (65, 3, 2), (65, 3, 4), (129, 3, 1), (33, 3, 2), (33, 3, 4), (21, 3, 2), (21, 3, 4), (65, 1, 1), (15, 3, 12)] {
+        assert!(!skips(512, size, kernel, rate), "{size}×{size} kernel {kernel} rate {rate}");
+    }
+    assert!(skips(16, 21, 3, 24), "one tap, saving much");
+    assert!(!skips(16, 21, 3, 12), "nine taps, each saving little");
+    assert!(!skips(2, 21, 3, 24), "tiny");
 }

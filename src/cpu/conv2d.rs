@@ -1,6 +1,8 @@
+use std::ops::Range;
+
 use rayon::prelude::*;
 
-use super::{sgemm, tap_position};
+use super::{sgemm, sgemm_strided, tap_position, TapSkipping};
 use crate::shape::WindowGeometry;
 
 /// Direct-loop convolution accumulating in f64: slow, simple, and the gold standard.
@@ -33,20 +35,97 @@ pub fn conv2d_reference(g: &WindowGeometry, input: &[f32], weight: &[f32], bias:
     out
 }
 
-/// im2col + SGEMM convolution, parallel over (batch, group).
-pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// Where [`TapSkipping::Auto`] computes tap by tap (see [`conv2d`]): where the products with
+/// data are at most this share of the nominal ones, on maps of at least this many output pixels
+/// (BENCHMARKS.md, "Skipping padding taps on the CPU fast path"). Each tap's product has K = the
+/// group's input channels and N = its pixels, so on smaller maps it runs further from the
+/// SGEMM's speed than the plain path's one product, and must save more to pay for itself.
+pub const SKIP_BELOW: [(usize, f64); 3] = [(1600, 0.9), (800, 0.8), (256, 0.7)];
+
+/// ... and where skipping saves at least this many FLOPs per tap that reads data, in each sample's
+/// group: below, the fixed costs of a product per tap (tens of microseconds each) outweigh what
+/// they save.
+pub const SKIP_MIN_SAVED_PER_TAP: u64 = 8_000_000;
+
+/// A kernel tap and the rectangle of output pixels for which it reads inside the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TapRectangle {
+    pub ky: usize,
+    pub kx: usize,
+    pub rows: Range<usize>,
+    pub cols: Range<usize>,
+}
+
+impl TapRectangle {
+    pub fn pixels(&self) -> usize {
+        self.rows.len() * self.cols.len()
+    }
+}
+
+/// The plan of tap skipping: every tap that reads data for some output pixel, with those
+/// pixels. Per axis, the positions whose tap lands inside the input are one range (the taps
+/// are evenly spaced), so a tap's pixels are a rectangle, and the rectangles add up to exactly
+/// the products with data ([`WindowGeometry::useful_flops`]).
+pub fn tap_rectangles(g: &WindowGeometry) -> Vec<TapRectangle> {
+    let mut plan = Vec::new();
+    for ky in 0..g.kernel.h {
+        let rows = intersect(&(0..g.output.h), &positions_inside(ky, g.stride.h, g.dilation.h, g.padding.h, g.input.h));
+        for kx in 0..g.kernel.w {
+            let cols = intersect(&(0..g.output.w), &positions_inside(kx, g.stride.w, g.dilation.w, g.padding.w, g.input.w));
+            if !rows.is_empty() && !cols.is_empty() {
+                plan.push(TapRectangle { ky, kx, rows: rows.clone(), cols });
+            }
+        }
+    }
+    plan
+}
+
+/// Whether `skipping` sends `g` tap by tap.
+pub fn skips_taps(g: &WindowGeometry, skipping: TapSkipping) -> bool {
+    match skipping {
+        TapSkipping::Off => false,
+        TapSkipping::Always => true,
+        TapSkipping::Auto => {
+            let pixels = g.output.h * g.output.w;
+            let Some(&(_, share)) = SKIP_BELOW.iter().find(|&&(at_least, _)| pixels >= at_least) else { return false };
+            let slabs = (g.batch * g.groups) as u64;
+            let taps = tap_rectangles(g).len() as u64;
+            let saved = g.flops() - g.useful_flops();
+            saved >= SKIP_MIN_SAVED_PER_TAP * taps * slabs && g.useful_flops() as f64 <= share * g.flops() as f64
+        }
+    }
+}
+
+/// im2col + SGEMM convolution, parallel over (batch, group). With `skipping`, a convolution
+/// whose taps often read only padding (a dilation large next to the map) runs tap by tap
+/// instead: one SGEMM per tap over the pixels it reads data for ([`tap_rectangles`]).
+pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let in_plane = g.input.h * g.input.w;
     let pixels = g.output.h * g.output.w;
     let taps = g.kernel.h * g.kernel.w;
     let depth = cig * taps; // the GEMM's K
     let pointwise = taps == 1 && g.stride == crate::shape::Hw::square(1) && g.padding == crate::shape::Hw::square(0);
+    let plan = skips_taps(g, skipping).then(|| tap_rectangles(g));
+    // Tap by tap, each tap's weights `[cog, cig]` are read many times by its SGEMM: from a
+    // tap-major copy those reads are contiguous (the SGEMMs measured ~10% faster), where the
+    // products are many enough next to the weights to pay for the copy; else in place, strided.
+    let tap_major = plan
+        .as_ref()
+        .filter(|plan| plan.iter().map(TapRectangle::pixels).sum::<usize>() * g.batch >= REORDER_PIXELS_PER_TAP * plan.len())
+        .map(|_| tap_major_weights(g, weight, TAP_MAJOR.take()));
     let mut out = vec![0.0f32; g.output_shape().iter().product()];
     out.par_chunks_mut(cog * pixels).enumerate().for_each(|(slab, out_slab)| {
         let (n, group) = (slab / g.groups, slab % g.groups);
         let x = &input[(n * g.c_in + group * cig) * in_plane..][..cig * in_plane];
         let w = &weight[group * cog * depth..][..cog * depth];
-        if pointwise {
+        if let Some(plan) = &plan {
+            let weights = match &tap_major {
+                Some(t) => TapWeights::TapMajor(&t[group * cog * depth..][..cog * depth]),
+                None => TapWeights::InPlace(w),
+            };
+            conv2d_by_tap(g, plan, x, weights, out_slab);
+        } else if pointwise {
             // A 1×1 stride-1 unpadded conv is already a GEMM on the input plane.
             sgemm(cog, depth, pixels, w, depth, 1, x, out_slab);
         } else {
@@ -64,13 +143,190 @@ pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[
             }
         }
     });
+    if let Some(t) = tap_major {
+        TAP_MAJOR.set(t);
+    }
     out
+}
+
+/// Where [`conv2d_by_tap`] reads each tap's weights from.
+#[derive(Clone, Copy)]
+enum TapWeights<'a> {
+    /// PyTorch's `[cog, cig, kH, kW]`: a tap's weights one every kH·kW floats.
+    InPlace(&'a [f32]),
+    /// [`tap_major_weights`]' `[cog, kH, kW, cig]`: a tap's weights contiguous per channel.
+    TapMajor(&'a [f32]),
+}
+
+/// The tap-major copy of the weights pays from this many pixels per tap (of all samples): at
+/// 65×65 (ASPP) it saves more than it costs, for the 21×21 ASPP's centre tap alone it would
+/// double the time.
+const REORDER_PIXELS_PER_TAP: usize = 1024;
+
+/// The weight `[C_out, C_in/groups, kH, kW]` reordered to `[C_out, kH, kW, C_in/groups]`.
+/// Written into `reordered`, a buffer kept per thread (faulting in a fresh one cost as much as
+/// the copy).
+fn tap_major_weights(g: &WindowGeometry, weight: &[f32], mut reordered: Vec<f32>) -> Vec<f32> {
+    let (cig, taps) = (g.c_in_per_group(), g.kernel.h * g.kernel.w);
+    reordered.resize(weight.len(), 0.0);
+    reordered.par_chunks_mut(cig * taps).zip(weight.par_chunks(cig * taps)).for_each(|(dst, src)| {
+        for (t, dst) in dst.chunks_mut(cig).enumerate() {
+            dst.iter_mut().zip(src[t..].iter().step_by(taps)).for_each(|(d, &v)| *d = v);
+        }
+    });
+    reordered
+}
+
+/// One sample's group, tap by tap: for each tap of `plan`, `out[:, its pixels] += W[:, :, ky, kx]
+/// · x[:, what it reads]`, an SGEMM with K = the group's input channels over that tap's
+/// rectangle alone. At stride 1 down the rows, the taps of one kernel column read the same input
+/// columns, so their inputs are consecutive rows of one copy of those columns (every input row
+/// of them, gathered once per kernel column), or of the planes themselves where the column
+/// reads every input column in order (a "same" convolution's centre column); at other strides
+/// each tap's rectangle is unfolded on its own (its im2col). The products go straight into the
+/// output where the rectangle is whole output rows, else into a scratch matrix added into place.
+fn conv2d_by_tap(g: &WindowGeometry, plan: &[TapRectangle], x: &[f32], weights: TapWeights, out_slab: &mut [f32]) {
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let taps = g.kernel.h * g.kernel.w;
+    let depth = cig * taps;
+    let (pixels, in_plane) = (g.output.h * g.output.w, g.input.h * g.input.w);
+    let threads = gemm::Parallelism::Rayon(0);
+    let mut gathered = COLUMNS.take();
+    let mut results = RESULTS.take();
+    for kx in 0..g.kernel.w {
+        let column: Vec<&TapRectangle> = plan.iter().filter(|r| r.kx == kx).collect();
+        let Some(first) = column.first() else { continue };
+        // Every tap of the column reads data for the same output columns.
+        let cols = first.cols.clone();
+        let gather = ColumnGather::new(g, kx, cols.clone());
+        let by_rows = g.stride.h == 1;
+        let in_place = g.stride.w == 1 && g.input.w == g.output.w && kx * g.dilation.w == g.padding.w;
+        if by_rows && !in_place {
+            gathered.resize(cig * g.input.h * cols.len(), 0.0);
+            gathered.par_chunks_mut(g.input.h * cols.len()).enumerate().for_each(|(ci, dst)| {
+                let plane = &x[ci * in_plane..][..in_plane];
+                for (row, d) in plane.chunks(g.input.w).zip(dst.chunks_mut(cols.len())) {
+                    gather.row(row, d);
+                }
+            });
+        }
+        for r in column {
+            let n = r.pixels();
+            let (b, b_row_stride) = if by_rows {
+                let iy = r.rows.start + r.ky * g.dilation.h - g.padding.h;
+                if in_place {
+                    (&x[iy * g.input.w..], in_plane)
+                } else {
+                    (&gathered[iy * cols.len()..], g.input.h * cols.len())
+                }
+            } else {
+                gathered.resize(cig * n, 0.0);
+                gathered.par_chunks_mut(n).enumerate().for_each(|(ci, dst)| {
+                    let plane = &x[ci * in_plane..][..in_plane];
+                    for (oy, d) in r.rows.clone().zip(dst.chunks_mut(cols.len())) {
+                        let iy = oy * g.stride.h + r.ky * g.dilation.h - g.padding.h;
+                        gather.row(&plane[iy * g.input.w..][..g.input.w], d);
+                    }
+                });
+                (&gathered[..], n)
+            };
+            let tap = r.ky * g.kernel.w + r.kx;
+            let a = match weights {
+                TapWeights::InPlace(w) => (&w[tap..], depth, taps),
+                TapWeights::TapMajor(w) => (&w[tap * cig..], depth, 1),
+            };
+            if cols == (0..g.output.w) {
+                let dst = &mut out_slab[r.rows.start * g.output.w..];
+                sgemm_strided(cog, cig, n, a, (b, b_row_stride), (dst, pixels), true, threads);
+            } else {
+                results.resize(cog * n, 0.0);
+                sgemm_strided(cog, cig, n, a, (b, b_row_stride), (&mut results, n), false, threads);
+                out_slab.par_chunks_mut(pixels).zip(results.par_chunks(n)).for_each(|(plane, src)| {
+                    for (y, row) in r.rows.clone().zip(src.chunks(cols.len())) {
+                        let dst = &mut plane[y * g.output.w + cols.start..][..cols.len()];
+                        dst.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+                    }
+                });
+            }
+        }
+    }
+    COLUMNS.set(gathered);
+    RESULTS.set(results);
+}
+
+/// Where tap column `kx` reads one input row for the output columns `cols`: `row` gives the
+/// positions inside the input, zeros the others (padding).
+struct ColumnGather {
+    /// Output columns before the first, and how many, whose tap lands inside the row.
+    before: usize,
+    len: usize,
+    /// The input column of the first of them.
+    first: usize,
+    stride: usize,
+}
+
+impl ColumnGather {
+    fn new(g: &WindowGeometry, kx: usize, cols: Range<usize>) -> Self {
+        let inside = intersect(&cols, &positions_inside(kx, g.stride.w, g.dilation.w, g.padding.w, g.input.w));
+        // Only used where `inside` is not empty.
+        let first = (inside.start * g.stride.w + kx * g.dilation.w).wrapping_sub(g.padding.w);
+        ColumnGather { before: inside.start - cols.start, len: inside.len(), first, stride: g.stride.w }
+    }
+
+    /// Fills `dst` (one output row's columns) from input row `row`.
+    fn row(&self, row: &[f32], dst: &mut [f32]) {
+        if self.len == 0 {
+            dst.fill(0.0);
+            return;
+        }
+        dst[..self.before].fill(0.0);
+        dst[self.before + self.len..].fill(0.0);
+        let (d, src) = (&mut dst[self.before..self.before + self.len], &row[self.first..]);
+        if self.stride == 1 {
+            d.copy_from_slice(&src[..self.len]);
+        } else {
+            d.iter_mut().enumerate().for_each(|(i, v)| *v = src[i * self.stride]);
+        }
+    }
+}
+
+/// The output positions `o` (on one axis) whose tap reads inside the input:
+/// `o·stride + tap·dilation − padding` in `0..size`.
+fn positions_inside(tap: usize, stride: usize, dilation: usize, padding: usize, size: usize) -> Range<usize> {
+    let offset = tap * dilation;
+    let first = if offset >= padding { 0 } else { (padding - offset).div_ceil(stride) };
+    let end = if size + padding > offset { (size - 1 + padding - offset) / stride + 1 } else { 0 };
+    first..end.max(first)
+}
+
+fn intersect(a: &Range<usize>, b: &Range<usize>) -> Range<usize> {
+    let start = a.start.max(b.start);
+    start..a.end.min(b.end).max(start)
+}
+
+/// One im2col row: what tap `(ky, kx)` reads from `plane` for the output pixels `rows × cols`,
+/// row by row into `dst`; pixels whose tap lands in the padding get zeros.
+fn gather_tap(g: &WindowGeometry, plane: &[f32], ky: usize, kx: usize, rows: Range<usize>, cols: Range<usize>, dst: &mut [f32]) {
+    let inside_rows = intersect(&rows, &positions_inside(ky, g.stride.h, g.dilation.h, g.padding.h, g.input.h));
+    let gather = ColumnGather::new(g, kx, cols.clone());
+    for (oy, d) in rows.zip(dst.chunks_mut(cols.len())) {
+        if inside_rows.contains(&oy) {
+            let iy = oy * g.stride.h + ky * g.dilation.h - g.padding.h;
+            gather.row(&plane[iy * g.input.w..][..g.input.w], d);
+        } else {
+            d.fill(0.0);
+        }
+    }
 }
 
 thread_local! {
     /// The im2col matrix, kept per thread between calls: allocating (and faulting in) tens of
     /// megabytes for every convolution cost as much as the arithmetic.
     static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The tap-major copy of the weights (on the thread that calls the convolution).
+    static TAP_MAJOR: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The tap-by-tap path's products of one tap, before they are added into place.
+    static RESULTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Unfolds one sample's group of channels into `cols`, a `[cig·kH·kW, OH·OW]` matrix, rows in
@@ -83,14 +339,6 @@ fn im2col(g: &WindowGeometry, x: &[f32], cig: usize, cols: &mut Vec<f32>) {
         let ky = (row / g.kernel.w) % g.kernel.h;
         let ci = row / (g.kernel.w * g.kernel.h);
         let plane = &x[ci * g.input.h * g.input.w..][..g.input.h * g.input.w];
-        for (oy, dst) in col_row.chunks_mut(g.output.w).enumerate() {
-            let Some(iy) = tap_position(oy * g.stride.h, ky, g.dilation.h, g.padding.h, g.input.h) else {
-                dst.fill(0.0);
-                continue;
-            };
-            for (ox, d) in dst.iter_mut().enumerate() {
-                *d = tap_position(ox * g.stride.w, kx, g.dilation.w, g.padding.w, g.input.w).map_or(0.0, |ix| plane[iy * g.input.w + ix]);
-            }
-        }
+        gather_tap(g, plane, ky, kx, 0..g.output.h, 0..g.output.w, col_row);
     });
 }

@@ -2,7 +2,8 @@
 //!
 //! - `*_reference`: a plain direct loop that accumulates in f64 — the gold standard for tests.
 //! - the fast form: im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over
-//!   batch × groups with rayon — what the GPU is compared against on real networks.
+//!   batch × groups with rayon — what the GPU is compared against on real networks. A forward
+//!   convolution whose taps often read only padding runs tap by tap instead ([`TapSkipping`]).
 //!
 //! All functions take a validated [`WindowGeometry`](crate::shape::WindowGeometry) and flat NCHW
 //! slices whose lengths match it.
@@ -12,10 +13,36 @@ mod conv_transpose2d;
 mod pool2d;
 mod resample;
 
-pub use conv2d::{conv2d, conv2d_reference};
+pub use conv2d::{conv2d, conv2d_reference, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_reference};
 pub use pool2d::{avg_pool2d, max_pool2d};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
+
+/// Whether the fast convolution leaves out the products of taps that read only zero padding
+/// (the sums are the same either way, up to the order of additions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TapSkipping {
+    /// Every tap of every pixel, as PyTorch computes them.
+    Off,
+    /// Where that saves enough work to pay for itself ([`skips_taps`]); other layers take the
+    /// plain path unchanged.
+    #[default]
+    Auto,
+    /// Always, however little it saves (lets tests exercise it).
+    Always,
+}
+
+impl TapSkipping {
+    /// [`TapSkipping::Auto`], or [`TapSkipping::Off`] where `$ATROUS_TAP_SKIPPING` is `0` (the
+    /// switch the GPU kernels read too).
+    pub fn from_env() -> Self {
+        if crate::backend::tap_skipping_from_env() {
+            TapSkipping::Auto
+        } else {
+            TapSkipping::Off
+        }
+    }
+}
 
 /// The fused epilogue of a network's convolution: add `residual` (same shape), then ReLU.
 pub fn epilogue(values: &mut [f32], residual: Option<&[f32]>, relu: bool) {
@@ -32,9 +59,28 @@ pub fn epilogue(values: &mut [f32], residual: Option<&[f32]>, relu: bool) {
 /// (AVX-512 included) at run time and splits the product over rayon's threads.
 #[allow(clippy::too_many_arguments)]
 fn sgemm(m: usize, k: usize, n: usize, a: &[f32], a_row_stride: usize, a_col_stride: usize, b: &[f32], c: &mut [f32]) {
-    assert!(b.len() >= k * n && c.len() >= m * n && a.len() > (m - 1) * a_row_stride + (k - 1) * a_col_stride);
-    // SAFETY: the asserts above keep every strided access within `a`, `b` and `c`, and `c`
-    // (a unique borrow) aliases neither input.
+    sgemm_strided(m, k, n, (a, a_row_stride, a_col_stride), (b, n), (c, n), false, gemm::Parallelism::Rayon(0));
+}
+
+/// `c = a · b`, or `c += a · b` where `accumulate`, on the given threads, for matrices inside
+/// larger ones: `a` is `(data, row stride, column stride)`, `b` and `c` `(data, row stride)` with
+/// their columns contiguous.
+#[allow(clippy::too_many_arguments)]
+fn sgemm_strided(
+    m: usize,
+    k: usize,
+    n: usize,
+    (a, a_row_stride, a_col_stride): (&[f32], usize, usize),
+    (b, b_row_stride): (&[f32], usize),
+    (c, c_row_stride): (&mut [f32], usize),
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    assert!(m > 0 && k > 0 && n > 0 && c_row_stride >= n);
+    assert!(a.len() > (m - 1) * a_row_stride + (k - 1) * a_col_stride);
+    assert!(b.len() >= (k - 1) * b_row_stride + n && c.len() >= (m - 1) * c_row_stride + n);
+    // SAFETY: the asserts above keep every strided access within `a`, `b` and `c`; the rows of
+    // `c` do not overlap, and `c` (a unique borrow) aliases neither input.
     unsafe {
         gemm::gemm(
             m,
@@ -42,20 +88,20 @@ fn sgemm(m: usize, k: usize, n: usize, a: &[f32], a_row_stride: usize, a_col_str
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
-            false,
+            c_row_stride as isize,
+            accumulate,
             a.as_ptr(),
             a_col_stride as isize,
             a_row_stride as isize,
             b.as_ptr(),
             1,
-            n as isize,
-            0.0,
+            b_row_stride as isize,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            parallelism,
         );
     }
 }

@@ -316,7 +316,7 @@ impl Gpu {
             uncaptured,
             placeholder,
             without_lanes: options.without_lanes,
-            skip_padding_taps: options.skip_padding_taps.unwrap_or_else(|| std::env::var("ATROUS_TAP_SKIPPING").map_or(true, |v| v.trim() != "0")),
+            skip_padding_taps: options.skip_padding_taps.unwrap_or_else(crate::backend::tap_skipping_from_env),
             kernel: options.kernel,
             tuner: super::autotune::Tuner::new(options),
         })
