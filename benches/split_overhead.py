@@ -13,24 +13,20 @@ With the default limit the 4.3 MB input runs in 4 row bands and 2 blocks of outp
 (the lanes kernel's padded weights, 2.4 MB, are over the limit too).
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
+
+from atrous_bench import bench_by_dilation
 
 
-def bench(atrous, args, limit, path):
+def bench(atrous, args, limit):
     env = dict(os.environ)
     env.pop("ATROUS_MAX_BINDING_BYTES", None)
     if limit is not None:
         env["ATROUS_MAX_BINDING_BYTES"] = str(limit)
-    command = [atrous, "bench", "--device", "gpu", "--channels", str(args.channels), "--size", str(args.size),
-               "--dilations", args.dilations, "--repeats", str(args.repeats), "--json", path]
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-    with open(path) as f:
-        return {r["dilation"]: r for r in json.load(f)}
+    return bench_by_dilation(atrous, ["--device", "gpu", "--channels", str(args.channels), "--size", str(args.size),
+                                      "--dilations", args.dilations, "--repeats", str(args.repeats)], env)
 
 
 def main():
@@ -45,10 +41,9 @@ def main():
     args = parser.parse_args()
 
     runs = {"unsplit": [], "split": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for round_ in range(args.rounds):
-            for name, limit in [("unsplit", None), ("split", args.limit)]:
-                runs[name].append(bench(args.atrous, args, limit, os.path.join(tmp, f"{name}{round_}.json")))
+    for _ in range(args.rounds):
+        for name, limit in [("unsplit", None), ("split", args.limit)]:
+            runs[name].append(bench(args.atrous, args, limit))
 
     print(f"conv2d {args.channels}→{args.channels} 3×3 {args.size}×{args.size}, {args.rounds} rounds alternating, "
           f"split at {args.limit} bytes per binding; medians of GFLOP/s")

@@ -12,12 +12,11 @@ speed-up). The last line sums each shape's dilations (the ASPP's three branches 
     python3 benches/tap_skipping.py --case 256:256:65:1,12,24,36 --rounds 5
 """
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
+
+from atrous_bench import bench_by_dilation
 
 # in:out:size:dilations[:kernel] — DeepLabv3-ResNet50's ASPP branches at output stride 8
 # (65×65 for a 513×513 picture) and 21×21 (161×161), then layers that must not change: dilation
@@ -31,15 +30,12 @@ def parse(case):
     return parts[:4] + [parts[4] if len(parts) > 4 else "3"]
 
 
-def bench(atrous, case, skipping, args, path):
+def bench(atrous, case, skipping, args):
     c_in, c_out, size, dilations, kernel = parse(case)
     env = dict(os.environ, ATROUS_TAP_SKIPPING="1" if skipping else "0", ATROUS_AUTOTUNE="0")
-    command = [atrous, "bench", "--device", "cpu", "--channels", c_in, "--out-channels", c_out, "--size", size,
-               "--dilations", dilations, "--kernel", kernel, "--repeats", str(args.repeats),
-               "--warmup", str(args.warmup), "--json", path]
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-    with open(path) as f:
-        return {r["dilation"]: r for r in json.load(f)}
+    return bench_by_dilation(atrous, ["--device", "cpu", "--channels", c_in, "--out-channels", c_out, "--size", size,
+                                      "--dilations", dilations, "--kernel", kernel, "--repeats", str(args.repeats),
+                                      "--warmup", str(args.warmup)], env)
 
 
 def main():
@@ -53,13 +49,11 @@ def main():
     cases = args.case or DEFAULT_CASES
 
     runs = {(case, s): [] for case in cases for s in (False, True)}
-    with tempfile.TemporaryDirectory() as tmp:
-        for round_ in range(args.rounds):
-            for case in cases:
-                order = (False, True) if round_ % 2 == 0 else (True, False)
-                for skipping in order:
-                    path = os.path.join(tmp, "run.json")
-                    runs[(case, skipping)].append(bench(args.atrous, case, skipping, args, path))
+    for round_ in range(args.rounds):
+        for case in cases:
+            order = (False, True) if round_ % 2 == 0 else (True, False)
+            for skipping in order:
+                runs[(case, skipping)].append(bench(args.atrous, case, skipping, args))
 
     print(f"atrous bench --device cpu, {args.rounds} rounds alternating ATROUS_TAP_SKIPPING=0/1, "
           f"{args.repeats} repeats after {args.warmup} warm-up; medians over rounds of each run's median ms")
