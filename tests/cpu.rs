@@ -7,7 +7,7 @@ use atrous::backend::{Cpu, CpuReference};
 use atrous::compare::difference;
 use atrous::cpu::{self, TapSkipping};
 use atrous::shape::effective_kernel;
-use atrous::{conv2d, conv_transpose2d, Conv2dParams, Hw, Tensor};
+use atrous::{conv2d, conv_transpose2d, Conv2dParams, ConvTranspose2dParams, Hw, Tensor};
 use common::{check_hand_computed_cases, conv_case, transposed_case};
 use proptest::prelude::*;
 
@@ -241,4 +241,65 @@ fn the_rule_skips_taps_where_that_saves_work() {
     assert!(skips(16, 21, 3, 24), "one tap, saving much");
     assert!(!skips(16, 21, 3, 12), "nine taps, each saving little");
     assert!(!skips(2, 21, 3, 24), "tiny");
+}
+
+/// A transposed convolution whose padding crops the output to where few taps land: padding up to
+/// the most the output allows, dilations up to 14, strides, output_padding, groups, batches.
+fn cropped_transposed_case() -> impl Strategy<Value = common::TransposedCase> {
+    let axis = (1..=10usize, 1..=4usize, 1..=3usize, 1..=14usize, any::<prop::sample::Index>(), any::<prop::sample::Index>()).prop_map(
+        |(n, k, s, d, padding, output_padding)| {
+            let op = output_padding.index(s.max(d));
+            // The output, (n − 1)·s − 2p + d·(k − 1) + 1 + op, keeps at least one position.
+            let p = padding.index(((n - 1) * s + d * (k - 1) + op) / 2 + 1);
+            (n, k, s, d, p, op)
+        },
+    );
+    let sizes = (1..=2usize, 1..=2usize, 1..=4usize, 1..=4usize, any::<u64>(), any::<bool>());
+    (axis.clone(), axis, sizes).prop_map(|((h, kh, sh, dh, ph, oph), (w, kw, sw, dw, pw, opw), (batch, groups, cig, cog, seed, with_bias))| {
+        common::TransposedCase {
+            input: Tensor::random(vec![batch, groups * cig, h, w], seed),
+            weight: Tensor::random(vec![groups * cig, cog, kh, kw], seed ^ 1),
+            bias: with_bias.then(|| Tensor::random(vec![groups * cog], seed ^ 2)),
+            params: ConvTranspose2dParams { stride: Hw::new(sh, sw), padding: Hw::new(ph, pw), output_padding: Hw::new(oph, opw), dilation: Hw::new(dh, dw), groups },
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The transposed convolution tap by tap (forced, and by the rule) sums the same products as
+    /// computing every tap, and matches the f64 reference.
+    #[test]
+    fn transposed_skipping_matches_every_tap_and_the_reference(case in cropped_transposed_case()) {
+        let exact = conv_transpose2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
+        let fast = |skipping| cpu::conv_transpose2d(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), skipping);
+        let every_tap = fast(TapSkipping::Off);
+        for skipping in [TapSkipping::Always, TapSkipping::Auto] {
+            let skipped = fast(skipping);
+            let d = difference(&skipped, exact.data());
+            prop_assert!(d.within(TOLERANCE), "{skipping:?} against the reference: {d} for {:?}", case.params);
+            let d = difference(&skipped, &every_tap);
+            prop_assert!(d.within(TOLERANCE), "{skipping:?} against every tap: {d} for {:?}", case.params);
+        }
+    }
+}
+
+/// The rule: DeepLabv3-like transposed shapes (FCN's upsampler, kernel twice the stride) keep
+/// the one product; a dilation as large as the map goes tap by tap.
+#[test]
+fn transposed_taps_are_skipped_where_most_land_outside() {
+    let t = |size: usize, kernel: usize, stride: usize, padding: usize, dilation: usize| {
+        let p = ConvTranspose2dParams { stride: Hw::square(stride), padding: Hw::square(padding), dilation: Hw::square(dilation), ..Default::default() };
+        p.geometry(&[1, 64, size, size], &[64, 64, kernel, kernel], None).unwrap()
+    };
+    assert!(!cpu::skips_transposed_taps(&t(33, 4, 2, 1, 1), TapSkipping::Auto));
+    assert!(!cpu::skips_transposed_taps(&t(65, 3, 1, 1, 1), TapSkipping::Auto));
+    // 65×65 at rate 12: 0.77 of the products land inside; on 21×21 at rate 12 0.38, too much on
+    // a map that small; at rate 24 0.11.
+    assert!(cpu::skips_transposed_taps(&t(65, 3, 1, 12, 12), TapSkipping::Auto));
+    assert!(!cpu::skips_transposed_taps(&t(21, 3, 1, 12, 12), TapSkipping::Auto));
+    assert!(cpu::skips_transposed_taps(&t(21, 3, 1, 24, 24), TapSkipping::Auto));
+    assert!(!cpu::skips_transposed_taps(&t(21, 3, 1, 24, 24), TapSkipping::Off));
 }

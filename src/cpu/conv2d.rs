@@ -2,7 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{sgemm, sgemm_strided, tap_position, TapSkipping};
+use super::{intersect, positions_inside, sgemm, sgemm_strided, tap_position, TapSkipping};
 use crate::shape::WindowGeometry;
 
 /// Direct-loop convolution accumulating in f64: slow, simple, and the gold standard.
@@ -290,19 +290,6 @@ impl ColumnGather {
     }
 }
 
-/// The output positions `o` (on one axis) whose tap reads inside the input:
-/// `o·stride + tap·dilation − padding` in `0..size`.
-fn positions_inside(tap: usize, stride: usize, dilation: usize, padding: usize, size: usize) -> Range<usize> {
-    let offset = tap * dilation;
-    let first = if offset >= padding { 0 } else { (padding - offset).div_ceil(stride) };
-    let end = if size + padding > offset { (size - 1 + padding - offset) / stride + 1 } else { 0 };
-    first..end.max(first)
-}
-
-fn intersect(a: &Range<usize>, b: &Range<usize>) -> Range<usize> {
-    let start = a.start.max(b.start);
-    start..a.end.min(b.end).max(start)
-}
 
 /// One im2col row: what tap `(ky, kx)` reads from `plane` for the output pixels `rows × cols`,
 /// row by row into `dst`; pixels whose tap lands in the padding get zeros.

@@ -1,6 +1,8 @@
+use std::ops::Range;
+
 use rayon::prelude::*;
 
-use super::sgemm;
+use super::{intersect, positions_inside, sgemm, sgemm_strided, TapSkipping};
 use crate::shape::WindowGeometry;
 
 /// The output position that input position `i` and kernel tap `tap` contribute to, if any:
@@ -47,33 +49,31 @@ pub fn conv_transpose2d_reference(g: &WindowGeometry, input: &[f32], weight: &[f
 }
 
 /// SGEMM + col2im transposed convolution, parallel over (batch, group): the GEMM computes every
-/// (output channel, tap) contribution of every input pixel, col2im adds them into place.
-pub fn conv_transpose2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// (output channel, tap) contribution of every input pixel, col2im adds them into place. With
+/// `skipping`, where many taps scatter outside the output (a dilation large next to the map;
+/// [`skips_transposed_taps`]), it runs tap by tap instead ([`conv_transpose2d_by_tap`]).
+pub fn conv_transpose2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let in_pixels = g.input.h * g.input.w;
     let out_plane = g.output.h * g.output.w;
     let taps = g.kernel.h * g.kernel.w;
     let rows = cog * taps;
+    let by_tap = skips_transposed_taps(g, skipping);
     let mut out = vec![0.0f32; g.output_shape().iter().product()];
     out.par_chunks_mut(cog * out_plane).enumerate().for_each(|(slab, out_slab)| {
         let (n, group) = (slab / g.groups, slab % g.groups);
         let x = &input[(n * g.c_in + group * cig) * in_pixels..][..cig * in_pixels];
         // The group's weight is [cig, cog·kH·kW]; the GEMM reads it transposed.
         let w = &weight[group * cig * rows..][..cig * rows];
-        let mut cols = vec![0.0f32; rows * in_pixels];
-        sgemm(rows, cig, in_pixels, w, 1, rows, x, &mut cols);
-        for (row, col_row) in cols.chunks(in_pixels).enumerate() {
-            let kx = row % g.kernel.w;
-            let ky = (row / g.kernel.w) % g.kernel.h;
-            let co_local = row / taps;
-            let dst = &mut out_slab[co_local * out_plane..][..out_plane];
-            for iy in 0..g.input.h {
-                let Some(oy) = scatter_position(iy, g.stride.h, ky, g.dilation.h, g.padding.h, g.output.h) else { continue };
-                for ix in 0..g.input.w {
-                    if let Some(ox) = scatter_position(ix, g.stride.w, kx, g.dilation.w, g.padding.w, g.output.w) {
-                        dst[oy * g.output.w + ox] += col_row[iy * g.input.w + ix];
-                    }
-                }
+        if by_tap {
+            conv_transpose2d_by_tap(g, x, w, out_slab);
+        } else {
+            let mut cols = vec![0.0f32; rows * in_pixels];
+            sgemm(rows, cig, in_pixels, w, 1, rows, x, &mut cols);
+            for (row, col_row) in cols.chunks(in_pixels).enumerate() {
+                let dst = &mut out_slab[row / taps * out_plane..][..out_plane];
+                let tap = row % taps;
+                scatter_tap(g, tap / g.kernel.w, tap % g.kernel.w, 0..g.input.h, col_row, dst);
             }
         }
         if let Some(b) = bias {
@@ -84,4 +84,63 @@ pub fn conv_transpose2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias:
         }
     });
     out
+}
+
+/// [`TapSkipping::Auto`] runs tap by tap where the products that land inside the output are at
+/// most this share of the nominal ones, on outputs of at least this many pixels (BENCHMARKS.md,
+/// "Skipping padding taps in the CPU's transposed convolution"): on small maps the per-tap
+/// products (K = the group's input channels) run further from the SGEMM's speed.
+pub const TRANSPOSED_SKIP_BELOW: [(usize, f64); 2] = [(1600, 0.8), (256, 0.3)];
+
+/// Whether `skipping` sends the transposed convolution `g` tap by tap.
+pub fn skips_transposed_taps(g: &WindowGeometry, skipping: TapSkipping) -> bool {
+    match skipping {
+        TapSkipping::Off => false,
+        TapSkipping::Always => true,
+        TapSkipping::Auto => {
+            let pixels = g.output.h * g.output.w;
+            let share = TRANSPOSED_SKIP_BELOW.iter().find(|&&(at_least, _)| pixels >= at_least).map_or(0.0, |&(_, share)| share);
+            g.useful_flops() as f64 <= share * g.flops() as f64
+        }
+    }
+}
+
+/// One sample's group, tap by tap: each tap multiplies only the input rows it scatters from into
+/// the output (a band of whole rows, read in place) and scatters those of its columns that land
+/// inside; a tap whose every contribution lands outside is left out.
+fn conv_transpose2d_by_tap(g: &WindowGeometry, x: &[f32], w: &[f32], out_slab: &mut [f32]) {
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let taps = g.kernel.h * g.kernel.w;
+    let (in_pixels, out_plane) = (g.input.h * g.input.w, g.output.h * g.output.w);
+    let mut results = Vec::new();
+    for ky in 0..g.kernel.h {
+        let rows = intersect(&(0..g.input.h), &positions_inside(ky, g.stride.h, g.dilation.h, g.padding.h, g.output.h));
+        for kx in 0..g.kernel.w {
+            let cols = intersect(&(0..g.input.w), &positions_inside(kx, g.stride.w, g.dilation.w, g.padding.w, g.output.w));
+            if rows.is_empty() || cols.is_empty() {
+                continue;
+            }
+            let n = rows.len() * g.input.w;
+            results.resize(cog * n, 0.0);
+            // Row co of the tap's weights: w[ci, co, ky, kx] for every ci, taps apart in co.
+            let a = (&w[ky * g.kernel.w + kx..], taps, cog * taps);
+            sgemm_strided(cog, cig, n, a, (&x[rows.start * g.input.w..], in_pixels), (&mut results, n), false, gemm::Parallelism::Rayon(0));
+            out_slab.par_chunks_mut(out_plane).zip(results.par_chunks(n)).for_each(|(dst, src)| {
+                scatter_tap(g, ky, kx, rows.clone(), src, dst);
+            });
+        }
+    }
+}
+
+/// Adds one tap's contributions `src` (input rows `rows`, whole rows) into the output plane
+/// `dst`, those that land inside it.
+fn scatter_tap(g: &WindowGeometry, ky: usize, kx: usize, rows: Range<usize>, src: &[f32], dst: &mut [f32]) {
+    for (iy, src_row) in rows.zip(src.chunks(g.input.w)) {
+        let Some(oy) = scatter_position(iy, g.stride.h, ky, g.dilation.h, g.padding.h, g.output.h) else { continue };
+        for (ix, &v) in src_row.iter().enumerate() {
+            if let Some(ox) = scatter_position(ix, g.stride.w, kx, g.dilation.w, g.padding.w, g.output.w) {
+                dst[oy * g.output.w + ox] += v;
+            }
+        }
+    }
 }

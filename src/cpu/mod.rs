@@ -8,13 +8,15 @@
 //! All functions take a validated [`WindowGeometry`](crate::shape::WindowGeometry) and flat NCHW
 //! slices whose lengths match it.
 
+use std::ops::Range;
+
 mod conv2d;
 mod conv_transpose2d;
 mod pool2d;
 mod resample;
 
 pub use conv2d::{conv2d, conv2d_reference, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
-pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_reference};
+pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_reference, skips_transposed_taps, TRANSPOSED_SKIP_BELOW};
 pub use pool2d::{avg_pool2d, max_pool2d};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
 
@@ -110,4 +112,19 @@ fn sgemm_strided(
 #[inline]
 fn tap_position(base: usize, tap: usize, dilation: usize, padding: usize, size: usize) -> Option<usize> {
     (base + tap * dilation).checked_sub(padding).filter(|&i| i < size)
+}
+
+/// The positions `i` (on one axis) whose tap lands inside `0..size`: `i·stride + tap·dilation −
+/// padding` there. Forward: the output positions whose tap reads inside the input; transposed:
+/// the input positions whose tap scatters inside the output.
+fn positions_inside(tap: usize, stride: usize, dilation: usize, padding: usize, size: usize) -> Range<usize> {
+    let offset = tap * dilation;
+    let first = if offset >= padding { 0 } else { (padding - offset).div_ceil(stride) };
+    let end = if size + padding > offset { (size - 1 + padding - offset) / stride + 1 } else { 0 };
+    first..end.max(first)
+}
+
+fn intersect(a: &Range<usize>, b: &Range<usize>) -> Range<usize> {
+    let start = a.start.max(b.start);
+    start..a.end.min(b.end).max(start)
 }
