@@ -11,13 +11,11 @@ fn output_pixel(strip: Strip, j: u32) -> OutputPixel {
 }
 
 fn tap_source(strip: Strip, j: u32, ky: u32, kx: u32, group: u32) -> TapSource {
-    let out = output_pixel(strip, j);
-    let oy = out.pixel / p.out_w;
-    let ox = out.pixel % p.out_w;
-    let iy = i32(oy * p.stride_h + ky * p.dil_h) - i32(p.pad_h);
-    let ix = i32(ox * p.stride_w + kx * p.dil_w) - i32(p.pad_w);
-    let inside = out.valid && iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
-    let first_channel = out.n * p.c_in + group * (p.c_in / p.groups);
+    let q = segment_pixel(segment, strip.first + j);
+    let iy = i32(q.oy * p.stride_h + ky * p.dil_h) - i32(p.pad_h);
+    let ix = i32(q.ox * p.stride_w + kx * p.dil_w) - i32(p.pad_w);
+    let inside = q.valid && iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
+    let first_channel = q.n * p.c_in + group * (p.c_in / p.groups);
     let at = (first_channel * p.in_h + select(0u, u32(iy), inside)) * p.in_w + select(0u, u32(ix), inside);
     return TapSource(at, select(0.0, 1.0, inside));
 }

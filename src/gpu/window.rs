@@ -255,7 +255,9 @@ impl Gpu {
     /// One dispatch of the window op `geometry` on the kernel `choice` names.
     fn window_dispatch(&self, geometry: &WindowGeometry, choice: KernelChoice, weights: &BlockWeights, tensors: &WindowTensors, relu: bool) -> Result<Dispatch, GpuError> {
         let kernel = Kernel::for_device(geometry, choice, self)?;
-        let workgroups = match kernel.grid(geometry) {
+        // The grid and the uniform must agree on the segments: found once, given to both.
+        let segments = kernel.column_segments(geometry);
+        let workgroups = match kernel.grid(geometry, &segments) {
             Grid::Elements(invocations) => {
                 let (x, y) = self.workgroup_grid(invocations)?;
                 (x, y, 1)
@@ -266,7 +268,7 @@ impl Gpu {
             }
         };
         let epilogue = Epilogue { bias: weights.bias.is_some(), residual: tensors.residual.is_some(), relu };
-        let uniform = WindowUniform::new(geometry, epilogue, self.skip_padding_taps, &kernel.column_segments(geometry))?;
+        let uniform = WindowUniform::new(geometry, epilogue, self.skip_padding_taps, &segments)?;
         let placeholder = self.placeholder().as_entire_binding();
         let mut bindings = vec![tensors.input.binding()];
         if geometry.weight_shape().is_some() {

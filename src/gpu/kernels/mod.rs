@@ -151,12 +151,13 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn grid(self, g: &WindowGeometry) -> Grid {
+    /// The grid for `g`, whose column segments are `segments` ([`Kernel::column_segments`]).
+    pub(crate) fn grid(self, g: &WindowGeometry, segments: &[usize]) -> Grid {
         match self {
             Kernel::Direct(_) => Grid::Elements(g.output_shape().iter().product()),
             Kernel::Tiled(shader) => tiled::grid(g, shader),
-            Kernel::Lanes(_) => Grid::Tiles { pixel_workgroups: pixel_workgroups(g, self, lanes::PIXELS), channel_tiles: lanes::channel_tiles(g) },
-            Kernel::Gemm(_, tile) => Grid::Tiles { pixel_workgroups: pixel_workgroups(g, self, tile.pixels()), channel_tiles: tile.channel_tiles(g) },
+            Kernel::Lanes(_) => Grid::Tiles { pixel_workgroups: pixel_workgroups(g, segments, lanes::PIXELS), channel_tiles: lanes::channel_tiles(g) },
+            Kernel::Gemm(_, tile) => Grid::Tiles { pixel_workgroups: pixel_workgroups(g, segments, tile.pixels()), channel_tiles: tile.channel_tiles(g) },
         }
     }
 
@@ -173,15 +174,14 @@ impl Kernel {
 }
 
 /// Workgroups of `pixels` pixels for every pixel grid of `g` (`phase_grids`), those of the
-/// forward lanes and GEMM kernels within each of `kernel`'s column segments.
-fn pixel_workgroups(g: &WindowGeometry, kernel: Kernel, pixels: usize) -> usize {
-    let ends = kernel.column_segments(g);
+/// forward lanes and GEMM kernels within each of the column segments that end at `ends`.
+fn pixel_workgroups(g: &WindowGeometry, ends: &[usize], pixels: usize) -> usize {
     if ends.len() == 1 {
         let (phases, grid_pixels) = phase_grids(g);
         return phases * grid_pixels.div_ceil(pixels);
     }
     let starts = std::iter::once(0).chain(ends.iter().copied());
-    starts.zip(&ends).map(|(start, &end)| (g.batch * g.output.h * (end - start)).div_ceil(pixels)).sum()
+    starts.zip(ends).map(|(start, &end)| (g.batch * g.output.h * (end - start)).div_ceil(pixels)).sum()
 }
 
 /// The pixel grids a kernel walks for `g`, as (grids, pixels per grid): the output's, or for the
