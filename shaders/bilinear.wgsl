@@ -1,12 +1,12 @@
 // Bilinear resizing of every channel (PyTorch's F.interpolate(mode="bilinear",
 // align_corners=False)); from a 1×1 map it broadcasts. One output element per invocation.
-// The sampling rule is `bilinear_taps` in src/cpu/resample.rs, computed the same way in f32.
+// The sampling rule is `bilinear_taps` in src/cpu/resample.rs, computed the same way in f32 (in every precision: the values are converted on load and store).
 
 struct Resize { planes: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32 }
 
 @group(0) @binding(0) var<uniform> r: Resize;
-@group(0) @binding(1) var<storage, read> input: array<f32>;        // [planes, H, W]
-@group(0) @binding(2) var<storage, read_write> output: array<f32>; // [planes, OH, OW]
+@group(0) @binding(1) var<storage, read> input: array<Stored>;     // [planes, H, W]
+@group(0) @binding(2) var<storage, read_write> output: array<Stored>;// [planes, OH, OW]
 
 override WORKGROUP_SIZE: u32 = 64u;
 
@@ -32,7 +32,7 @@ fn bilinear(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let ty = taps(y, r.in_h, r.out_h);
     let tx = taps(x, r.in_w, r.out_w);
     let base = plane * r.in_h * r.in_w;
-    let top = (1.0 - tx.weight) * input[base + ty.first * r.in_w + tx.first] + tx.weight * input[base + ty.first * r.in_w + tx.second];
-    let bottom = (1.0 - tx.weight) * input[base + ty.second * r.in_w + tx.first] + tx.weight * input[base + ty.second * r.in_w + tx.second];
-    output[flat] = (1.0 - ty.weight) * top + ty.weight * bottom;
+    let top = (1.0 - tx.weight) * f32(input[base + ty.first * r.in_w + tx.first]) + tx.weight * f32(input[base + ty.first * r.in_w + tx.second]);
+    let bottom = (1.0 - tx.weight) * f32(input[base + ty.second * r.in_w + tx.first]) + tx.weight * f32(input[base + ty.second * r.in_w + tx.second]);
+    output[flat] = Stored((1.0 - ty.weight) * top + ty.weight * bottom);
 }

@@ -2,7 +2,7 @@
 // out[n, co, oy, ox] = bias[co] + Σ input[n, ci, oy·s + ky·d − p, ox·s + kx·d − p] · weight[co, ci_local, ky, kx]
 // over the input channels of co's group. Dilation only changes the address of a tap.
 
-@group(0) @binding(2) var<storage, read> weight: array<f32>; // [C_out, C_in/groups, kH, kW]
+@group(0) @binding(2) var<storage, read> weight: array<Stored>; // [C_out, C_in/groups, kH, kW]
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>) {
@@ -29,7 +29,7 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
                 if (ix < 0 || ix >= i32(p.in_w)) {
                     continue;
                 }
-                acc += input[in_row + u32(ix)] * weight[w_row + kx];
+                acc += Acc(input[in_row + u32(ix)]) * Acc(weight[w_row + kx]);
             }
         }
     }

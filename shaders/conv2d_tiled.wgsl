@@ -40,7 +40,7 @@ fn conv2d_tiled(invocation: Invocation) {
             let inside = ix >= vec4<i32>(0) & ix < vec4<i32>(i32(p.in_w)) & ox < vec4<u32>(p.out_w) & vec4<bool>(row_inside);
             let at = vec4<u32>(in_row) + select(vec4<u32>(0u), vec4<u32>(ix), inside);
             let w_at = ((group * p.k_h + ky) * p.k_w + kx) * cig * row + co_first / 4u;
-            let scale = select(vec4<f32>(0.0), vec4<f32>(1.0), inside);
+            let scale = select(vec4<Acc>(0.0), vec4<Acc>(1.0), inside);
             accumulate_tap(&tile, at, scale, w_at, cig, plane, row, invocation.lane);
         }
     }

@@ -9,7 +9,9 @@
 // pixels per k). The K loop walks the taps (those of the workgroup's phase) and, within a tap,
 // GEMM_BK input channels at a time. Each step stages its A and B tiles in workgroup memory; the
 // next step's tiles are loaded from global memory into registers while this step's products are
-// computed (double-buffered, one barrier per step).
+// computed (double-buffered, one barrier per step). Tiles and sums are `Acc`, converted from
+// the stored values as they are loaded: in f16-accumulate both halve, and RDNA's packed math
+// does two of the vec4 FMAs' lanes per instruction.
 //
 // The host prepends GEMM_SM, GEMM_SN and GEMM_BK (8 or 16), one tile configuration per shader,
 // and repacks the weights to [groups, kH, kW, C_in/groups padded to 2 · GEMM_BK, C_out/groups
@@ -32,14 +34,14 @@ const B_PIXELS: u32 = max(1u, GEMM_BN / GEMM_THREADS);
 const B_ROWS: u32 = max(1u, GEMM_THREADS / GEMM_BN);
 const B_LOADS: u32 = GEMM_BK / B_ROWS * B_PIXELS;
 
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> weight: array<vec4<Stored>>;
 
 // Both halves of the double buffer. Row k of half `parity` is a_tiles[parity · A_LOADS + k / A_ROWS]
 // [k % A_ROWS] (m / 4) and b_tiles[parity · GEMM_BK / B_ROWS + k / B_ROWS][k % B_ROWS] (n / 4):
 // the outer indices are constants wherever the K loop uses them, so the compiler folds their
 // bounds checks.
-var<workgroup> a_tiles: array<array<array<vec4<f32>, GEMM_BM / 4u>, A_ROWS>, 2u * A_LOADS>;
-var<workgroup> b_tiles: array<array<array<vec4<f32>, GEMM_BN / 4u>, B_ROWS>, 2u * GEMM_BK / B_ROWS>;
+var<workgroup> a_tiles: array<array<array<vec4<Acc>, GEMM_BM / 4u>, A_ROWS>, 2u * A_LOADS>;
+var<workgroup> b_tiles: array<array<array<vec4<Acc>, GEMM_BN / 4u>, B_ROWS>, 2u * GEMM_BK / B_ROWS>;
 
 // A gathered pixel: its sample's input offset, and the input position its first tap reads (far
 // outside the input for a pixel that does not exist).
@@ -69,9 +71,9 @@ struct Sizes { cig: u32, cig_padded: u32, row: u32, plane: u32, w_group: u32, in
 
 // The invocation's state, in registers: sums[4·i + q + 8·j] holds channel 4·(i·GEMM_SM + tm) + q
 // for pixels 4·(j·GEMM_SN + tn) … + 3, with tm = t / GEMM_SN and tn = t % GEMM_SN.
-var<private> sums: array<vec4<f32>, 16>;
-var<private> a_next: array<vec4<f32>, 4>;
-var<private> b_next: array<f32, 16>;
+var<private> sums: array<vec4<Acc>, 16>;
+var<private> a_next: array<vec4<Acc>, 4>;
+var<private> b_next: array<Acc, 16>;
 var<private> b_inside: array<bool, 16>;
 var<private> b_channel: u32; // the channel offset of the next input load
 var<private> origins: array<PixelOrigin, 2>;
@@ -291,14 +293,14 @@ fn load_step() {
 }
 
 fn load_a(w_step: u32, l: u32) {
-    a_next[l] = weight[w_step + l * A_ROWS * sizes.row];
+    a_next[l] = vec4<Acc>(weight[w_step + l * A_ROWS * sizes.row]);
 }
 
 fn load_b(left: u32, l: u32) {
     let source = sources[l % B_PIXELS];
     // A channel past the group's last reads some other value, or zero past the buffer's end
     // (WebGPU keeps every access inside its binding); b_inside discards it.
-    b_next[l] = input[source.offset + b_channel];
+    b_next[l] = Acc(input[source.offset + b_channel]);
     b_inside[l] = source.inside && l / B_PIXELS * B_ROWS < left;
     // Row l / B_PIXELS · B_ROWS: the next B_ROWS rows once the pixels of this one are loaded.
     b_channel += select(0u, B_ROWS * sizes.plane, l % B_PIXELS == B_PIXELS - 1u);

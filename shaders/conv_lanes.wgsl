@@ -27,7 +27,7 @@ const STRIP: u32 = 32u; // 4 pixels per lane × 8 lanes
 
 // [groups, kH, kW, C_in/groups, C_out/groups padded to LANE_CHANNELS · WORKGROUP_SIZE], read
 // four channels at a time.
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> weight: array<vec4<Stored>>;
 
 struct Invocation {
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -68,7 +68,7 @@ fn strip_index(invocation: Invocation) -> u32 {
 }
 
 // The sums of one vec4 of the lane's channels for eight pixels of the strip.
-struct Eight { s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>, s4: vec4<f32>, s5: vec4<f32>, s6: vec4<f32>, s7: vec4<f32> }
+struct Eight { s0: vec4<Acc>, s1: vec4<Acc>, s2: vec4<Acc>, s3: vec4<Acc>, s4: vec4<Acc>, s5: vec4<Acc>, s6: vec4<Acc>, s7: vec4<Acc> }
 
 // q<v><g>: channels 4v … 4v + 3 of the lane's, pixels 8g … 8g + 7 of the strip.
 struct Sums {
@@ -79,7 +79,7 @@ struct Sums {
 }
 
 // Adds weight vec4 `w` times the eight pixels' inputs (`lo`: the first four, `hi`: the rest).
-fn add_products(q: ptr<function, Eight>, w: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>) {
+fn add_products(q: ptr<function, Eight>, w: vec4<Acc>, lo: vec4<Acc>, hi: vec4<Acc>) {
     (*q).s0 += lo.x * w; (*q).s1 += lo.y * w; (*q).s2 += lo.z * w; (*q).s3 += lo.w * w;
     (*q).s4 += hi.x * w; (*q).s5 += hi.y * w; (*q).s6 += hi.z * w; (*q).s7 += hi.w * w;
 }
@@ -107,18 +107,18 @@ fn accumulate(strip: Strip, l: Lanes) -> Sums {
             var w_at = ((l.group * p.k_h + ky) * p.k_w + kx) * l.cig * l.row + l.co_local / 4u;
             var offset = 0u;
             for (var ci = 0u; ci < l.cig; ci++) {
-                let x = vec4<f32>(input[a.at + offset], input[b.at + offset], input[c.at + offset], input[d.at + offset]) * scale;
+                let x = vec4<f32>(vec4<Stored>(input[a.at + offset], input[b.at + offset], input[c.at + offset], input[d.at + offset])) * scale;
                 // xj: lane j's four inputs, those of pixels j, j + 8, j + 16, j + 24.
                 let x0 = subgroupBroadcast(x, 0u); let x1 = subgroupBroadcast(x, 1u);
                 let x2 = subgroupBroadcast(x, 2u); let x3 = subgroupBroadcast(x, 3u);
                 let x4 = subgroupBroadcast(x, 4u); let x5 = subgroupBroadcast(x, 5u);
                 let x6 = subgroupBroadcast(x, 6u); let x7 = subgroupBroadcast(x, 7u);
                 // The inputs of pixels 8g … 8g + 7: lo<g> the first four, hi<g> the rest.
-                let lo0 = vec4<f32>(x0.x, x1.x, x2.x, x3.x); let hi0 = vec4<f32>(x4.x, x5.x, x6.x, x7.x);
-                let lo1 = vec4<f32>(x0.y, x1.y, x2.y, x3.y); let hi1 = vec4<f32>(x4.y, x5.y, x6.y, x7.y);
-                let lo2 = vec4<f32>(x0.z, x1.z, x2.z, x3.z); let hi2 = vec4<f32>(x4.z, x5.z, x6.z, x7.z);
-                let lo3 = vec4<f32>(x0.w, x1.w, x2.w, x3.w); let hi3 = vec4<f32>(x4.w, x5.w, x6.w, x7.w);
-                let w0 = weight[w_at]; let w1 = weight[w_at + 1u]; let w2 = weight[w_at + 2u]; let w3 = weight[w_at + 3u];
+                let lo0 = vec4<Acc>(vec4<f32>(x0.x, x1.x, x2.x, x3.x)); let hi0 = vec4<Acc>(vec4<f32>(x4.x, x5.x, x6.x, x7.x));
+                let lo1 = vec4<Acc>(vec4<f32>(x0.y, x1.y, x2.y, x3.y)); let hi1 = vec4<Acc>(vec4<f32>(x4.y, x5.y, x6.y, x7.y));
+                let lo2 = vec4<Acc>(vec4<f32>(x0.z, x1.z, x2.z, x3.z)); let hi2 = vec4<Acc>(vec4<f32>(x4.z, x5.z, x6.z, x7.z));
+                let lo3 = vec4<Acc>(vec4<f32>(x0.w, x1.w, x2.w, x3.w)); let hi3 = vec4<Acc>(vec4<f32>(x4.w, x5.w, x6.w, x7.w));
+                let w0 = vec4<Acc>(weight[w_at]); let w1 = vec4<Acc>(weight[w_at + 1u]); let w2 = vec4<Acc>(weight[w_at + 2u]); let w3 = vec4<Acc>(weight[w_at + 3u]);
                 add_products(&q00, w0, lo0, hi0); add_products(&q01, w0, lo1, hi1); add_products(&q02, w0, lo2, hi2); add_products(&q03, w0, lo3, hi3);
                 add_products(&q10, w1, lo0, hi0); add_products(&q11, w1, lo1, hi1); add_products(&q12, w1, lo2, hi2); add_products(&q13, w1, lo3, hi3);
                 add_products(&q20, w2, lo0, hi0); add_products(&q21, w2, lo1, hi1); add_products(&q22, w2, lo2, hi2); add_products(&q23, w2, lo3, hi3);
@@ -133,7 +133,7 @@ fn accumulate(strip: Strip, l: Lanes) -> Sums {
 
 // Stores the sums of channels `first` … `first` + 3 of the lane's for pixel j (if the pixel
 // exists), those of the channels that exist.
-fn store_pixel(strip: Strip, j: u32, l: Lanes, first: u32, sums: vec4<f32>) {
+fn store_pixel(strip: Strip, j: u32, l: Lanes, first: u32, sums: vec4<Acc>) {
     let out = output_pixel(strip, j);
     if (!out.valid) {
         return;

@@ -16,13 +16,13 @@ override WORKGROUP_SIZE: u32 = 64u;
 const CO_TILE: u32 = 32u;
 const PIXEL_TILE: u32 = 4u;
 
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> weight: array<vec4<Stored>>;
 
 // The CO_TILE weights of one (tap, input channel), as `tap_weights` returns them.
-struct TapWeights { w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, w4: vec4<f32>, w5: vec4<f32>, w6: vec4<f32>, w7: vec4<f32> }
+struct TapWeights { w0: vec4<Acc>, w1: vec4<Acc>, w2: vec4<Acc>, w3: vec4<Acc>, w4: vec4<Acc>, w5: vec4<Acc>, w6: vec4<Acc>, w7: vec4<Acc> }
 
 // The CO_TILE sums of one pixel.
-alias PixelSums = array<vec4<f32>, 8>;
+alias PixelSums = array<vec4<Acc>, 8>;
 
 // The sums of the PIXEL_TILE pixels. Plain fields and constant indices only: the tile must stay
 // in registers (a loop over pixels with a variable index can put it in memory).
@@ -35,7 +35,7 @@ fn quad_pixels(first: u32, count: u32, h: u32, w: u32, quads_per_row: u32) -> Pi
     return PixelRect(r.y0, r.y1, r.x0 * PIXEL_TILE, min(r.x1 * PIXEL_TILE + PIXEL_TILE - 1u, w - 1u));
 }
 
-fn add_products(sums: ptr<function, PixelSums>, x: f32, w: TapWeights) {
+fn add_products(sums: ptr<function, PixelSums>, x: Acc, w: TapWeights) {
     (*sums)[0] += x * w.w0; (*sums)[1] += x * w.w1; (*sums)[2] += x * w.w2; (*sums)[3] += x * w.w3;
     (*sums)[4] += x * w.w4; (*sums)[5] += x * w.w5; (*sums)[6] += x * w.w6; (*sums)[7] += x * w.w7;
 }
@@ -43,7 +43,7 @@ fn add_products(sums: ptr<function, PixelSums>, x: f32, w: TapWeights) {
 // Adds one tap's contribution over all `cig` input channels. The four pixels' inputs start at
 // `at` and step by `plane`, each scaled by `scale` (0 for a pixel outside the input); the weights
 // start at `w_first` and step by `row` vec4s. `lane` is the invocation's subgroup lane.
-fn accumulate_tap(tile: ptr<function, Tile>, at: vec4<u32>, scale: vec4<f32>, w_first: u32, cig: u32, plane: u32, row: u32, lane: u32) {
+fn accumulate_tap(tile: ptr<function, Tile>, at: vec4<u32>, scale: vec4<Acc>, w_first: u32, cig: u32, plane: u32, row: u32, lane: u32) {
     // Each pixel's sums in a local variable of its own: naga 30 cannot pass a pointer to part
     // of a variable (`&(*tile).p0`) to a function once override constants are applied.
     var s0 = (*tile).p0;
@@ -53,7 +53,7 @@ fn accumulate_tap(tile: ptr<function, Tile>, at: vec4<u32>, scale: vec4<f32>, w_
     var offset = 0u;
     var w_at = w_first;
     for (var ci = 0u; ci < cig; ci++) {
-        let x = vec4<f32>(input[at.x + offset], input[at.y + offset], input[at.z + offset], input[at.w + offset]) * scale;
+        let x = vec4<Acc>(vec4<Stored>(input[at.x + offset], input[at.y + offset], input[at.z + offset], input[at.w + offset])) * scale;
         let w = tap_weights(w_at, lane);
         add_products(&s0, x.x, w);
         add_products(&s1, x.y, w);

@@ -4,7 +4,7 @@
 // with an inserted zero, no test of a tap of another phase.
 // weight is [C_in, C_out/groups, kH, kW].
 
-@group(0) @binding(2) var<storage, read> weight: array<f32>; // [C_in, C_out/groups, kH, kW]
+@group(0) @binding(2) var<storage, read> weight: array<Stored>; // [C_in, C_out/groups, kH, kW]
 
 // The input row (or column) that tap k (of the right phase) reaches output position o from, or
 // −1 outside the input.
@@ -41,8 +41,8 @@ fn conv_transpose2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
             }
             for (var ci_local = 0u; ci_local < cig; ci_local++) {
                 let ci = group * cig + ci_local;
-                let x = input[((o.n * p.c_in + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
-                let w = weight[((ci * cog + co_local) * p.k_h + ky) * p.k_w + kx];
+                let x = Acc(input[((o.n * p.c_in + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)]);
+                let w = Acc(weight[((ci * cog + co_local) * p.k_h + ky) * p.k_w + kx]);
                 acc += x * w;
             }
         }

@@ -10,6 +10,6 @@ struct Invocation {
 }
 
 fn tap_weights(w_at: u32, lane: u32) -> TapWeights {
-    return TapWeights(weight[w_at], weight[w_at + 1u], weight[w_at + 2u], weight[w_at + 3u],
-                      weight[w_at + 4u], weight[w_at + 5u], weight[w_at + 6u], weight[w_at + 7u]);
+    return TapWeights(vec4<Acc>(weight[w_at]), vec4<Acc>(weight[w_at + 1u]), vec4<Acc>(weight[w_at + 2u]), vec4<Acc>(weight[w_at + 3u]),
+                      vec4<Acc>(weight[w_at + 4u]), vec4<Acc>(weight[w_at + 5u]), vec4<Acc>(weight[w_at + 6u]), vec4<Acc>(weight[w_at + 7u]));
 }

@@ -3,7 +3,8 @@
 // by broadcast. The address is the same for the whole subgroup, and a load every lane repeats
 // is what a SIMD driver such as lavapipe does worst (one scalar load per lane); here each lane
 // loads something different and the broadcasts are register moves. Also declares the kernels'
-// built-in inputs.
+// built-in inputs. The broadcasts carry f32 in every precision: broadcasting f16 would need a
+// further device feature (Vulkan's shaderSubgroupExtendedTypes).
 
 struct Invocation {
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -13,7 +14,7 @@ struct Invocation {
 }
 
 fn tap_weights(w_at: u32, lane: u32) -> TapWeights {
-    let mine = weight[w_at + lane % 8u];
+    let mine = vec4<f32>(weight[w_at + lane % 8u]);
     let w0 = subgroupBroadcast(mine, 0u);
     let w1 = subgroupBroadcast(mine, 1u);
     let w2 = subgroupBroadcast(mine, 2u);
@@ -22,5 +23,5 @@ fn tap_weights(w_at: u32, lane: u32) -> TapWeights {
     let w5 = subgroupBroadcast(mine, 5u);
     let w6 = subgroupBroadcast(mine, 6u);
     let w7 = subgroupBroadcast(mine, 7u);
-    return TapWeights(w0, w1, w2, w3, w4, w5, w6, w7);
+    return TapWeights(vec4<Acc>(w0), vec4<Acc>(w1), vec4<Acc>(w2), vec4<Acc>(w3), vec4<Acc>(w4), vec4<Acc>(w5), vec4<Acc>(w6), vec4<Acc>(w7));
 }

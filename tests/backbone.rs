@@ -108,7 +108,7 @@ fn gpu_memory_stays_within_weights_plus_four_largest_activations() {
     let input = Tensor::random(vec![1, 3, 65, 65], 5);
     let forward = gpu().forward(&net, &input, Keep::Last).unwrap();
     let memory = forward.memory.unwrap();
-    assert_eq!(memory.weights, net.weight_bytes());
+    assert_eq!(memory.weights, net.weight_bytes(4));
     assert!(memory.activations <= 4 * memory.largest_activation, "{memory:?}");
     let on_cpu = Cpu.forward(&net, &input, Keep::Last).unwrap();
     let d = difference(forward.outputs.last().unwrap().as_ref().unwrap().data(), on_cpu.outputs.last().unwrap().as_ref().unwrap().data());

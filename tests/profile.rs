@@ -49,7 +49,7 @@ fn close(a: f64, b: f64) -> bool {
 fn bytes_moved_by_hand() {
     let network = network();
     let geometries = network.geometries(&INPUT).unwrap();
-    let traffic = network.traffic(&INPUT, &geometries);
+    let traffic = network.traffic(&INPUT, &geometries, 4);
     let expected = [
         // weight 4·3·3·3 + bias 4 = 112 floats; input 3·64; output 4·64
         Traffic { weights: 112 * 4, inputs: 192 * 4, output: 256 * 4 },
@@ -104,6 +104,7 @@ fn passes(ms: &[f64]) -> Passes {
         layer_seconds: ms.iter().map(|&t| vec![t * 2e-3, t * 1e-3, t * 0.5e-3]).collect(),
         wall_seconds: vec![0.03, 0.01, 0.02],
         parts: Some(vec![1; ms.len()]),
+        value_bytes: 4,
     }
 }
 

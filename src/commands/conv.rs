@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{device_parser, AdapterArgs, Device};
 use atrous::backend::Cpu;
-use atrous::compare::{difference, OP_TOLERANCE};
+use atrous::compare::difference;
 use atrous::npy::{read_npy, write_npy};
 use atrous::{Backend, Conv2dParams, ConvTranspose2dParams, Hw, Tensor, WindowGeometry};
 
@@ -107,10 +107,11 @@ fn convolve(op: &str, args: &ConvArgs, t: &Loaded, geometry: WindowGeometry) -> 
         let diff = difference(on_gpu.data(), on_cpu.data());
         println!("compare GPU vs CPU: shapes {:?} and {:?}", on_gpu.shape(), on_cpu.shape());
         println!("  {diff}");
-        if diff.within(OP_TOLERANCE) {
-            println!("  verdict: agree (within {OP_TOLERANCE:e} relative)");
+        let tolerance = gpu.as_ref().expect("compared on a GPU").precision().op_tolerance();
+        if diff.within(tolerance) {
+            println!("  verdict: agree (within {tolerance:e} relative)");
         } else {
-            println!("  verdict: DISAGREE (beyond {OP_TOLERANCE:e} relative)");
+            println!("  verdict: DISAGREE (beyond {tolerance:e} relative)");
             code = ExitCode::from(2);
         }
     }

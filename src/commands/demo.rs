@@ -11,7 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::backbone::{build, ModelArgs};
-use super::run::{print_table, run_network, Run, NETWORK_TOLERANCE};
+use super::run::{print_table, run_network, Run};
 use super::segment::{argmax_disagreement, write_pictures, SegmentationModelArgs, UpsampleChoice};
 use super::{ms, AdapterArgs};
 use atrous::imaging::{heatmap_overlay, image_to_tensor, save_png, synthetic_image};
@@ -102,7 +102,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             })
             .map(|(_, row)| row)
             .collect();
-        print_table(&stage_ends, "GPU ms");
+        print_table(&stage_ends, "GPU ms", run.tolerance);
         println!(
             "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's max relative error vs CPU {:.2e}: {}",
             ms(run.primary.total_time),
@@ -112,7 +112,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         println!("heatmap of the features: {}", heatmap.display());
     }
     println!("\n{}: (seeded weights, so the classes are arbitrary; `atrous segment --weights` runs torchvision's)", segmenter.name);
-    print_table(&segmented.rows(&segmenter)[segmenter.find("classifier.0.convs.0.0").expect("a DeepLabv3 head")..], "GPU ms");
+    print_table(&segmented.rows(&segmenter)[segmenter.find("classifier.0.convs.0.0").expect("a DeepLabv3 head")..], "GPU ms", segmented.tolerance);
     println!(
         "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's max relative error vs CPU {:.2e}: {}; arg-max class differs at {:.3}% of pixels",
         ms(segmented.primary.total_time),
@@ -123,8 +123,9 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     println!("class mask: {}, overlay: {}", mask.display(), overlay.display());
     println!("{}", gpu.tuning_line());
     println!(
-        "\nverdict: {} (every layer of all three networks within {NETWORK_TOLERANCE:e} relative)",
-        if all_agree { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" }
+        "\nverdict: {} (every layer of all three networks within {:e} relative)",
+        if all_agree { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" },
+        gpu.precision().network_tolerance()
     );
     Ok(if all_agree { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }

@@ -17,6 +17,7 @@ pub fn run(options: &GpuOptions) -> anyhow::Result<ExitCode> {
         println!("    max invocations / workgroup {}", a.max_compute_invocations_per_workgroup);
         println!("    workgroup shared memory     {} bytes", a.max_compute_workgroup_storage_size);
         println!("    timestamp queries           {}", if a.timestamp_query { "yes" } else { "no" });
+        println!("    f16 (SHADER_F16)            {}", if a.shader_f16 { "yes: --precision f16 and f16-accumulate run here" } else { "no: f32 only" });
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ pub mod segment;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
 
-use atrous::gpu::{Gpu, GpuOptions};
+use atrous::gpu::{Gpu, GpuOptions, Precision, PrecisionChoice};
 
 #[derive(Args, Clone)]
 pub struct AdapterArgs {
@@ -24,11 +24,17 @@ pub struct AdapterArgs {
     /// Use the adapter whose name contains this text; default: WGPU_ADAPTER_NAME, else the best one
     #[arg(long, value_name = "TEXT")]
     pub adapter: Option<String>,
+    /// How the GPU stores tensors and sums: f32; f16 (tensors and weights stored in f16, half
+    /// the memory, products summed in f32); f16-accumulate (f16 arithmetic too: fastest on GPUs
+    /// with packed half math, least exact); fastest (f16-accumulate where the adapter has
+    /// SHADER_F16, else f32 with a warning). f16 needs wgpu's SHADER_F16. Default: ATROUS_PRECISION, else f32
+    #[arg(long, value_parser = PossibleValuesParser::new(PrecisionChoice::NAMES).map(|name| name.parse::<PrecisionChoice>().expect("one of the possible values")), value_name = "PRECISION")]
+    pub precision: Option<PrecisionChoice>,
 }
 
 impl AdapterArgs {
     pub fn options(&self) -> GpuOptions {
-        GpuOptions { backend: self.backend.clone(), adapter_name: self.adapter.clone(), ..Default::default() }
+        GpuOptions { backend: self.backend.clone(), adapter_name: self.adapter.clone(), precision: self.precision, ..Default::default() }
     }
 
     /// Opens the GPU and says which adapter was chosen.
@@ -40,6 +46,12 @@ impl AdapterArgs {
     pub fn open_with(&self, options: &GpuOptions) -> anyhow::Result<Gpu> {
         let gpu = Gpu::new(options)?;
         eprintln!("GPU: {}", gpu.summary());
+        if let Some(note) = gpu.precision_note() {
+            eprintln!("warning: {note}");
+        }
+        if gpu.precision() != Precision::F32 {
+            eprintln!("precision: {} ({} bytes a value on the GPU; results compared with the f32 CPU path within {:e} relative per layer)", gpu.precision(), gpu.precision().element_bytes(), gpu.precision().network_tolerance());
+        }
         if let Some(cache) = gpu.autotune_cache_file().filter(|path| gpu.autotunes() && !path.exists()) {
             // Say why a first run is slow before it is.
             eprintln!(

@@ -12,6 +12,7 @@ use wgpu::util::DeviceExt;
 use super::shaders::Shader;
 use super::steps::Span;
 use super::kernels::KernelChoice;
+use super::precision::{Precision, PrecisionChoice, PRECISION_VARIABLE};
 
 /// What can go wrong on the GPU side.
 #[derive(Debug, Error)]
@@ -40,6 +41,10 @@ pub enum GpuError {
     NoSuchKernel { kernel: &'static str, op: &'static str },
     #[error("{name}={value} is not a byte count: expected a positive whole number of bytes, such as 65536")]
     BadByteCount { name: &'static str, value: String },
+    #[error("precision {precision} needs wgpu's SHADER_F16 feature (f16 in shaders and storage buffers), which adapter '{adapter}' does not have; use --precision f32, or --precision fastest to fall back to f32 where f16 is missing")]
+    NoShaderF16 { precision: Precision, adapter: String },
+    #[error("{variable}: {message}")]
+    BadPrecision { variable: &'static str, message: String },
 }
 
 /// How to choose the adapter. Unset fields fall back to the wgpu environment variables
@@ -81,6 +86,9 @@ pub struct GpuOptions {
     /// Seconds of tuning after which further shape classes follow the rule for the life of
     /// this `Gpu` (left untuned on disk, for a later run); `None`: [`super::TUNING_BUDGET_SECONDS`].
     pub tuning_budget: Option<f64>,
+    /// The precision tensors are stored and summed in on the device ([`Precision`]); `None`:
+    /// `$ATROUS_PRECISION` (a name `PrecisionChoice` parses), else f32.
+    pub precision: Option<PrecisionChoice>,
 }
 
 impl GpuOptions {
@@ -119,6 +127,17 @@ impl GpuOptions {
         }
     }
 
+    /// [`GpuOptions::precision`], else `$ATROUS_PRECISION`, else f32.
+    fn precision(&self) -> Result<PrecisionChoice, GpuError> {
+        if let Some(choice) = self.precision {
+            return Ok(choice);
+        }
+        match std::env::var(PRECISION_VARIABLE) {
+            Ok(text) if !text.trim().is_empty() => text.parse().map_err(|message| GpuError::BadPrecision { variable: PRECISION_VARIABLE, message }),
+            _ => Ok(PrecisionChoice::Exactly(Precision::F32)),
+        }
+    }
+
     fn adapter_name(&self) -> Option<String> {
         self.adapter_name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|n| !n.trim().is_empty())
     }
@@ -141,6 +160,8 @@ pub struct AdapterSummary {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_compute_workgroup_storage_size: u32,
     pub timestamp_query: bool,
+    /// Whether the adapter has `SHADER_F16`, which the f16 precisions need.
+    pub shader_f16: bool,
 }
 
 impl AdapterSummary {
@@ -159,6 +180,7 @@ impl AdapterSummary {
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
             timestamp_query: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+            shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
         }
     }
 
@@ -220,6 +242,10 @@ pub struct Gpu {
     pub(crate) kernel: KernelChoice,
     /// Autotuning's settings, cache and counters.
     pub(crate) tuner: super::autotune::Tuner,
+    /// What tensors are stored and summed in.
+    precision: Precision,
+    /// Why the precision is not the one asked for (`fastest` without SHADER_F16).
+    precision_note: Option<String>,
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -282,6 +308,17 @@ impl Gpu {
         if options.without_subgroups {
             wanted.remove(wgpu::Features::SUBGROUP);
         }
+        let (precision, precision_note) = match options.precision()? {
+            PrecisionChoice::Exactly(precision) if precision.needs_f16() && !summary.shader_f16 => {
+                return Err(GpuError::NoShaderF16 { precision, adapter: summary.name.clone() });
+            }
+            PrecisionChoice::Exactly(precision) => (precision, None),
+            PrecisionChoice::Fastest if summary.shader_f16 => (Precision::F16Accumulate, None),
+            PrecisionChoice::Fastest => (Precision::F32, Some(format!("adapter '{}' does not have wgpu's SHADER_F16 feature: running in f32, not f16", summary.name))),
+        };
+        if precision.needs_f16() {
+            wanted |= wgpu::Features::SHADER_F16;
+        }
         let features = adapter.features() & wanted;
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("atrous"),
@@ -319,12 +356,29 @@ impl Gpu {
             skip_padding_taps: options.skip_padding_taps.unwrap_or_else(crate::backend::tap_skipping_from_env),
             kernel: options.kernel,
             tuner: super::autotune::Tuner::new(options),
+            precision,
+            precision_note,
         })
     }
 
     /// The adapter in use.
     pub fn summary(&self) -> &AdapterSummary {
         &self.summary
+    }
+
+    /// The precision tensors are stored and summed in on this device.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Why [`Gpu::precision`] is not what was asked for, where it is not.
+    pub fn precision_note(&self) -> Option<&str> {
+        self.precision_note.as_deref()
+    }
+
+    /// Bytes of one stored value of a tensor.
+    pub(crate) fn value_bytes(&self) -> u64 {
+        self.precision.element_bytes()
     }
 
     /// The device's limits (those of the adapter: atrous asks for all it offers).
@@ -354,6 +408,12 @@ impl Gpu {
 
     pub(crate) fn placeholder(&self) -> &wgpu::Buffer {
         &self.placeholder
+    }
+
+    /// Most stored values one binding may span ([`Gpu::max_binding_bytes`]), rounded down to
+    /// whole 4-byte words: what ops are split by (src/gpu/split.rs).
+    pub(crate) fn binding_values(&self) -> u64 {
+        self.max_binding_bytes / 4 * 4 / self.value_bytes()
     }
 
     /// The name of the limit that [`Gpu::max_buffer_bytes`] comes from, for error messages.
@@ -400,6 +460,7 @@ impl Gpu {
         if let Some(pipeline) = self.pipelines.lock().unwrap().get(&shader) {
             return Ok(pipeline.clone());
         }
+        let shader = shader.in_precision(self.precision);
         let pipeline = self.scoped(&format!("compiling {}", shader.name), || {
             let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(shader.name),
@@ -418,20 +479,36 @@ impl Gpu {
         Ok(pipeline)
     }
 
-    /// A storage buffer holding `data`, refused with the limit named when it is too large.
+    /// A storage buffer holding `data` in the device's precision, refused with the limit named
+    /// when it is too large.
     pub(crate) fn storage_buffer(&self, what: &str, data: &[f32]) -> Result<wgpu::Buffer, GpuError> {
-        self.check_size(what, (data.len() * 4) as u64)?;
+        let contents = self.stored_bytes(data);
+        self.check_size(what, contents.len() as u64)?;
         Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(what),
-            contents: bytemuck::cast_slice(data),
+            contents: &contents,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         }))
     }
 
-    /// An uninitialised storage buffer of `len` f32s that results are written to (and that may
-    /// be filled from the host, as a network's input slot is).
-    pub(crate) fn output_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
-        let bytes = (len * 4) as u64;
+    /// `data` as the device stores it, padded to a whole number of 4-byte words (buffer sizes,
+    /// writes and copies are counted in those).
+    fn stored_bytes(&self, data: &[f32]) -> Vec<u8> {
+        let mut bytes = match self.precision {
+            Precision::F32 => bytemuck::cast_slice(data).to_vec(),
+            Precision::F16 | Precision::F16Accumulate => data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
+        };
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        bytes
+    }
+
+    /// Bytes of storage for `len` stored values: whole 4-byte words.
+    pub(crate) fn storage_bytes(&self, len: usize) -> u64 {
+        (len as u64 * self.value_bytes()).next_multiple_of(4)
+    }
+
+    /// An uninitialised storage buffer of `bytes` (a multiple of 4).
+    pub(crate) fn raw_buffer(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
         self.check_size(what, bytes)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
@@ -441,15 +518,23 @@ impl Gpu {
         }))
     }
 
-    /// Storage for a tensor of `len` f32s: one buffer, or pieces of one buffer each where it
-    /// would exceed [`Gpu::max_buffer_bytes`].
+    /// An uninitialised storage buffer of `len` stored values that results are written to (and
+    /// that may be filled from the host, as a network's input slot is).
+    pub(crate) fn output_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
+        self.raw_buffer(what, self.storage_bytes(len))
+    }
+
+    /// Storage for a tensor of `len` values: one buffer, or pieces of one buffer each where it
+    /// would exceed [`Gpu::max_buffer_bytes`] (of an even number of values, so that every
+    /// piece starts on a 4-byte word).
     pub(crate) fn tensor_storage(&self, what: &str, len: usize) -> Result<Span, GpuError> {
-        let piece_len = (self.max_buffer_bytes / 4).max(1) as usize;
+        let value_bytes = self.value_bytes();
+        let piece_len = ((self.max_buffer_bytes / 4 * 4 / value_bytes).max(2) as usize) & !1;
         if len <= piece_len {
-            return Ok(Span::new(&self.output_buffer(what, len)?, len));
+            return Ok(Span::new(&self.output_buffer(what, len)?, len, value_bytes));
         }
         let pieces = (0..len.div_ceil(piece_len)).map(|i| self.output_buffer(what, piece_len.min(len - i * piece_len))).collect::<Result<_, _>>()?;
-        Ok(Span::in_pieces(pieces, piece_len, len))
+        Ok(Span::in_pieces(pieces, piece_len, len, value_bytes))
     }
 
     /// A tensor holding `data` ([`Gpu::tensor_storage`]).
@@ -459,30 +544,46 @@ impl Gpu {
         Ok(span)
     }
 
-    /// Queues the write of `data` into `span`'s first `data.len()` f32s.
+    /// Queues the write of `data` into `span`'s first `data.len()` values (each piece's share
+    /// starts on a word; a share of an odd number of f16s writes one padding value after it,
+    /// inside the piece's storage).
     pub(crate) fn write_tensor(&self, span: &Span, data: &[f32]) {
         let mut at = 0;
         for (buffer, offset, len) in Span::prefix(span, data.len()).buffers() {
-            self.queue.write_buffer(buffer, offset as u64 * 4, bytemuck::cast_slice(&data[at..at + len]));
+            self.queue.write_buffer(buffer, offset as u64 * self.value_bytes(), &self.stored_bytes(&data[at..at + len]));
             at += len;
         }
     }
 
     /// Records copies of `span`'s values into mappable buffers (one per piece), for
-    /// [`Gpu::map_all`]; [`read_staged`] puts the values back together.
+    /// [`Gpu::map_all`]; [`Gpu::read_staged`] puts the values back together.
     pub(crate) fn stage_tensor(&self, encoder: &mut wgpu::CommandEncoder, span: &Span) -> Vec<wgpu::Buffer> {
         span.buffers()
             .map(|(buffer, offset, len)| {
+                let bytes = self.storage_bytes(len);
                 let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("read-back"),
-                    size: len as u64 * 4,
+                    size: bytes,
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                encoder.copy_buffer_to_buffer(buffer, offset as u64 * 4, &staging, 0, len as u64 * 4);
+                encoder.copy_buffer_to_buffer(buffer, offset as u64 * self.value_bytes(), &staging, 0, bytes);
                 staging
             })
             .collect()
+    }
+
+    /// The values of a tensor of `len` values from its staged pieces ([`Gpu::stage_tensor`]),
+    /// mapped, in order, as f32s.
+    pub(crate) fn read_staged(&self, pieces: Vec<Vec<u8>>, len: usize) -> Vec<f32> {
+        let mut values: Vec<f32> = match self.precision {
+            Precision::F32 => pieces.iter().flat_map(|bytes| bytemuck::pod_collect_to_vec::<u8, f32>(bytes)).collect(),
+            Precision::F16 | Precision::F16Accumulate => {
+                pieces.iter().flat_map(|bytes| bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())).collect()
+            }
+        };
+        values.truncate(len);
+        values
     }
 
     /// The values of `span` once everything submitted so far has run.
@@ -490,7 +591,7 @@ impl Gpu {
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
         let staged = self.stage_tensor(&mut encoder, span);
         self.queue.submit([encoder.finish()]);
-        Ok(read_staged(self.map_all(&staged)?))
+        Ok(self.read_staged(self.map_all(&staged)?, span.len))
     }
 
     pub(crate) fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
@@ -542,11 +643,6 @@ impl Gpu {
             .collect()
     }
 
-}
-
-/// The f32s of a tensor's staged pieces ([`Gpu::stage_tensor`]), mapped, in order.
-pub(crate) fn read_staged(pieces: Vec<Vec<u8>>) -> Vec<f32> {
-    pieces.iter().flat_map(|bytes| bytemuck::pod_collect_to_vec::<u8, f32>(bytes)).collect()
 }
 
 /// `error`; where it is the GPU running out of memory, with what `explain` says was being done:

@@ -4,6 +4,7 @@ mod autotune;
 mod context;
 pub mod kernels;
 mod network;
+pub mod precision;
 mod resample;
 mod split;
 mod steps;
@@ -13,5 +14,6 @@ pub mod shaders;
 
 pub use autotune::{cache_dir as autotune_cache_dir, shape_class, tuning_line, TunedCandidate, TuningStats, CACHE_FILE, CACHE_VERSION, TUNING_BUDGET_SECONDS};
 pub use context::{AdapterSummary, Gpu, GpuError, GpuOptions, MAX_BINDING_BYTES_VARIABLE};
+pub use precision::{Precision, PrecisionChoice, PRECISION_VARIABLE};
 pub use timing::{BandwidthRuns, FmaPeakRuns, TimedConvolution, TimingSource};
 pub use kernels::{GemmTile, KernelChoice, TILED_MIN_CHANNELS};

@@ -5,7 +5,8 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use super::context::{explain_out_of_memory, read_staged, Gpu, GpuError};
+use super::context::{explain_out_of_memory, Gpu, GpuError};
+use super::precision::Precision;
 use super::steps::{encode_op, ScratchNeeds, Span, Step};
 use super::timing::PassTimestamps;
 use super::split::WindowPart;
@@ -122,8 +123,9 @@ impl Gpu {
         keep: Keep,
         progress: Option<&dyn Fn(usize)>,
     ) -> Result<ChunkResult, GpuError> {
-        let mut value_bytes = vec![input.len() as u64 * 4];
-        value_bytes.extend(geometries.iter().map(|g| g.output_shape().iter().product::<usize>() as u64 * 4));
+        let vb = self.value_bytes();
+        let mut value_bytes = vec![input.len() as u64 * vb];
+        value_bytes.extend(geometries.iter().map(|g| g.output_shape().iter().product::<usize>() as u64 * vb));
         let plan = BufferPlan::new(network, &value_bytes, keep);
         let layers = network.layers.len();
 
@@ -132,16 +134,16 @@ impl Gpu {
                 format!(
                     "running {} (weights {} + activations {}; ways out: a smaller input, a larger output stride, a smaller batch, or the CPU: --device cpu)",
                     network.name,
-                    mib(network.weight_bytes()),
+                    mib(network.weight_bytes(vb)),
                     mib(plan.slot_bytes.iter().sum())
                 )
             })
         };
         self.scoped("running the network", || -> Result<ChunkResult, GpuError> {
-            let slots: Vec<Span> = plan.slot_bytes.iter().map(|&b| self.tensor_storage("activation", (b / 4) as usize)).collect::<Result<_, _>>()?;
+            let slots: Vec<Span> = plan.slot_bytes.iter().map(|&b| self.tensor_storage("activation", (b / vb) as usize)).collect::<Result<_, _>>()?;
             let span_of = |source: Source| {
                 let value = value_index(source);
-                Span::prefix(&slots[plan.slot_of_value[value]], (value_bytes[value] / 4) as usize)
+                Span::prefix(&slots[plan.slot_of_value[value]], (value_bytes[value] / vb) as usize)
             };
             self.write_tensor(&span_of(Source::Input), input);
 
@@ -186,7 +188,7 @@ impl Gpu {
                     (LayerGeometry::Concat { batch, channels, size }, _) => {
                         let inputs: Vec<Span> = layer.joined().map(span_of).collect();
                         let joined: Vec<(&Span, usize)> = inputs.iter().zip(channels.iter().copied()).collect();
-                        self.concat_steps(&joined, *batch, size.h * size.w, &output)
+                        self.concat_steps(&joined, *batch, size.h * size.w, &output)?
                     }
                     _ => unreachable!("a layer's parts are planned from its geometry"),
                 });
@@ -237,9 +239,10 @@ impl Gpu {
             let mut outputs = vec![None; layers];
             let mut bytes = bytes.into_iter();
             for (&i, &count) in kept.iter().zip(&pieces) {
-                outputs[i] = Some(read_staged(bytes.by_ref().take(count).collect()));
+                let len = geometries[i].output_shape().iter().product();
+                outputs[i] = Some(self.read_staged(bytes.by_ref().take(count).collect(), len));
             }
-            Ok(ChunkResult { outputs, layer_times, parts, activation_bytes: plan.slot_bytes.iter().sum::<u64>() + needs.bytes() })
+            Ok(ChunkResult { outputs, layer_times, parts, activation_bytes: plan.slot_bytes.iter().sum::<u64>() + needs.bytes(vb) })
         })
         .map_err(out_of_memory)?
     }
@@ -247,7 +250,14 @@ impl Gpu {
 
 impl Executor for Gpu {
     fn describe(&self) -> String {
-        self.summary().to_string()
+        match self.precision() {
+            Precision::F32 => self.summary().to_string(),
+            precision => format!("{} in {precision}", self.summary()),
+        }
+    }
+
+    fn precision(&self) -> Precision {
+        Gpu::precision(self)
     }
 
     fn notes(&self) -> Vec<String> {
@@ -320,7 +330,7 @@ impl Executor for Gpu {
             .zip(&geometries)
             .map(|(data, g)| data.map(|d| Tensor::new(g.output_shape().to_vec(), d).expect("geometry gives the size")))
             .collect();
-        let memory = MemoryUse { weights: network.weight_bytes(), activations: activation_bytes, largest_activation: largest as u64 * 4 * per_chunk as u64 };
+        let memory = MemoryUse { weights: network.weight_bytes(self.value_bytes()), activations: activation_bytes, largest_activation: largest as u64 * self.value_bytes() * per_chunk as u64 };
         Ok(Forward { outputs, layer_times, layer_parts: Some(parts), total_time: start.elapsed(), memory: Some(memory) })
     }
 }

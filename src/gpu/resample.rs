@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::context::{Gpu, GpuError};
 use super::shaders;
-use super::steps::{merged_copies, Dispatch, Scratch, ScratchNeeds, Span, Step};
+use super::steps::{Dispatch, Scratch, ScratchNeeds, Span, Step};
 use super::window::to_u32;
 use crate::shape::Hw;
 
@@ -21,10 +21,10 @@ struct ResizeUniform {
     out_w: u32,
 }
 
-/// The blocks of whole planes a resize of `planes` planes runs in under `limit` bytes per
+/// The blocks of whole planes a resize of `planes` planes runs in under `limit` values per
 /// binding: all at once when they fit; `None` when one plane does not.
 fn plane_blocks(planes: usize, plane_in: usize, plane_out: usize, limit: u64) -> Option<Vec<Range<usize>>> {
-    let per_block = (limit / (4 * plane_in.max(plane_out) as u64)) as usize;
+    let per_block = (limit / plane_in.max(plane_out) as u64) as usize;
     (per_block > 0).then(|| (0..planes).step_by(per_block).map(|first| first..(first + per_block).min(planes)).collect())
 }
 
@@ -32,8 +32,8 @@ impl Gpu {
     /// The blocks of planes a resize of `planes` planes from `from` to `to` runs in (one block,
     /// all of them, when they fit a binding).
     pub(crate) fn resize_parts(&self, planes: usize, from: Hw, to: Hw) -> Result<Vec<Range<usize>>, GpuError> {
-        plane_blocks(planes, from.h * from.w, to.h * to.w, self.max_binding_bytes())
-            .ok_or_else(|| self.binding_too_large("one plane of a resize", (from.h * from.w).max(to.h * to.w) as u64 * 4))
+        plane_blocks(planes, from.h * from.w, to.h * to.w, self.binding_values())
+            .ok_or_else(|| self.binding_too_large("one plane of a resize", (from.h * from.w).max(to.h * to.w) as u64 * self.value_bytes()))
     }
 
     /// The scratch a resize in `parts` ([`Gpu::resize_parts`]) copies through (none when it
@@ -54,9 +54,9 @@ impl Gpu {
         let mut steps = Vec::new();
         for block in parts.iter().cloned() {
             let (part_in, part_out) = (scratch.input(block.len() * plane_in), scratch.output(block.len() * plane_out));
-            steps.extend(merged_copies(input, &part_in, [(block.start * plane_in, 0, part_in.len)]));
+            steps.extend(self.merged_copies(input, &part_in, [(block.start * plane_in, 0, part_in.len)])?);
             steps.push(Step::Dispatch(self.resize_dispatch(block.len(), from, to, &part_in, &part_out)?));
-            steps.extend(merged_copies(&part_out, output, [(0, block.start * plane_out, part_out.len)]));
+            steps.extend(self.merged_copies(&part_out, output, [(0, block.start * plane_out, part_out.len)])?);
         }
         Ok(steps)
     }
@@ -75,16 +75,16 @@ impl Gpu {
 
     /// The copies of a concatenation along channels: `parts` are (tensor, channels) with `batch`
     /// samples of `plane` pixels per channel. Copies bind nothing, so no size needs splitting.
-    pub(crate) fn concat_steps(&self, parts: &[(&Span, usize)], batch: usize, plane: usize, output: &Span) -> Vec<Step> {
+    pub(crate) fn concat_steps(&self, parts: &[(&Span, usize)], batch: usize, plane: usize, output: &Span) -> Result<Vec<Step>, GpuError> {
         let total: usize = parts.iter().map(|(_, c)| c).sum();
         let mut offset = 0;
         let mut steps = Vec::new();
         for &(input, channels) in parts {
             let runs = (0..batch).map(|n| (n * channels * plane, (n * total + offset) * plane, channels * plane));
-            steps.extend(merged_copies(input, output, runs));
+            steps.extend(self.merged_copies(input, output, runs)?);
             offset += channels;
         }
-        steps
+        Ok(steps)
     }
 
     /// Bilinear interpolation of `planes` images of size `from` (flat, one after another) to

@@ -40,7 +40,7 @@ pub(crate) struct WindowPart {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Unsplittable {
     pub what: &'static str,
-    pub bytes: u64,
+    pub values: u64,
 }
 
 /// The op restricted to `block`'s channels (all rows): what its weights are packed for.
@@ -117,15 +117,15 @@ fn part(g: &WindowGeometry, index: usize, block: &ChannelBlock, samples: Range<u
     WindowPart { samples, block: index, out_rows, in_rows, geometry }
 }
 
-fn bytes(samples: usize, channels: usize, rows: usize, width: usize) -> u64 {
-    (samples * channels * rows * width) as u64 * 4
+fn values(samples: usize, channels: usize, rows: usize, width: usize) -> u64 {
+    (samples * channels * rows * width) as u64
 }
 
 /// Bands of output rows as few as fit `limit` for one sample of a block with these
 /// channels; `None` when one row does not fit.
 fn bands(g: &WindowGeometry, c_in: usize, c_out: usize, limit: u64) -> Option<Vec<Range<usize>>> {
     let fits = |rows: Range<usize>| {
-        bytes(1, c_in, band_rows(g, &rows).0.len(), g.input.w) <= limit && bytes(1, c_out, rows.len(), g.output.w) <= limit
+        values(1, c_in, band_rows(g, &rows).0.len(), g.input.w) <= limit && values(1, c_out, rows.len(), g.output.w) <= limit
     };
     let mut bands = Vec::new();
     let mut start = 0;
@@ -152,26 +152,26 @@ fn bands(g: &WindowGeometry, c_in: usize, c_out: usize, limit: u64) -> Option<Ve
     Some(if even.len() == bands.len() && even.iter().all(|band| fits(band.clone())) { even } else { bands })
 }
 
-/// The channel blocks `g` runs in under a binding limit of `limit` bytes: all channels at once
-/// unless a block's weights (`weight_bytes` of its [`block_geometry`]) or one output row of one
+/// The channel blocks `g` runs in under a binding limit of `limit` values: all channels at once
+/// unless a block's weights (`weight_len` of its [`block_geometry`]) or one output row of one
 /// sample would not fit, then ever smaller blocks.
-pub(crate) fn channel_blocks(g: &WindowGeometry, limit: u64, weight_bytes: &dyn Fn(&WindowGeometry) -> u64) -> Result<Vec<ChannelBlock>, Unsplittable> {
+pub(crate) fn channel_blocks(g: &WindowGeometry, limit: u64, weight_len: &dyn Fn(&WindowGeometry) -> u64) -> Result<Vec<ChannelBlock>, Unsplittable> {
     let mut size = g.c_out;
     loop {
         let blocks = blocks_of(g, size);
-        let fit = |b: &ChannelBlock| weight_bytes(&block_geometry(g, b)) <= limit && bands(g, b.input.len(), b.out.len(), limit).is_some();
+        let fit = |b: &ChannelBlock| weight_len(&block_geometry(g, b)) <= limit && bands(g, b.input.len(), b.out.len(), limit).is_some();
         if blocks.iter().all(fit) {
             return Ok(blocks);
         }
         if size == 1 {
             let block = &blocks[0];
-            let weights = weight_bytes(&block_geometry(g, block));
+            let weights = weight_len(&block_geometry(g, block));
             return Err(if weights > limit {
-                Unsplittable { what: "the weights of one output channel", bytes: weights }
+                Unsplittable { what: "the weights of one output channel", values: weights }
             } else {
                 // A middle row: its band spans the whole dilated kernel.
                 let one_row = g.output.h / 2..g.output.h / 2 + 1;
-                Unsplittable { what: "the input rows one output row of one channel reads", bytes: bytes(1, block.input.len(), band_rows(g, &one_row).0.len(), g.input.w) }
+                Unsplittable { what: "the input rows one output row of one channel reads", values: values(1, block.input.len(), band_rows(g, &one_row).0.len(), g.input.w) }
             });
         }
         size = size.div_ceil(2);
@@ -186,7 +186,7 @@ pub(crate) fn channel_blocks(g: &WindowGeometry, limit: u64, weight_bytes: &dyn 
 pub(crate) fn window_parts(g: &WindowGeometry, blocks: &[ChannelBlock], limit: u64) -> Vec<WindowPart> {
     let c_in = blocks.iter().map(|b| b.input.len()).max().expect("an op has channels");
     let c_out = blocks.iter().map(|b| b.out.len()).max().expect("an op has channels");
-    let sample = bytes(1, c_in, g.input.h, g.input.w).max(bytes(1, c_out, g.output.h, g.output.w));
+    let sample = values(1, c_in, g.input.h, g.input.w).max(values(1, c_out, g.output.h, g.output.w));
     let mut parts = Vec::new();
     if sample <= limit {
         // All rows, with the op's own padding: a part that is the whole op equals it.
@@ -293,15 +293,15 @@ mod tests {
     fn parts_cover_every_output_once_and_fit_the_limit() {
         let p = Conv2dParams { stride: Hw::square(2), padding: Hw::square(3), dilation: Hw::square(3), groups: 2 };
         let g = p.geometry(&[3, 8, 37, 11], &[16, 4, 3, 3], None).unwrap();
-        let limit = 2048;
-        let weight_bytes = |b: &WindowGeometry| (b.c_out * b.c_in_per_group() * 9 * 4) as u64;
-        let blocks = channel_blocks(&g, limit, &weight_bytes).unwrap();
+        let limit = 512;
+        let weight_len = |b: &WindowGeometry| (b.c_out * b.c_in_per_group() * 9) as u64;
+        let blocks = channel_blocks(&g, limit, &weight_len).unwrap();
         let parts = window_parts(&g, &blocks, limit);
         let mut covered = vec![0; g.output_shape().iter().product()];
         for part in &parts {
             let block = &blocks[part.block];
-            assert!(bytes(part.samples.len(), block.input.len(), part.in_rows.len(), g.input.w) <= limit);
-            assert!(bytes(part.samples.len(), block.out.len(), part.out_rows.len(), g.output.w) <= limit);
+            assert!(values(part.samples.len(), block.input.len(), part.in_rows.len(), g.input.w) <= limit);
+            assert!(values(part.samples.len(), block.out.len(), part.out_rows.len(), g.output.w) <= limit);
             for (offset, _, len) in block_runs(g.output_shape(), part.samples.clone(), block.out.clone(), part.out_rows.clone()) {
                 covered[offset..offset + len].iter_mut().for_each(|c| *c += 1);
             }

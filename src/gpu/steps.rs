@@ -7,32 +7,34 @@ use std::num::NonZeroU64;
 use wgpu::util::DeviceExt;
 
 use super::context::{Gpu, GpuError};
-use super::shaders::Shader;
+use super::shaders::{self, Shader};
 use super::timing::PassTimestamps;
 
-/// A tensor on the device: its first `len` f32s of storage that may be larger (network
-/// activations share storage of the largest size it holds). Storage is one buffer, or — where
-/// it would exceed a buffer — pieces of `piece_len` f32s, one buffer each, that only copies
-/// reach (a tensor that fits a binding always fits one buffer).
+/// A tensor on the device: its first `len` values of storage that may be larger (network
+/// activations share storage of the largest size it holds), each `value_bytes` (the device's
+/// precision). Storage is one buffer, or — where it would exceed a buffer — pieces of
+/// `piece_len` values, one buffer each, that only copies reach (a tensor that fits a binding
+/// always fits one buffer).
 #[derive(Clone, Debug)]
 pub(crate) struct Span {
     pieces: Vec<wgpu::Buffer>,
     piece_len: usize,
     pub len: usize,
+    value_bytes: u64,
 }
 
 impl Span {
-    /// `len` f32s at the start of `buffer`.
-    pub fn new(buffer: &wgpu::Buffer, len: usize) -> Span {
-        Span { pieces: vec![buffer.clone()], piece_len: usize::MAX, len }
+    /// `len` values of `value_bytes` at the start of `buffer`.
+    pub fn new(buffer: &wgpu::Buffer, len: usize, value_bytes: u64) -> Span {
+        Span { pieces: vec![buffer.clone()], piece_len: usize::MAX, len, value_bytes }
     }
 
-    /// Storage in `pieces` of `piece_len` f32s (the last may be shorter), holding `len`.
-    pub fn in_pieces(pieces: Vec<wgpu::Buffer>, piece_len: usize, len: usize) -> Span {
-        Span { pieces, piece_len, len }
+    /// Storage in `pieces` of `piece_len` values (the last may be shorter), holding `len`.
+    pub fn in_pieces(pieces: Vec<wgpu::Buffer>, piece_len: usize, len: usize, value_bytes: u64) -> Span {
+        Span { pieces, piece_len, len, value_bytes }
     }
 
-    /// The first `len` f32s of `storage`.
+    /// The first `len` values of `storage`.
     pub fn prefix(storage: &Span, len: usize) -> Span {
         Span { len, ..storage.clone() }
     }
@@ -43,9 +45,11 @@ impl Span {
         &self.pieces[0]
     }
 
-    /// The tensor's bytes alone, as one binding (the buffer may exceed the binding limit).
+    /// The tensor's bytes alone, to the end of their last 4-byte word, as one binding (the
+    /// buffer may exceed the binding limit).
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: self.buffer(), offset: 0, size: NonZeroU64::new(self.len as u64 * 4) })
+        let bytes = (self.len as u64 * self.value_bytes).next_multiple_of(4);
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: self.buffer(), offset: 0, size: NonZeroU64::new(bytes) })
     }
 
     /// `(buffer, offset in it, length)` of each piece's share of `start .. start + len`.
@@ -76,7 +80,8 @@ pub(crate) struct Dispatch {
     workgroups: (u32, u32, u32),
 }
 
-/// A copy of `len` f32s between two buffers, offsets counted in f32s.
+/// A copy of `len` values between two buffers, offsets counted in values of `value_bytes`,
+/// every byte offset and the size multiples of 4 (others are [`Gpu::copy_values`] dispatches).
 #[derive(Debug)]
 pub(crate) struct BufferCopy {
     pub from: wgpu::Buffer,
@@ -84,6 +89,14 @@ pub(crate) struct BufferCopy {
     pub to: wgpu::Buffer,
     pub to_offset: usize,
     pub len: usize,
+    pub value_bytes: u64,
+}
+
+impl BufferCopy {
+    /// Whether a buffer copy can make it: byte offsets and size multiples of 4.
+    fn aligned(&self) -> bool {
+        [self.from_offset, self.to_offset, self.len].iter().all(|&n| n as u64 * self.value_bytes % 4 == 0)
+    }
 }
 
 #[derive(Debug)]
@@ -92,7 +105,7 @@ pub(crate) enum Step {
     Copy(BufferCopy),
 }
 
-/// Sizes (in f32s) of the scratch buffers that the parts of split ops are copied through: the
+/// Sizes (in values) of the scratch buffers that the parts of split ops are copied through: the
 /// largest that any op of one submission needs (ops run in order, so they share them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ScratchNeeds {
@@ -106,8 +119,8 @@ impl ScratchNeeds {
         ScratchNeeds { input: self.input.max(other.input), output: self.output.max(other.output), residual: self.residual.max(other.residual) }
     }
 
-    pub fn bytes(&self) -> u64 {
-        (self.input + self.output + self.residual) as u64 * 4
+    pub fn bytes(&self, value_bytes: u64) -> u64 {
+        (self.input + self.output + self.residual) as u64 * value_bytes
     }
 }
 
@@ -116,29 +129,41 @@ pub(crate) struct Scratch {
     input: Option<wgpu::Buffer>,
     output: Option<wgpu::Buffer>,
     residual: Option<wgpu::Buffer>,
+    value_bytes: u64,
 }
 
 impl Scratch {
-    fn span(buffer: &Option<wgpu::Buffer>, len: usize) -> Span {
-        Span::new(buffer.as_ref().expect("scratch sized by the ops that use it"), len)
+    fn span(&self, buffer: &Option<wgpu::Buffer>, len: usize) -> Span {
+        Span::new(buffer.as_ref().expect("scratch sized by the ops that use it"), len, self.value_bytes)
     }
 
     pub fn input(&self, len: usize) -> Span {
-        Scratch::span(&self.input, len)
+        self.span(&self.input, len)
     }
 
     pub fn output(&self, len: usize) -> Span {
-        Scratch::span(&self.output, len)
+        self.span(&self.output, len)
     }
 
     pub fn residual(&self, len: usize) -> Span {
-        Scratch::span(&self.residual, len)
+        self.span(&self.residual, len)
     }
 }
 
+/// The uniform of copy_values.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ValueCopy {
+    source_first: u32,
+    destination_first: u32,
+    len: u32,
+    unused: u32,
+}
+
+impl Gpu {
 /// Copies of `(from offset, to offset, length)` runs between two tensors, adjacent runs merged
 /// into one and cut where either tensor's storage changes pieces.
-pub(crate) fn merged_copies(from: &Span, to: &Span, runs: impl IntoIterator<Item = (usize, usize, usize)>) -> Vec<Step> {
+pub(crate) fn merged_copies(&self, from: &Span, to: &Span, runs: impl IntoIterator<Item = (usize, usize, usize)>) -> Result<Vec<Step>, GpuError> {
     let mut merged: Vec<(usize, usize, usize)> = Vec::new();
     for (src, dst, len) in runs {
         match merged.last_mut() {
@@ -153,20 +178,52 @@ pub(crate) fn merged_copies(from: &Span, to: &Span, runs: impl IntoIterator<Item
         for (from_buffer, from_offset, share) in from.segments(src, len) {
             let mut taken = 0;
             for (to_buffer, to_offset, part) in to.segments(dst + done, share) {
-                steps.push(Step::Copy(BufferCopy { from: from_buffer.clone(), from_offset: from_offset + taken, to: to_buffer.clone(), to_offset, len: part }));
+                let copy = BufferCopy { from: from_buffer.clone(), from_offset: from_offset + taken, to: to_buffer.clone(), to_offset, len: part, value_bytes: from.value_bytes };
+                if copy.aligned() {
+                    steps.push(Step::Copy(copy));
+                } else {
+                    steps.extend(self.copy_values(&copy)?);
+                }
                 taken += part;
             }
             done += share;
         }
     }
-    steps
+    Ok(steps)
 }
 
-impl Gpu {
+    /// `copy` as dispatches of copy_values.wgsl, for offsets or a size a buffer copy cannot
+    /// take: each binds the words that hold at most a binding's worth of the values, from an
+    /// offset the device allows a binding to start at.
+    fn copy_values(&self, copy: &BufferCopy) -> Result<Vec<Step>, GpuError> {
+        let vb = copy.value_bytes;
+        let align = self.limits().min_storage_buffer_offset_alignment as u64;
+        // Values per dispatch: what a binding holds once its start is moved back to an aligned offset.
+        let chunk = ((self.max_binding_bytes().saturating_sub(align + 4)) / vb).max(1) as usize;
+        let mut steps = Vec::new();
+        let mut done = 0;
+        while done < copy.len {
+            let len = chunk.min(copy.len - done);
+            fn window(buffer: &wgpu::Buffer, first: usize, len: usize, vb: u64, align: u64) -> (wgpu::BindingResource<'_>, u32) {
+                let start = first as u64 * vb / align * align;
+                let end = ((first + len) as u64 * vb).next_multiple_of(4).min(buffer.size());
+                let binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: start, size: NonZeroU64::new(end - start) });
+                (binding, ((first as u64 * vb - start) / vb) as u32)
+            }
+            let (source, source_first) = window(&copy.from, copy.from_offset + done, len, vb, align);
+            let (destination, destination_first) = window(&copy.to, copy.to_offset + done, len, vb, align);
+            let uniform = ValueCopy { source_first, destination_first, len: len as u32, unused: 0 };
+            let (x, y) = self.workgroup_grid(len)?;
+            steps.push(Step::Dispatch(self.dispatch(shaders::COPY_VALUES, bytemuck::bytes_of(&uniform), &[source, destination], (x, y, 1))?));
+            done += len;
+        }
+        Ok(steps)
+    }
+
     /// Scratch buffers of the sizes `needs` names (none where it names 0).
     pub(crate) fn scratch(&self, needs: ScratchNeeds) -> Result<Scratch, GpuError> {
         let buffer = |len: usize| (len > 0).then(|| self.output_buffer("scratch", len)).transpose();
-        Ok(Scratch { input: buffer(needs.input)?, output: buffer(needs.output)?, residual: buffer(needs.residual)? })
+        Ok(Scratch { input: buffer(needs.input)?, output: buffer(needs.output)?, residual: buffer(needs.residual)?, value_bytes: self.value_bytes() })
     }
 
     /// A dispatch of `shader` with `uniform` at binding 0 and `bindings` after it, over
@@ -248,7 +305,7 @@ pub(crate) fn encode_op(encoder: &mut wgpu::CommandEncoder, index: usize, label:
             }
             None => {
                 let c = copies.next().expect("one copy per copy run");
-                encoder.copy_buffer_to_buffer(&c.from, c.from_offset as u64 * 4, &c.to, c.to_offset as u64 * 4, c.len as u64 * 4);
+                encoder.copy_buffer_to_buffer(&c.from, c.from_offset as u64 * c.value_bytes, &c.to, c.to_offset as u64 * c.value_bytes, c.len as u64 * c.value_bytes);
             }
         }
     }

@@ -159,8 +159,9 @@ impl Gpu {
         let source = if self.has_timestamps() { source } else { TimingSource::Wall };
         let count = (STREAM_BYTES.min(self.max_binding_bytes()) / 16) as usize;
         self.scoped("measuring the memory bandwidth", || -> Result<BandwidthRuns, GpuError> {
-            let from = Span::new(&self.output_buffer("stream source", 4 * count)?, 4 * count);
-            let to = Span::new(&self.output_buffer("stream sink", 4 * count)?, 4 * count);
+            // The measuring kernels are f32 in every precision.
+            let from = Span::new(&self.raw_buffer("stream source", 16 * count as u64)?, 4 * count, 4);
+            let to = Span::new(&self.raw_buffer("stream sink", 16 * count as u64)?, 4 * count, 4);
             let params = [to_u32("stream length", count)?, 0, 0, 0];
             let steps = [Step::Dispatch(self.dispatch(shaders::STREAM_COPY, bytemuck::bytes_of(&params), &[from.binding(), to.binding()], (STREAM_WORKGROUPS, 1, 1))?)];
             let seconds = self.time_steps(1, runs, source, &steps)?;
@@ -174,7 +175,7 @@ impl Gpu {
         let source = if self.has_timestamps() { source } else { TimingSource::Wall };
         let invocations = FMA_WORKGROUPS as u64 * FMA_WORKGROUP_SIZE as u64;
         self.scoped("measuring the FMA peak", || -> Result<FmaPeakRuns, GpuError> {
-            let sink = self.output_buffer("FMA sink", (invocations * 4) as usize)?;
+            let sink = self.raw_buffer("FMA sink", invocations * 16)?;
             let timed = |trips: u32, warmup: usize, repeats: usize| -> Result<Vec<f64>, GpuError> {
                 let params = PeakParams { trips, rate: 1.0e-3, _pad0: 0, _pad1: 0 };
                 let steps = [Step::Dispatch(self.dispatch(shaders::FMA_PEAK, bytemuck::bytes_of(&params), &[sink.as_entire_binding()], (FMA_WORKGROUPS, 1, 1))?)];

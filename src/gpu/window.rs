@@ -8,7 +8,7 @@ use super::context::{explain_out_of_memory, Gpu, GpuError};
 use super::kernels::{self, Grid, Kernel, KernelChoice};
 use super::shaders;
 use super::split::{self, ChannelBlock, WindowPart};
-use super::steps::{merged_copies, Dispatch, Scratch, ScratchNeeds, Span, Step};
+use super::steps::{Dispatch, Scratch, ScratchNeeds, Span, Step};
 use crate::net::mib;
 use crate::shape::{ConvKind, WindowGeometry, MAX_COLUMN_SEGMENTS};
 
@@ -171,19 +171,19 @@ impl Gpu {
             KernelChoice::Auto => kernels::rule(g, self),
             concrete => concrete,
         };
-        let weight_bytes = |choice: KernelChoice| {
+        let weight_len = |choice: KernelChoice| {
             move |block: &WindowGeometry| match (g.weight_shape(), Kernel::for_device(block, choice, self)) {
-                (Some(_), Ok(kernel)) => kernel.weight_len(block) as u64 * 4,
+                (Some(_), Ok(kernel)) => kernel.weight_len(block) as u64,
                 _ => 0,
             }
         };
-        let limit = self.max_binding_bytes();
+        let limit = self.binding_values();
         // The tiled kernels pad a block's weights to their channel tile; where even one
         // channel's padded weights exceed a binding, the direct kernel (no padding) runs it.
-        let plan = |choice: KernelChoice| split::channel_blocks(g, limit, &weight_bytes(choice)).map(|blocks| (choice, blocks));
+        let plan = |choice: KernelChoice| split::channel_blocks(g, limit, &weight_len(choice)).map(|blocks| (choice, blocks));
         let (choice, blocks) = plan(choice)
             .or_else(|e| if choice == KernelChoice::Direct { Err(e) } else { plan(KernelChoice::Direct) })
-            .map_err(|e| self.binding_too_large(&format!("{what}: {}", e.what), e.bytes))?;
+            .map_err(|e| self.binding_too_large(&format!("{what}: {}", e.what), e.values * self.value_bytes()))?;
         let weights = blocks
             .iter()
             .map(|block| -> Result<BlockWeights, GpuError> {
@@ -201,7 +201,7 @@ impl Gpu {
 
     /// The parts `prepared` runs in on `g`'s batch: one (the op itself) when it fits a binding.
     pub(crate) fn window_parts(&self, prepared: &PreparedWindow, g: &WindowGeometry) -> Vec<WindowPart> {
-        split::window_parts(g, &prepared.blocks, self.max_binding_bytes())
+        split::window_parts(g, &prepared.blocks, self.binding_values())
     }
 
     /// The scratch that `parts` ([`Gpu::window_parts`] of `g`) copy through (none when they
@@ -235,19 +235,22 @@ impl Gpu {
             let input = (part.samples.clone(), block.input.clone(), part.in_rows.clone());
             if in_scratch.as_ref() != Some(&input) {
                 let runs = split::block_runs(g.input_shape(), input.0.clone(), input.1.clone(), input.2.clone());
-                steps.extend(merged_copies(tensors.input, &gathered, runs));
+                steps.extend(self.merged_copies(tensors.input, &gathered, runs)?);
                 in_scratch = Some(input);
             }
             let output_runs = || split::block_runs(g.output_shape(), part.samples.clone(), block.out.clone(), part.out_rows.clone());
-            let residual = tensors.residual.map(|r| {
-                let gathered = scratch.residual(output_len);
-                steps.extend(merged_copies(r, &gathered, output_runs()));
-                gathered
-            });
+            let residual = match tensors.residual {
+                Some(r) => {
+                    let gathered = scratch.residual(output_len);
+                    steps.extend(self.merged_copies(r, &gathered, output_runs())?);
+                    Some(gathered)
+                }
+                None => None,
+            };
             let output = scratch.output(output_len);
             let part_tensors = WindowTensors { input: &gathered, residual: residual.as_ref(), output: &output };
             steps.push(Step::Dispatch(self.window_dispatch(&part.geometry, prepared.choice, &prepared.weights[part.block], &part_tensors, relu)?));
-            steps.extend(merged_copies(&output, tensors.output, output_runs().map(|(at, dense, len)| (dense, at, len))));
+            steps.extend(self.merged_copies(&output, tensors.output, output_runs().map(|(at, dense, len)| (dense, at, len)))?);
         }
         Ok(steps)
     }
@@ -302,8 +305,8 @@ impl Gpu {
             explain_out_of_memory(e, || {
                 format!(
                     "running a window op (input {} + output {}; ways out: a smaller input or batch, or the CPU: --device cpu)",
-                    mib(input.len() as u64 * 4),
-                    mib(out_len as u64 * 4)
+                    mib(input.len() as u64 * self.value_bytes()),
+                    mib(out_len as u64 * self.value_bytes())
                 )
             })
         })?

@@ -263,6 +263,11 @@ pub trait Executor {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// What tensors are stored and summed in where it runs (the CPU: f32).
+    fn precision(&self) -> crate::gpu::Precision {
+        crate::gpu::Precision::F32
+    }
 }
 
 impl Network {
@@ -362,9 +367,10 @@ impl Network {
     /// What each layer moves ([`Traffic`]), from the geometries [`Network::geometries`] gave
     /// for an input of `input_shape`: its weight and bias, every tensor whose values it reads
     /// ([`Layer::reads`]; a resize's `size_of` and a crop's target give only a size and are not
-    /// counted) and its output, each once, 4 bytes an element. The least any implementation
-    /// moves between memory and the chip: re-reads from caches are not counted.
-    pub fn traffic(&self, input_shape: &[usize], geometries: &[LayerGeometry]) -> Vec<Traffic> {
+    /// counted) and its output, each once, `value_bytes` an element (4 in f32, 2 in f16). The
+    /// least any implementation moves between memory and the chip: re-reads from caches are not
+    /// counted.
+    pub fn traffic(&self, input_shape: &[usize], geometries: &[LayerGeometry], value_bytes: u64) -> Vec<Traffic> {
         let elements = |source: Source| -> u64 {
             match source {
                 Source::Input => input_shape.iter().product::<usize>() as u64,
@@ -375,16 +381,16 @@ impl Network {
             .iter()
             .zip(geometries)
             .map(|(layer, geometry)| Traffic {
-                weights: layer.parameters().map_or(0, |(weight, bias)| (weight.len() + bias.map_or(0, Tensor::len)) as u64 * 4),
-                inputs: layer.reads().map(elements).sum::<u64>() * 4,
-                output: geometry.output_shape().iter().product::<usize>() as u64 * 4,
+                weights: layer.parameters().map_or(0, |(weight, bias)| (weight.len() + bias.map_or(0, Tensor::len)) as u64 * value_bytes),
+                inputs: layer.reads().map(elements).sum::<u64>() * value_bytes,
+                output: geometry.output_shape().iter().product::<usize>() as u64 * value_bytes,
             })
             .collect()
     }
 
-    /// Bytes of all weights and biases.
-    pub fn weight_bytes(&self) -> u64 {
-        self.layers.iter().filter_map(Layer::parameters).map(|(weight, bias)| (weight.len() + bias.map_or(0, Tensor::len)) as u64 * 4).sum()
+    /// Bytes of all weights and biases, `value_bytes` each (4 in f32, 2 in f16).
+    pub fn weight_bytes(&self, value_bytes: u64) -> u64 {
+        self.layers.iter().filter_map(Layer::parameters).map(|(weight, bias)| (weight.len() + bias.map_or(0, Tensor::len)) as u64 * value_bytes).sum()
     }
 
     /// Index of the layer with this name.

@@ -67,6 +67,8 @@ pub struct Passes {
     pub wall_seconds: Vec<f64>,
     /// Dispatches each layer ran in, where the backend splits layers (the GPU).
     pub parts: Option<Vec<usize>>,
+    /// Bytes of one stored value where they ran ([`Executor::precision`]): what traffic counts.
+    pub value_bytes: u64,
 }
 
 /// Runs each of `networks` on `executor` once ([`WARMUP_PASSES`]) to warm up, then `repeats`
@@ -92,7 +94,7 @@ pub fn time_passes(
             return Err(ProfileError::NoLayerTimes(executor.describe()));
         }
         let layer_seconds = vec![Vec::with_capacity(repeats); network.layers.len()];
-        all.push(Passes { layer_seconds, wall_seconds: Vec::with_capacity(repeats), parts: None });
+        all.push(Passes { layer_seconds, wall_seconds: Vec::with_capacity(repeats), parts: None, value_bytes: executor.precision().element_bytes() });
     }
     for round in 0..repeats {
         for (index, (network, passes)) in networks.iter().zip(&mut all).enumerate() {
@@ -200,7 +202,7 @@ pub fn profile_layers(network: &Network, input_shape: &[usize], passes: &Passes,
     if passes.layer_seconds.len() != geometries.len() || passes.layer_seconds.iter().any(Vec::is_empty) {
         return Err(ProfileError::Config(format!("{} layers but times of {} (every layer needs at least one)", geometries.len(), passes.layer_seconds.len())));
     }
-    let traffic = network.traffic(input_shape, &geometries);
+    let traffic = network.traffic(input_shape, &geometries, passes.value_bytes);
     Ok(geometries
         .iter()
         .enumerate()

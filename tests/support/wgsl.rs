@@ -1,6 +1,6 @@
 //! Each shader as a backend receives it (shared by `tests/shaders.rs` and
-//! `tests/shader_backends.rs`): parsed and validated by naga, with subgroup operations only where
-//! the shader says it needs them, and the override constants applied for its entry point.
+//! `tests/shader_backends.rs`): parsed and validated by naga, with subgroup operations and f16 only
+//! where the shader says it needs them, and the override constants applied for its entry point.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use atrous::gpu::shaders::Shader;
@@ -11,7 +11,14 @@ use atrous::gpu::shaders::Shader;
 pub fn processed(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(shader.source)
         .unwrap_or_else(|e| panic!("{} does not parse:\n{}", shader.name, e.emit_to_string(shader.source)));
-    let capabilities = if shader.subgroups { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::default() };
+    let mut capabilities = naga::valid::Capabilities::default();
+    if shader.subgroups {
+        capabilities |= naga::valid::Capabilities::SUBGROUP;
+    }
+    if shader.precision.needs_f16() {
+        // What wgpu grants with SHADER_F16.
+        capabilities |= naga::valid::Capabilities::SHADER_FLOAT16;
+    }
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{} does not validate:\n{}", shader.name, e.emit_to_string(shader.source)));
