@@ -91,6 +91,8 @@ class Difference:
     max_abs: float
     #: Largest ``|a − b| / max(|b|, 0.01·max|b|)``.
     max_rel: float
+    #: ``‖result − reference‖₂ / ‖reference‖₂``: the relative error of the tensor as a whole.
+    rms_rel: float
     #: Flat index of the largest relative error.
     worst_index: int
     #: ``max|b|``.

@@ -14,6 +14,10 @@ pub struct Difference {
     /// [`RELATIVE_FLOOR`] times the largest `|reference|`: values near zero (which cancellation
     /// produces) are judged against the tensor's scale instead of dividing by almost nothing.
     pub max_rel: f64,
+    /// The error's norm over the reference's, `‖result − reference‖₂ / ‖reference‖₂`: the
+    /// tensor's relative error as a whole, which judges the f16 precisions (where every value's
+    /// rounding shows in [`Difference::max_rel`] at the smallest values).
+    pub rms_rel: f64,
     /// Flat index of the element with the largest relative error.
     pub worst_index: usize,
     /// Largest `|reference|`.
@@ -51,7 +55,8 @@ pub fn difference_at_scale(result: &[f32], reference: &[f32], term_scale: f64) -
     assert_eq!(result.len(), reference.len(), "compared tensors must have the same length");
     let scale = reference.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, &v| m.max((v as f64).abs()));
     let floor = (scale.max(term_scale) * RELATIVE_FLOOR).max(f64::MIN_POSITIVE);
-    let mut d = Difference { max_abs: 0.0, max_rel: 0.0, worst_index: 0, reference_scale: scale, non_finite: 0 };
+    let mut d = Difference { max_abs: 0.0, max_rel: 0.0, rms_rel: 0.0, worst_index: 0, reference_scale: scale, non_finite: 0 };
+    let (mut error_squares, mut reference_squares) = (0.0f64, 0.0f64);
     for (i, (&a, &b)) in result.iter().zip(reference).enumerate() {
         if !(a.is_finite() && b.is_finite()) {
             if !(a.is_nan() && b.is_nan() || a == b) {
@@ -66,7 +71,10 @@ pub fn difference_at_scale(result: &[f32], reference: &[f32], term_scale: f64) -
             d.max_rel = rel;
             d.worst_index = i;
         }
+        error_squares += abs * abs;
+        reference_squares += b as f64 * b as f64;
     }
+    d.rms_rel = if reference_squares > 0.0 { (error_squares / reference_squares).sqrt() } else if error_squares > 0.0 { f64::INFINITY } else { 0.0 };
     d
 }
 
@@ -80,7 +88,11 @@ impl Difference {
 
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "max abs error {:.3e}, max relative error {:.3e} (at flat index {}; reference scale {:.3e})", self.max_abs, self.max_rel, self.worst_index, self.reference_scale)?;
+        write!(
+            f,
+            "max abs error {:.3e}, max relative error {:.3e} (at flat index {}; reference scale {:.3e}), relative RMS error {:.3e}",
+            self.max_abs, self.max_rel, self.worst_index, self.reference_scale, self.rms_rel
+        )?;
         if self.non_finite > 0 {
             write!(f, ", {} non-finite mismatches", self.non_finite)?;
         }

@@ -297,13 +297,14 @@ fn adapter(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// ``max_abs`` is the largest ``|a − b|``; ``max_rel`` the largest
 /// ``|a − b| / max(|b|, 0.01·max|b|)`` (values near zero judged against the tensor's scale);
 /// ``worst_index`` the flat index where it occurs; ``reference_scale`` ``max|b|``;
-/// ``non_finite`` how many elements are NaN/inf on one side only; ``agree`` whether
+/// ``rms_rel`` the error's norm over the reference's; ``non_finite`` how many elements are NaN/inf on one side only; ``agree`` whether
 /// ``max_rel <= tolerance`` and ``non_finite == 0``; ``verdict`` ``"agree"`` or ``"DISAGREE"``.
 #[pyclass(frozen, get_all, module = "atrous")]
 #[derive(Clone)]
 struct Difference {
     max_abs: f64,
     max_rel: f64,
+    rms_rel: f64,
     worst_index: usize,
     reference_scale: f64,
     non_finite: usize,
@@ -318,6 +319,7 @@ impl Difference {
         Difference {
             max_abs: d.max_abs,
             max_rel: d.max_rel,
+            rms_rel: d.rms_rel,
             worst_index: d.worst_index,
             reference_scale: d.reference_scale,
             non_finite: d.non_finite,
@@ -331,6 +333,7 @@ impl Difference {
         Diff {
             max_abs: self.max_abs,
             max_rel: self.max_rel,
+            rms_rel: self.rms_rel,
             worst_index: self.worst_index,
             reference_scale: self.reference_scale,
             non_finite: self.non_finite,

@@ -107,11 +107,12 @@ fn convolve(op: &str, args: &ConvArgs, t: &Loaded, geometry: WindowGeometry) -> 
         let diff = difference(on_gpu.data(), on_cpu.data());
         println!("compare GPU vs CPU: shapes {:?} and {:?}", on_gpu.shape(), on_cpu.shape());
         println!("  {diff}");
-        let tolerance = gpu.as_ref().expect("compared on a GPU").precision().op_tolerance();
-        if diff.within(tolerance) {
-            println!("  verdict: agree (within {tolerance:e} relative)");
+        let precision = gpu.as_ref().expect("compared on a GPU").precision();
+        let (tolerance, measure) = (precision.op_tolerance(), precision.judged_error_name());
+        if precision.agrees(&diff, tolerance) {
+            println!("  verdict: agree (within {tolerance:e} {measure} error)");
         } else {
-            println!("  verdict: DISAGREE (beyond {tolerance:e} relative)");
+            println!("  verdict: DISAGREE (beyond {tolerance:e} {measure} error)");
             code = ExitCode::from(2);
         }
     }

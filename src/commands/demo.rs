@@ -35,8 +35,9 @@ pub struct DemoArgs {
 const OUTPUT_STRIDES: [usize; 2] = [16, 8];
 
 /// The largest per-layer max relative error of a compared run.
+/// The worst layer's error by the run's precision's measure ([`atrous::gpu::Precision::judged_error`]).
 fn worst_error(run: &Run) -> f64 {
-    run.differences.as_ref().map_or(0.0, |d| d.iter().fold(0.0f64, |m, d| m.max(d.max_rel)))
+    run.differences.as_ref().map_or(0.0, |d| d.iter().fold(0.0f64, |m, d| m.max(run.precision.judged_error(d))))
 }
 
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
@@ -102,20 +103,22 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             })
             .map(|(_, row)| row)
             .collect();
-        print_table(&stage_ends, "GPU ms", run.tolerance);
+        print_table(&stage_ends, "GPU ms", run.precision, run.tolerance);
         println!(
-            "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's max relative error vs CPU {:.2e}: {}",
+            "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's {} error vs CPU {:.2e}: {}",
             ms(run.primary.total_time),
+            run.precision.judged_error_name(),
             worst_error(run),
             if run.agree() { "agree" } else { "DISAGREE" }
         );
         println!("heatmap of the features: {}", heatmap.display());
     }
     println!("\n{}: (seeded weights, so the classes are arbitrary; `atrous segment --weights` runs torchvision's)", segmenter.name);
-    print_table(&segmented.rows(&segmenter)[segmenter.find("classifier.0.convs.0.0").expect("a DeepLabv3 head")..], "GPU ms", segmented.tolerance);
+    print_table(&segmented.rows(&segmenter)[segmenter.find("classifier.0.convs.0.0").expect("a DeepLabv3 head")..], "GPU ms", segmented.precision, segmented.tolerance);
     println!(
-        "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's max relative error vs CPU {:.2e}: {}; arg-max class differs at {:.3}% of pixels",
+        "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's {} error vs CPU {:.2e}: {}; arg-max class differs at {:.3}% of pixels",
         ms(segmented.primary.total_time),
+        segmented.precision.judged_error_name(),
         worst_error(&segmented),
         if segmented.agree() { "agree" } else { "DISAGREE" },
         class_disagreement * 100.0
@@ -123,9 +126,10 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     println!("class mask: {}, overlay: {}", mask.display(), overlay.display());
     println!("{}", gpu.tuning_line());
     println!(
-        "\nverdict: {} (every layer of all three networks within {:e} relative)",
+        "\nverdict: {} (every layer of all three networks within {:e} {} error)",
         if all_agree { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" },
-        gpu.precision().network_tolerance()
+        gpu.precision().network_tolerance(),
+        gpu.precision().judged_error_name()
     );
     Ok(if all_agree { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }

@@ -13,6 +13,7 @@ use super::parse::parse_size;
 use super::{device_parser, ms, AdapterArgs, Device};
 use atrous::backend::Cpu;
 use atrous::compare::{difference, Difference};
+use atrous::gpu::Precision;
 use atrous::imaging::{image_to_tensor, load_image};
 use atrous::net::{mib, receptive_fields, Executor, FieldOfView, Forward, Keep, LayerGeometry, Network};
 use atrous::npy::read_npy;
@@ -126,7 +127,7 @@ fn window_cells(g: &LayerGeometry) -> [String; 3] {
     }
 }
 
-pub fn print_table(rows: &[Row], time_label: &str, tolerance: f64) {
+pub fn print_table(rows: &[Row], time_label: &str, precision: Precision, tolerance: f64) {
     let compare = rows.iter().any(|r| r.difference.is_some());
     let parts = rows.iter().any(|r| r.parts.is_some());
     print!("{:<30} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}", "layer", "output (NCHW)", "kernel", "stride", "dil", "jump", "RF", time_label);
@@ -134,7 +135,7 @@ pub fn print_table(rows: &[Row], time_label: &str, tolerance: f64) {
         print!(" {:>5}", "parts");
     }
     if compare {
-        print!(" {:>10} {:>10}  verdict", "max abs", "max rel");
+        print!(" {:>10} {:>10} {:>10}  verdict", "max abs", "max rel", "rms rel");
     }
     println!();
     for r in rows {
@@ -155,7 +156,7 @@ pub fn print_table(rows: &[Row], time_label: &str, tolerance: f64) {
             print!(" {:>5}", r.parts.map_or("-".to_owned(), |p| p.to_string()));
         }
         if let Some(d) = r.difference {
-            print!(" {:>10.3e} {:>10.3e}  {}", d.max_abs, d.max_rel, if d.within(tolerance) { "ok" } else { "DISAGREE" });
+            print!(" {:>10.3e} {:>10.3e} {:>10.3e}  {}", d.max_abs, d.max_rel, d.rms_rel, if precision.agrees(&d, tolerance) { "ok" } else { "DISAGREE" });
         }
         println!();
     }
@@ -169,7 +170,9 @@ pub struct Run {
     /// The CPU's pass, every layer kept, when compared.
     pub reference: Option<Forward>,
     pub differences: Option<Vec<Difference>>,
-    /// The relative error per layer under which the two agree (the primary device's precision's).
+    /// What the primary device stored and summed in: how the differences are judged.
+    pub precision: Precision,
+    /// The error per layer under which the two agree ([`Precision::network_tolerance`]).
     pub tolerance: f64,
 }
 
@@ -184,7 +187,7 @@ impl Run {
     }
 
     pub fn agree(&self) -> bool {
-        self.differences.as_ref().is_none_or(|ds| ds.iter().all(|d| d.within(self.tolerance)))
+        self.differences.as_ref().is_none_or(|ds| ds.iter().all(|d| self.precision.agrees(d, self.tolerance)))
     }
 
     /// The human-readable report: the per-layer table, total time, GPU memory and the verdict.
@@ -195,7 +198,7 @@ impl Run {
             (true, false) => "GPU ms (n/a)",
             (false, _) => "CPU ms",
         };
-        print_table(&self.rows(network), label, self.tolerance);
+        print_table(&self.rows(network), label, self.precision, self.tolerance);
         println!("total wall time {} ms (uploads, read-back and any autotuning included)", ms(self.primary.total_time));
         for note in executor.notes() {
             println!("{note}");
@@ -211,7 +214,7 @@ impl Run {
         }
         if self.differences.is_some() {
             let verdict = if self.agree() { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" };
-            println!("verdict: {verdict} (every layer within {:e} relative: {})", self.tolerance, self.agree());
+            println!("verdict: {verdict} (every layer within {:e} {} error: {})", self.tolerance, self.precision.judged_error_name(), self.agree());
         }
     }
 
@@ -239,7 +242,8 @@ impl Run {
                     "useful_gflop": r.geometry.useful_flops() as f64 / 1e9,
                     "max_abs_error": r.difference.map(|d| d.max_abs),
                     "max_rel_error": r.difference.map(|d| d.max_rel),
-                    "agree": r.difference.map(|d| d.within(self.tolerance)),
+                    "max_rms_rel_error": r.difference.map(|d| d.rms_rel),
+                    "agree": r.difference.map(|d| self.precision.agrees(&d, self.tolerance)),
                 })
             })
             .collect();
@@ -304,5 +308,5 @@ pub fn run_network(network: &Network, input: &Tensor, primary: &dyn Executor, co
             .map(|(a, b)| difference(a.as_ref().expect("kept").data(), b.as_ref().expect("kept").data()))
             .collect()
     });
-    Ok(Run { geometries, fields, primary: forward, reference, differences, tolerance: primary.precision().network_tolerance() })
+    Ok(Run { geometries, fields, primary: forward, reference, differences, precision: primary.precision(), tolerance: primary.precision().network_tolerance() })
 }

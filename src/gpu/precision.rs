@@ -6,6 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::compare::Difference;
+
 /// How tensors are stored on the device and what the kernels' sums are.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
@@ -56,11 +58,30 @@ impl Precision {
         self != Precision::F32
     }
 
-    /// The largest relative error (`compare::difference`) a layer of a network may show against
-    /// the f32 CPU path before `--compare` calls it a disagreement. f32: sums in another order.
-    /// f16: every stored value rounded to 11 significant bits (a relative step of 2^-11 ≈
-    /// 4.9e-4), layer after layer. f16 sums: thousands of products rounded as they are added.
-    /// BENCHMARKS.md ("Half precision") has the errors measured.
+    /// The error this precision is judged by: in f32 every element's relative error
+    /// (`max_rel`); in f16 the tensor's relative RMS error (`rms_rel`), because there every
+    /// stored value is rounded to 11 significant bits and that rounding, carried from layer to
+    /// layer, dominates `max_rel` at the smallest values of a tensor.
+    pub fn judged_error(self, d: &Difference) -> f64 {
+        if self.needs_f16() { d.rms_rel } else { d.max_rel }
+    }
+
+    /// The name of [`Precision::judged_error`], for reports.
+    pub fn judged_error_name(self) -> &'static str {
+        if self.needs_f16() { "relative RMS" } else { "relative" }
+    }
+
+    /// Whether `d` (a result against the f32 CPU path) is within `tolerance` by this precision's
+    /// measure, with no value finite on one side only.
+    pub fn agrees(self, d: &Difference, tolerance: f64) -> bool {
+        d.non_finite == 0 && self.judged_error(d) <= tolerance
+    }
+
+    /// The largest [`Precision::judged_error`] a layer of a network may show against the f32
+    /// CPU path before `--compare` calls it a disagreement. f32: sums in another order. f16:
+    /// every stored value rounded (a relative step of 2^-11 ≈ 4.9e-4), layer after layer.
+    /// f16 sums: thousands of products rounded as they are added. BENCHMARKS.md ("Half
+    /// precision") has the errors measured.
     pub fn network_tolerance(self) -> f64 {
         match self {
             Precision::F32 => crate::compare::NETWORK_TOLERANCE,
