@@ -39,11 +39,12 @@ use thiserror::Error;
 
 use crate::backend::Cpu;
 use crate::compare::{difference, Difference};
-use crate::gpu::{shaders, Gpu, GpuError, KernelChoice, TuningStats};
+use crate::gpu::{shaders, Gpu, GpuError, KernelChoice, Precision, TuningStats};
 use crate::shape::{Conv2dParams, ConvTranspose2dParams, Hw, ShapeError, WindowGeometry};
 use crate::{Backend, Tensor};
 
-/// Relative tolerance of the GPU-vs-CPU check of the first configuration of each op.
+/// Relative tolerance of the GPU-vs-CPU check of the first configuration of each op in f32
+/// (the f16 precisions use their [`crate::gpu::Precision::op_tolerance`]).
 pub const AGREEMENT_TOLERANCE: f64 = 1e-3;
 
 /// Timed runs of each FMA-peak measurement; the best is kept.
@@ -145,9 +146,9 @@ impl GpuKernels {
 }
 
 /// What `kernel` ran `geometry` on `gpu` as a record names it: the forced kernel's name, or
-/// `auto:NAME` for the auto choice, NAME being the kernel it picked.
+/// `auto:NAME` for the auto choice, NAME being the kernel it picked; ` [f16]` after it in f16.
 pub fn kernel_label(gpu: &Gpu, geometry: &WindowGeometry, kernel: KernelChoice) -> Result<String, GpuError> {
-    Ok(match kernel {
+    let name = match kernel {
         KernelChoice::Auto => {
             let picked = match gpu.resolve(geometry, KernelChoice::Auto)? {
                 KernelChoice::Auto => gpu.rule_choice(geometry),
@@ -156,6 +157,10 @@ pub fn kernel_label(gpu: &Gpu, geometry: &WindowGeometry, kernel: KernelChoice) 
             format!("auto:{}", picked.name())
         }
         forced => forced.name().to_owned(),
+    };
+    Ok(match gpu.precision() {
+        Precision::F32 => name,
+        precision => format!("{name} [{precision}]"),
     })
 }
 
@@ -533,6 +538,9 @@ pub struct Check {
     pub kernel: String,
     pub dilation: usize,
     pub difference: Difference,
+    /// The tolerance it was judged against, by its precision's measure.
+    pub tolerance: f64,
+    pub measure: &'static str,
 }
 
 /// Which GPU or CPU ran, for headers and titles.
@@ -705,16 +713,12 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
                     }
                     let reference = &references.iter().find(|(op, _)| *op == case.op).expect("just computed").1;
                     let difference = difference(&timed.output, reference);
-                    if !difference.within(AGREEMENT_TOLERANCE) {
-                        return Err(BenchError::Mismatch {
-                            op: case.op,
-                            dilation: case.dilation,
-                            shape: case.geometry.output_shape(),
-                            difference,
-                            tolerance: AGREEMENT_TOLERANCE,
-                        });
+                    let precision = gpu.precision();
+                    let tolerance = if precision == Precision::F32 { AGREEMENT_TOLERANCE } else { precision.op_tolerance() };
+                    if !precision.agrees(&difference, tolerance) {
+                        return Err(BenchError::Mismatch { op: case.op, dilation: case.dilation, shape: case.geometry.output_shape(), difference, tolerance });
                     }
-                    checks.push(Check { op: case.op, kernel: label.clone(), dilation: case.dilation, difference });
+                    checks.push(Check { op: case.op, kernel: label.clone(), dilation: case.dilation, difference, tolerance, measure: precision.judged_error_name() });
                 }
                 records.push(Record::new(case, Device::Gpu, &runner.name, &runner.backend, timed.source, &label, timed.parts, stats));
             }

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{BenchError, BenchReport, Device, Record, AGREEMENT_TOLERANCE};
+use super::{BenchError, BenchReport, Device, Record};
 use crate::atomic_file::write_atomically;
 use crate::gpu::tuning_line;
 
@@ -132,8 +132,8 @@ pub fn format_table(report: &BenchReport) -> String {
     }
     for check in &report.checks {
         out.push_str(&format!(
-            "check: GPU vs CPU, {} at dilation {} ({}): {} — agree within {:e} relative\n",
-            check.op, check.dilation, check.kernel, check.difference, AGREEMENT_TOLERANCE
+            "check: GPU vs CPU, {} at dilation {} ({}): {} — agree within {:e} {} error\n",
+            check.op, check.dilation, check.kernel, check.difference, check.tolerance, check.measure
         ));
     }
     out.push('\n');

@@ -50,7 +50,13 @@ impl AdapterArgs {
             eprintln!("warning: {note}");
         }
         if gpu.precision() != Precision::F32 {
-            eprintln!("precision: {} ({} bytes a value on the GPU; results compared with the f32 CPU path within {:e} relative per layer)", gpu.precision(), gpu.precision().element_bytes(), gpu.precision().network_tolerance());
+            let precision = gpu.precision();
+            eprintln!(
+                "precision: {precision} ({} bytes a value on the GPU; --compare judges each layer against the f32 CPU path within {:e} {} error)",
+                precision.element_bytes(),
+                precision.network_tolerance(),
+                precision.judged_error_name()
+            );
         }
         if let Some(cache) = gpu.autotune_cache_file().filter(|path| gpu.autotunes() && !path.exists()) {
             // Say why a first run is slow before it is.

@@ -9,7 +9,7 @@
 //! [`MAX_TUNING_FLOP`]), and the fastest median is kept: in memory for the life of the `Gpu` (so
 //! that a weight packed at upload and the dispatch recorded later agree), and on disk in
 //! `autotune.json` under the cache directory ([`cache_dir`]), keyed by the adapter (name,
-//! backend, driver, driver info, subgroups) and the shape class ([`shape_class`]). A file that is
+//! backend, driver, driver info, subgroups, and the precision where it is not f32) and the shape class ([`shape_class`]). A file that is
 //! unreadable, corrupt, of another version or written for other shaders is ignored and
 //! rewritten; failing to write it is a warning on stderr, never an error.
 //!
@@ -37,6 +37,7 @@ use super::context::{Gpu, GpuError, GpuOptions};
 use super::shaders;
 use super::timing::TimingSource;
 use super::kernels::KernelChoice;
+use super::precision::Precision;
 use crate::shape::{conv_output_size, conv_transpose_output_size, ConvKind, WindowGeometry};
 
 /// Version of the cache file's layout; a file of another version is ignored and rewritten.
@@ -364,7 +365,12 @@ impl Gpu {
     /// The key of this adapter in the cache file.
     fn adapter_key(&self) -> String {
         let s = self.summary();
-        format!("{} | {:?} | {} | {} | subgroups {}", s.name, s.backend, s.driver, s.driver_info, self.subgroups())
+        let key = format!("{} | {:?} | {} | {} | subgroups {}", s.name, s.backend, s.driver, s.driver_info, self.subgroups());
+        // Each precision runs its own kernels, which may rank differently (f32 keeps the keys it had).
+        match self.precision() {
+            Precision::F32 => key,
+            precision => format!("{key} | {precision}"),
+        }
     }
 
     /// The kernel the cache file holds for `class`, if it is there and still runs `geometry`.
