@@ -613,6 +613,34 @@ fn conv2d_compare_agrees() {
     assert_output_matches(&output, case.expected(), GPU_TOLERANCE);
 }
 
+/// `conv2d --precision f16 --compare` runs in f16, says so, judges by the relative RMS error
+/// and agrees; the output file holds the f16 GPU's result, close to the reference.
+#[test]
+fn conv2d_compare_in_f16_agrees() {
+    let dir = Dir::new();
+    let case = conv2d_case();
+    let (output, out) = case.run(&dir, &["--compare", "--precision", "f16"]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("precision: f16"), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("verdict: agree") && text.contains("relative RMS"), "{text}");
+    // Element by element, an f16 value is a few half-steps (2^-11 of its size) off, which
+    // near 1% of the tensor's scale is a few percent.
+    assert_output_matches(&output, case.expected(), 5e-2);
+}
+
+/// f16 on an adapter without SHADER_F16 (lavapipe's GL one) is refused, naming the feature
+/// and the way out; a misspelt precision lists the accepted ones.
+#[test]
+fn f16_without_shader_f16_and_a_bad_precision_fail_cleanly() {
+    let dir = Dir::new();
+    let (input, weight, output) = (dir.random("x.npy", &[1, 4, 8, 8], 1), dir.random("w.npy", &[6, 4, 3, 3], 2), dir.path("y.npy"));
+    let gl = conv_args("conv2d", &input, &weight, &output, &["--precision", "f16", "--backend", "gl"]);
+    assert_fails_cleanly(&dir, &gl, &output, &["SHADER_F16", "--precision f32"]);
+    let bad = conv_args("conv2d", &input, &weight, &output, &["--precision", "half"]);
+    assert_fails_cleanly(&dir, &bad, &output, &["f16-accumulate", "fastest"]);
+}
+
 /// `conv-transpose2d --compare --device cpu` agrees too, and writes the CPU result.
 #[test]
 fn conv_transpose2d_compare_agrees() {

@@ -26,8 +26,8 @@ pub struct AdapterArgs {
     pub adapter: Option<String>,
     /// How the GPU stores tensors and sums: f32; f16 (tensors and weights stored in f16, half
     /// the memory, products summed in f32); f16-accumulate (f16 arithmetic too: fastest on GPUs
-    /// with packed half math, least exact); fastest (f16-accumulate where the adapter has
-    /// SHADER_F16, else f32 with a warning). f16 needs wgpu's SHADER_F16. Default: ATROUS_PRECISION, else f32
+    /// with packed half math, least exact); fastest (f16-accumulate on a GPU with
+    /// SHADER_F16, else f32 with a warning saying why). f16 needs wgpu's SHADER_F16. Default: ATROUS_PRECISION, else f32
     #[arg(long, value_parser = PossibleValuesParser::new(PrecisionChoice::NAMES).map(|name| name.parse::<PrecisionChoice>().expect("one of the possible values")), value_name = "PRECISION")]
     pub precision: Option<PrecisionChoice>,
 }

@@ -313,6 +313,9 @@ impl Gpu {
                 return Err(GpuError::NoShaderF16 { precision, adapter: summary.name.clone() });
             }
             PrecisionChoice::Exactly(precision) => (precision, None),
+            PrecisionChoice::Fastest if summary.device_type == wgpu::DeviceType::Cpu => {
+                (Precision::F32, Some(format!("'{}' is a CPU adapter, where f16 arithmetic is emulated and slower than f32: running in f32", summary.name)))
+            }
             PrecisionChoice::Fastest if summary.shader_f16 => (Precision::F16Accumulate, None),
             PrecisionChoice::Fastest => (Precision::F32, Some(format!("adapter '{}' does not have wgpu's SHADER_F16 feature: running in f32, not f16", summary.name))),
         };

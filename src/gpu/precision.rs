@@ -25,8 +25,9 @@ pub enum Precision {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrecisionChoice {
     Exactly(Precision),
-    /// [`Precision::F16Accumulate`] where the adapter has `SHADER_F16`, else f32 (the caller is
-    /// told through [`crate::gpu::Gpu::precision_note`]).
+    /// [`Precision::F16Accumulate`] on a GPU with `SHADER_F16`; f32 on one without it and on
+    /// CPU adapters, which emulate f16 arithmetic (the caller is told why through
+    /// [`crate::gpu::Gpu::precision_note`]).
     Fastest,
 }
 
