@@ -1,6 +1,7 @@
 //! The wgpu context: adapter choice, device, pipeline cache, buffers, and error scopes that turn
 //! wgpu's validation errors into values instead of panics.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -244,7 +245,7 @@ pub struct Gpu {
     pub(crate) tuner: super::autotune::Tuner,
     /// What tensors are stored and summed in.
     precision: Precision,
-    /// Why the precision is not the one asked for (`fastest` without SHADER_F16).
+    /// Why the precision is not the one asked for (`fastest` on a CPU adapter or one without SHADER_F16).
     precision_note: Option<String>,
 }
 
@@ -496,13 +497,15 @@ impl Gpu {
 
     /// `data` as the device stores it, padded to a whole number of 4-byte words (buffer sizes,
     /// writes and copies are counted in those).
-    fn stored_bytes(&self, data: &[f32]) -> Vec<u8> {
-        let mut bytes = match self.precision {
-            Precision::F32 => bytemuck::cast_slice(data).to_vec(),
-            Precision::F16 | Precision::F16Accumulate => data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
-        };
-        bytes.resize(bytes.len().next_multiple_of(4), 0);
-        bytes
+    fn stored_bytes<'d>(&self, data: &'d [f32]) -> Cow<'d, [u8]> {
+        match self.precision {
+            Precision::F32 => Cow::Borrowed(bytemuck::cast_slice(data)),
+            Precision::F16 | Precision::F16Accumulate => {
+                let mut bytes: Vec<u8> = data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect();
+                bytes.resize(bytes.len().next_multiple_of(4), 0);
+                Cow::Owned(bytes)
+            }
+        }
     }
 
     /// Bytes of storage for `len` stored values: whole 4-byte words.

@@ -160,37 +160,47 @@ struct ValueCopy {
     unused: u32,
 }
 
-impl Gpu {
-/// Copies of `(from offset, to offset, length)` runs between two tensors, adjacent runs merged
-/// into one and cut where either tensor's storage changes pieces.
-pub(crate) fn merged_copies(&self, from: &Span, to: &Span, runs: impl IntoIterator<Item = (usize, usize, usize)>) -> Result<Vec<Step>, GpuError> {
-    let mut merged: Vec<(usize, usize, usize)> = Vec::new();
-    for (src, dst, len) in runs {
-        match merged.last_mut() {
-            Some(last) if last.0 + last.2 == src && last.1 + last.2 == dst => last.2 += len,
-            _ => merged.push((src, dst, len)),
-        }
-    }
-    let mut steps = Vec::new();
-    for (src, dst, len) in merged {
-        // Each source piece's share, then each destination piece's share of that.
-        let mut done = 0;
-        for (from_buffer, from_offset, share) in from.segments(src, len) {
-            let mut taken = 0;
-            for (to_buffer, to_offset, part) in to.segments(dst + done, share) {
-                let copy = BufferCopy { from: from_buffer.clone(), from_offset: from_offset + taken, to: to_buffer.clone(), to_offset, len: part, value_bytes: from.value_bytes };
-                if copy.aligned() {
-                    steps.push(Step::Copy(copy));
-                } else {
-                    steps.extend(self.copy_values(&copy)?);
-                }
-                taken += part;
-            }
-            done += share;
-        }
-    }
-    Ok(steps)
+/// The binding of `len` values of `value_bytes` from value `first` of `buffer` for
+/// copy_values.wgsl: from the `align`-aligned offset at or before them to the end of their last
+/// word, and where the first of them lies in it (in values).
+fn copy_window(buffer: &wgpu::Buffer, first: usize, len: usize, value_bytes: u64, align: u64) -> (wgpu::BindingResource<'_>, u32) {
+    let start = first as u64 * value_bytes / align * align;
+    let end = ((first + len) as u64 * value_bytes).next_multiple_of(4).min(buffer.size());
+    let binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: start, size: NonZeroU64::new(end - start) });
+    (binding, ((first as u64 * value_bytes - start) / value_bytes) as u32)
 }
+
+impl Gpu {
+    /// Copies of `(from offset, to offset, length)` runs between two tensors, adjacent runs merged
+    /// into one and cut where either tensor's storage changes pieces.
+    pub(crate) fn merged_copies(&self, from: &Span, to: &Span, runs: impl IntoIterator<Item = (usize, usize, usize)>) -> Result<Vec<Step>, GpuError> {
+        let mut merged: Vec<(usize, usize, usize)> = Vec::new();
+        for (src, dst, len) in runs {
+            match merged.last_mut() {
+                Some(last) if last.0 + last.2 == src && last.1 + last.2 == dst => last.2 += len,
+                _ => merged.push((src, dst, len)),
+            }
+        }
+        let mut steps = Vec::new();
+        for (src, dst, len) in merged {
+            // Each source piece's share, then each destination piece's share of that.
+            let mut done = 0;
+            for (from_buffer, from_offset, share) in from.segments(src, len) {
+                let mut taken = 0;
+                for (to_buffer, to_offset, part) in to.segments(dst + done, share) {
+                    let copy = BufferCopy { from: from_buffer.clone(), from_offset: from_offset + taken, to: to_buffer.clone(), to_offset, len: part, value_bytes: from.value_bytes };
+                    if copy.aligned() {
+                        steps.push(Step::Copy(copy));
+                    } else {
+                        steps.extend(self.copy_values(&copy)?);
+                    }
+                    taken += part;
+                }
+                done += share;
+            }
+        }
+        Ok(steps)
+    }
 
     /// `copy` as dispatches of copy_values.wgsl, for offsets or a size a buffer copy cannot
     /// take: each binds the words that hold at most a binding's worth of the values, from an
@@ -204,14 +214,8 @@ pub(crate) fn merged_copies(&self, from: &Span, to: &Span, runs: impl IntoIterat
         let mut done = 0;
         while done < copy.len {
             let len = chunk.min(copy.len - done);
-            fn window(buffer: &wgpu::Buffer, first: usize, len: usize, vb: u64, align: u64) -> (wgpu::BindingResource<'_>, u32) {
-                let start = first as u64 * vb / align * align;
-                let end = ((first + len) as u64 * vb).next_multiple_of(4).min(buffer.size());
-                let binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: start, size: NonZeroU64::new(end - start) });
-                (binding, ((first as u64 * vb - start) / vb) as u32)
-            }
-            let (source, source_first) = window(&copy.from, copy.from_offset + done, len, vb, align);
-            let (destination, destination_first) = window(&copy.to, copy.to_offset + done, len, vb, align);
+            let (source, source_first) = copy_window(&copy.from, copy.from_offset + done, len, vb, align);
+            let (destination, destination_first) = copy_window(&copy.to, copy.to_offset + done, len, vb, align);
             let uniform = ValueCopy { source_first, destination_first, len: len as u32, unused: 0 };
             let (x, y) = self.workgroup_grid(len)?;
             steps.push(Step::Dispatch(self.dispatch(shaders::COPY_VALUES, bytemuck::bytes_of(&uniform), &[source, destination], (x, y, 1))?));
