@@ -101,6 +101,10 @@ fn a_network_in_f16_stores_half_the_bytes_and_stays_close_to_the_cpu() {
         let memory = forward.memory.unwrap();
         assert_eq!(memory.weights * 2, f32_memory.weights, "{precision}: weights");
         assert!(memory.activations * 2 <= f32_memory.activations + 64, "{precision}: activations {} against {} in f32", memory.activations, f32_memory.activations);
+        // A second pass compiles nothing: each kernel's f16 pipeline is cached once.
+        let compiled = gpu.compiled_pipelines();
+        gpu.forward(&network, &input, Keep::Last).unwrap();
+        assert_eq!(gpu.compiled_pipelines(), compiled, "{precision}: a second pass compiled pipelines again");
         let features = forward.outputs.last().unwrap().as_ref().unwrap();
         let d = difference(features.data(), cpu_features.data());
         assert!(precision.agrees(&d, precision.network_tolerance()), "{precision}: features {d}");

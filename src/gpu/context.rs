@@ -232,6 +232,8 @@ pub struct Gpu {
     /// Whether `max_binding_bytes` was forced below the adapter's limit.
     binding_forced: bool,
     pipelines: Mutex<HashMap<Shader, wgpu::ComputePipeline>>,
+    /// Pipelines compiled so far ([`Gpu::compiled_pipelines`]).
+    compilations: std::sync::atomic::AtomicUsize,
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// One zero, bound where a kernel's optional input (bias, residual) is absent.
     placeholder: wgpu::Buffer,
@@ -354,6 +356,7 @@ impl Gpu {
             max_binding_bytes,
             binding_forced: max_binding_bytes < adapter_binding,
             pipelines: Mutex::default(),
+            compilations: Default::default(),
             uncaptured,
             placeholder,
             without_lanes: options.without_lanes,
@@ -457,14 +460,20 @@ impl Gpu {
         Ok(value)
     }
 
-    /// The compute pipeline for `shader`, compiled once and cached for the life of this context.
+    /// How many times this context has compiled a compute pipeline: once per kernel it ran.
+    pub fn compiled_pipelines(&self) -> usize {
+        self.compilations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The compute pipeline for `shader` in this context's precision, compiled once and cached
+    /// for the life of this context.
     /// Override constants keep their WGSL defaults: a kernel's `WORKGROUP_SIZE` is the size it
     /// is dispatched with ([`Shader::workgroup_size`]).
     pub(crate) fn pipeline(&self, shader: Shader) -> Result<wgpu::ComputePipeline, GpuError> {
+        let shader = shader.in_precision(self.precision);
         if let Some(pipeline) = self.pipelines.lock().unwrap().get(&shader) {
             return Ok(pipeline.clone());
         }
-        let shader = shader.in_precision(self.precision);
         let pipeline = self.scoped(&format!("compiling {}", shader.name), || {
             let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(shader.name),
@@ -479,6 +488,7 @@ impl Gpu {
                 cache: None,
             })
         })?;
+        self.compilations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pipelines.lock().unwrap().insert(shader, pipeline.clone());
         Ok(pipeline)
     }
