@@ -2,7 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, PackedWeights};
+use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights};
 use super::{intersect, positions_inside, sgemm, sgemm_strided, tap_position, TapSkipping};
 use crate::shape::WindowGeometry;
 
@@ -125,10 +125,7 @@ fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let taps = g.kernel.h * g.kernel.w;
     let (in_plane, pixels) = (g.input.h * g.input.w, g.output.h * g.output.w);
-    let mut out = vec![0.0f32; g.output_shape().iter().product()];
-    if let Some(b) = bias {
-        out.par_chunks_mut(pixels).enumerate().for_each(|(plane, o)| o.fill(b[plane % g.c_out]));
-    }
+    let mut out = output_with_bias(g.batch * g.c_out, pixels, bias, g.c_out);
     let rows = Axis::forward(g.kernel.h, g.stride.h, g.dilation.h, g.padding.h, g.input.h, g.output.h);
     let cols = Axis::forward(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
     // K is tap-major (all channels of one tap, then the next), so that a tap skipped is a run of K.

@@ -2,7 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, PackedWeights};
+use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights};
 use super::{intersect, positions_inside, sgemm, sgemm_strided, TapSkipping};
 use crate::shape::WindowGeometry;
 
@@ -93,10 +93,7 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let taps = g.kernel.h * g.kernel.w;
     let (in_pixels, out_plane) = (g.input.h * g.input.w, g.output.h * g.output.w);
-    let mut out = vec![0.0f32; g.output_shape().iter().product()];
-    if let Some(b) = bias {
-        out.par_chunks_mut(out_plane).enumerate().for_each(|(plane, o)| o.fill(b[plane % g.c_out]));
-    }
+    let mut out = output_with_bias(g.batch * g.c_out, out_plane, bias, g.c_out);
     let row_phases = phases(g.kernel.h, g.stride.h, g.dilation.h, g.padding.h, g.input.h, g.output.h);
     let col_phases = phases(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
     let in_place = g.stride == crate::shape::Hw::square(1);

@@ -140,6 +140,24 @@ unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: u
     }
 }
 
+/// `planes` planes of `plane` floats, each filled with its bias (`bias[plane % channels]`) or
+/// zero, written in parallel: where a fresh allocation were zeroed by the kernel instead
+/// (calloc), the micro-kernels' first read of each page maps the shared zero page and their
+/// store then copies it, a fault and a TLB shootdown to the other core per page, which on this
+/// VM cost as much as a 1×1 layer's arithmetic.
+pub(super) fn output_with_bias(planes: usize, plane: usize, bias: Option<&[f32]>, channels: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(planes * plane);
+    out.spare_capacity_mut().par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, o)| {
+        let value = bias.map_or(0.0, |b| b[p % channels]);
+        o.iter_mut().for_each(|v| {
+            v.write(value);
+        });
+    });
+    // SAFETY: every element of the capacity was written just above.
+    unsafe { out.set_len(planes * plane) };
+    out
+}
+
 /// K rows per packed block: a tile's weights (`mr × KC`) stay in L1 while it sweeps the block.
 const KC: usize = 256;
 /// Pixels per packed block (about): `KC × BLOCK_PIXELS` floats of B stay in L2.
