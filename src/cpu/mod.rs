@@ -1,9 +1,12 @@
 //! The CPU reference, one file per op (mirroring `shaders/`), each in two forms:
 //!
 //! - `*_reference`: a plain direct loop that accumulates in f64 — the gold standard for tests.
-//! - the fast form: im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over
-//!   batch × groups with rayon — what the GPU is compared against on real networks. A forward
-//!   convolution whose taps often read only padding runs tap by tap instead ([`TapSkipping`]).
+//! - the fast form — what the GPU is compared against on real networks: on CPUs with AVX2 or
+//!   AVX-512, a packed implicit GEMM ([`GemmKernel`], `implicit_gemm.rs`; transposed
+//!   convolutions one output phase at a time); elsewhere, and for depthwise or narrow groups,
+//!   im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over batch × groups with
+//!   rayon, where a forward convolution whose taps often read only padding runs tap by tap
+//!   instead ([`TapSkipping`]).
 //!
 //! All functions take a validated [`WindowGeometry`](crate::shape::WindowGeometry) and flat NCHW
 //! slices whose lengths match it.
