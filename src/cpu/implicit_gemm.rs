@@ -34,13 +34,16 @@ impl GemmKernel {
     pub fn from_env() -> Option<Self> {
         static CHOICE: std::sync::OnceLock<Option<GemmKernel>> = std::sync::OnceLock::new();
         *CHOICE.get_or_init(|| {
-            let available = Self::available();
-            let named = |k: GemmKernel| Some(available.contains(&k).then_some(k).or_else(Self::detect));
-            match std::env::var("ATROUS_CPU_GEMM").as_deref() {
-                Ok("sgemm") => None,
-                Ok("avx512") => named(GemmKernel::Avx512).flatten(),
-                Ok("avx2") => named(GemmKernel::Avx2).flatten(),
-                _ => Self::detect(),
+            let named = match std::env::var("ATROUS_CPU_GEMM").as_deref() {
+                Ok("sgemm") => return None,
+                Ok("avx512") => GemmKernel::Avx512,
+                Ok("avx2") => GemmKernel::Avx2,
+                _ => return Self::detect(),
+            };
+            if Self::available().contains(&named) {
+                Some(named)
+            } else {
+                Self::detect()
             }
         })
     }
