@@ -397,3 +397,27 @@ fn implicit_gemm_conv_transpose2d_matches_reference_on_wide_layers() {
         }
     }
 }
+
+/// 1×1 stride-1 convolutions, whose packing copies the input planes' strips as they are: maps
+/// smaller than a strip, partial last strips, several blocks, groups, batches, K past a block.
+#[test]
+fn implicit_gemm_pointwise_matches_reference() {
+    for (size, cig, cog, groups, batch) in [
+        (Hw::new(1, 1), 3, 5, 1, 1),
+        (Hw::new(5, 7), 17, 9, 2, 2),
+        (Hw::new(33, 31), 300, 12, 1, 1),
+        (Hw::new(29, 29), 8, 40, 3, 2),
+    ] {
+        let x = Tensor::random(vec![batch, groups * cig, size.h, size.w], 91);
+        let w = Tensor::random(vec![groups * cog, cig, 1, 1], 92);
+        let b = Tensor::random(vec![groups * cog], 93);
+        let p = Conv2dParams { groups, ..Default::default() };
+        let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
+        let exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap();
+        for kernel in cpu::GemmKernel::available() {
+            let fast = cpu::conv2d_on(&g, x.data(), w.data(), Some(b.data()), TapSkipping::Auto, Some(kernel));
+            let d = difference(&fast, exact.data());
+            assert!(d.within(TOLERANCE), "{kernel:?}: {d} for {cig}→{cog} ×{groups} on {size:?}");
+        }
+    }
+}

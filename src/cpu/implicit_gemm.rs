@@ -244,6 +244,14 @@ pub(super) struct Correlation<'a> {
     pub skip_padding: bool,
 }
 
+impl Correlation<'_> {
+    /// A 1×1 correlation at stride 1 without padding: B is the input planes as they are.
+    fn is_pointwise(&self) -> bool {
+        let plain = |a: &Axis| a.stride == 1 && a.offsets == [0] && a.input == a.output;
+        plain(&self.rows) && plain(&self.cols)
+    }
+}
+
 /// Raw output pointer shared by the tasks, which write disjoint tiles.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
@@ -259,8 +267,8 @@ thread_local! {
     static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `out[m planes of rows.output × cols.output] += A · B(correlation)`, split over rayon's threads
-/// by pixels (or by output channels where there are too few pixels to share out evenly).
+/// `out[m planes of rows.output × cols.output] += A · B(correlation)`, in tasks of a block of
+/// pixels (and a share of the output channels where the blocks are few) over rayon's threads.
 pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: &mut [f32]) {
     let taps = c.rows.offsets.len() * c.cols.offsets.len();
     assert_eq!(a.k, taps * c.channels);
@@ -273,17 +281,17 @@ pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, 
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let strips = pixels.div_ceil(nr);
     let tiles = a.m.div_ceil(mr);
+    // One task per block of pixels, taken by whichever thread is free (a core that the VM or
+    // another process slows down takes fewer); where there are too few blocks to keep every
+    // thread busy to the end, the output channels are split too, each task packing B for itself.
+    let block_strips = BLOCK_PIXELS.div_ceil(nr);
+    let blocks = strips.div_ceil(block_strips);
     let threads = rayon::current_num_threads().max(1);
-    // Even shares of strips keep both cores busy to the end; with few strips (small maps, wide
-    // layers) the output channels are shared instead, each task packing B for itself.
-    let by_pixels = strips >= 8 * threads || tiles < threads;
-    let tasks: Vec<(Range<usize>, Range<usize>)> = (0..threads)
-        .map(|i| {
-            if by_pixels {
-                (0..tiles, strips * i / threads..strips * (i + 1) / threads)
-            } else {
-                (tiles * i / threads..tiles * (i + 1) / threads, 0..strips)
-            }
+    let tile_chunks = if blocks >= 2 * threads { 1 } else { tiles.min((2 * threads).div_ceil(blocks)) };
+    let tasks: Vec<(Range<usize>, Range<usize>)> = (0..tile_chunks)
+        .flat_map(|i| {
+            let tile_range = tiles * i / tile_chunks..tiles * (i + 1) / tile_chunks;
+            (0..blocks).map(move |b| (tile_range.clone(), b * block_strips..((b + 1) * block_strips).min(strips)))
         })
         .filter(|(t, s)| !t.is_empty() && !s.is_empty())
         .collect();
@@ -353,6 +361,28 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: S
     }
 }
 
+/// [`pack_block`] for a 1×1 stride-1 unpadded correlation, where row `k` of B is plane `k`
+/// itself: each strip is one copy of `NR` contiguous floats, its length known to the compiler so
+/// that it is a few vector moves rather than a call to `memmove` (most of the packing's time on
+/// a ResNet's 1×1 layers).
+fn pack_pointwise<const NR: usize>(input: &[f32], pixels: usize, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
+    let kc = ks.len();
+    for (kk, k) in ks.enumerate() {
+        let plane = &input[k * pixels..][..pixels];
+        for (i, strip) in strips.clone().enumerate() {
+            let dst = &mut packed[(i * kc + kk) * NR..][..NR];
+            let src = &plane[strip * NR..];
+            if src.len() >= NR {
+                let dst: &mut [f32; NR] = dst.try_into().expect("NR floats");
+                *dst = src[..NR].try_into().expect("NR floats");
+            } else {
+                dst[..src.len()].copy_from_slice(src);
+                dst[src.len()..].fill(0.0);
+            }
+        }
+    }
+}
+
 /// Packs `B[ks, strips' pixels]` as `[strip][k][nr]`, pixels past the map zero: row `k` of B is
 /// what tap `k / channels` reads from plane `k % channels`, row segment by row segment.
 fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize, packed: &mut [f32]) {
@@ -360,6 +390,14 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
     let (ih, iw) = (c.rows.input, c.cols.input);
     let pixels = c.rows.output * ow;
     let kc = ks.len();
+    if c.is_pointwise() {
+        match nr {
+            48 => pack_pointwise::<48>(c.input, pixels, ks, strips, packed),
+            24 => pack_pointwise::<24>(c.input, pixels, ks, strips, packed),
+            _ => unreachable!("the kernels' strips are 48 or 24 pixels"),
+        }
+        return;
+    }
     for (kk, k) in ks.enumerate() {
         let (tap, channel) = (k / c.channels, k % c.channels);
         let (ty, tx) = (tap / taps_w, tap % taps_w);

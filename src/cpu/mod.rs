@@ -13,6 +13,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 mod conv2d;
 mod conv_transpose2d;
 mod implicit_gemm;
@@ -51,13 +53,25 @@ impl TapSkipping {
     }
 }
 
-/// The fused epilogue of a network's convolution: add `residual` (same shape), then ReLU.
+/// The fused epilogue of a network's convolution: add `residual` (same shape), then ReLU; in
+/// parallel, one pass (a ResNet's outputs are tens of MB, which one core alone takes
+/// milliseconds to stream while the other waits).
 pub fn epilogue(values: &mut [f32], residual: Option<&[f32]>, relu: bool) {
-    if let Some(r) = residual {
-        values.iter_mut().zip(r).for_each(|(v, r)| *v += r);
-    }
-    if relu {
-        values.iter_mut().for_each(|v| *v = v.max(0.0));
+    const CHUNK: usize = 1 << 16;
+    let finish = |v: &mut f32| {
+        if relu {
+            *v = v.max(0.0);
+        }
+    };
+    match residual {
+        Some(r) => values.par_chunks_mut(CHUNK).zip(r.par_chunks(CHUNK)).for_each(|(values, r)| {
+            values.iter_mut().zip(r).for_each(|(v, r)| {
+                *v += r;
+                finish(v);
+            })
+        }),
+        None if relu => values.par_chunks_mut(CHUNK).for_each(|values| values.iter_mut().for_each(finish)),
+        None => {}
     }
 }
 
