@@ -87,8 +87,9 @@ fn phases(kernel: usize, stride: usize, dilation: usize, padding: usize, input: 
 }
 
 /// The transposed convolution as one forward correlation per output phase (`stride.h ×
-/// stride.w` of them), no col2im: each phase's pixels are computed by the implicit GEMM into a
-/// dense plane (straight into the output at stride 1) and then laid into their places.
+/// stride.w` of them, computed at once), no col2im: each phase's pixels are computed by the
+/// implicit GEMM into dense planes (straight into the output at stride 1) and then laid into
+/// their places.
 fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let taps = g.kernel.h * g.kernel.w;
@@ -97,7 +98,6 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
     let row_phases = phases(g.kernel.h, g.stride.h, g.dilation.h, g.padding.h, g.input.h, g.output.h);
     let col_phases = phases(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
     let in_place = g.stride == crate::shape::Hw::square(1);
-    let mut dense = PHASE_PLANES.take();
     for group in 0..g.groups {
         // The group's weight [cig, cog, kH, kW] as [cog, kH·kW, cig], so that each phase packs
         // its tiles from contiguous channels (in place they lie cog·kH·kW floats apart).
@@ -110,47 +110,62 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
                 src.iter().enumerate().for_each(|(tap, &v)| dst[tap * cig + ci] = v);
             }
         });
-        for rows in row_phases.iter().filter(|p| !p.taps.is_empty()) {
-            for cols in col_phases.iter().filter(|p| !p.taps.is_empty()) {
-                let phase_taps: Vec<usize> = rows.taps.iter().flat_map(|ky| cols.taps.iter().map(move |kx| ky * g.kernel.w + kx)).collect();
-                let a = PackedWeights::new(kernel, cog, taps, cig, &phase_taps, &by_output);
-                let phase_pixels = rows.axis.output * cols.axis.output;
+        let phase_pairs: Vec<(&Phase, &Phase)> = row_phases.iter().flat_map(|r| col_phases.iter().map(move |c| (r, c))).filter(|(r, c)| !r.taps.is_empty() && !c.taps.is_empty()).collect();
+        let correlation = |rows: &Phase, cols: &Phase, n: usize| Correlation {
+            rows: rows.axis.clone(),
+            cols: cols.axis.clone(),
+            channels: cig,
+            input: &input[(n * g.c_in + group * cig) * in_pixels..][..cig * in_pixels],
+            skip_padding: skipping != TapSkipping::Off,
+        };
+        let packed = |rows: &Phase, cols: &Phase| {
+            let phase_taps: Vec<usize> = rows.taps.iter().flat_map(|ky| cols.taps.iter().map(move |kx| ky * g.kernel.w + kx)).collect();
+            PackedWeights::new(kernel, cog, taps, cig, &phase_taps, &by_output)
+        };
+        if in_place {
+            // Stride 1: one phase, the output itself.
+            for &(rows, cols) in &phase_pairs {
+                let a = packed(rows, cols);
                 for n in 0..g.batch {
-                    let c = Correlation {
-                        rows: rows.axis.clone(),
-                        cols: cols.axis.clone(),
-                        channels: cig,
-                        input: &input[(n * g.c_in + group * cig) * in_pixels..][..cig * in_pixels],
-                        skip_padding: skipping != TapSkipping::Off,
-                    };
-                    let out_slab = &mut out[(n * g.c_out + group * cog) * out_plane..][..cog * out_plane];
-                    if in_place {
-                        correlate(kernel, &c, &a, out_slab);
-                        continue;
-                    }
-                    dense.resize(dense.len().max(cog * phase_pixels), 0.0);
-                    dense[..cog * phase_pixels].fill(0.0);
-                    correlate(kernel, &c, &a, &mut dense[..cog * phase_pixels]);
-                    out_slab.par_chunks_mut(out_plane).zip(dense[..cog * phase_pixels].par_chunks(phase_pixels)).for_each(|(plane, src)| {
-                        for (q, row) in src.chunks(cols.axis.output).enumerate() {
-                            let dst = &mut plane[(rows.phase + q * g.stride.h) * g.output.w + cols.phase..];
-                            dst.iter_mut().step_by(g.stride.w).zip(row).for_each(|(o, v)| *o += v);
-                        }
-                    });
+                    correlate(kernel, &correlation(rows, cols, n), &a, &mut out[(n * g.c_out + group * cog) * out_plane..][..cog * out_plane]);
                 }
             }
+        } else {
+            // The phases at once (each correlation's blocks are rayon tasks too): one after the
+            // other, each phase's few blocks left a core idle at its end.
+            let dense: Vec<Vec<f32>> = phase_pairs
+                .par_iter()
+                .map(|&(rows, cols)| {
+                    let a = packed(rows, cols);
+                    let phase_pixels = rows.axis.output * cols.axis.output;
+                    let mut planes = output_with_bias(g.batch * cog, phase_pixels, None, 1);
+                    for (n, slab) in planes.chunks_mut(cog * phase_pixels).enumerate() {
+                        correlate(kernel, &correlation(rows, cols, n), &a, slab);
+                    }
+                    planes
+                })
+                .collect();
+            out.par_chunks_mut(out_plane).enumerate().filter(|(plane, _)| plane / cog % g.groups == group).for_each(|(plane, dst)| {
+                let (n, co) = (plane / g.c_out, plane % cog);
+                for (&(rows, cols), planes) in phase_pairs.iter().zip(&dense) {
+                    let phase_pixels = rows.axis.output * cols.axis.output;
+                    let src = &planes[(n * cog + co) * phase_pixels..][..phase_pixels];
+                    for (q, row) in src.chunks(cols.axis.output).enumerate() {
+                        let dst = &mut dst[(rows.phase + q * g.stride.h) * g.output.w + cols.phase..];
+                        dst.iter_mut().step_by(g.stride.w).zip(row).for_each(|(o, v)| *o += v);
+                    }
+                }
+            });
         }
         TRANSPOSED_WEIGHTS.set(by_output);
     }
-    PHASE_PLANES.set(dense);
     out
 }
 
 thread_local! {
-    /// The by-phase path's buffers, kept between calls (see `implicit_gemm`'s `PACKED_B`): the
-    /// weights reordered per output channel, and one phase's planes.
+    /// The by-phase path's weights reordered per output channel, kept between calls (see
+    /// `implicit_gemm`'s `PACKED_B`).
     static TRANSPOSED_WEIGHTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static PHASE_PLANES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// SGEMM + col2im transposed convolution, parallel over (batch, group): the GEMM computes every
