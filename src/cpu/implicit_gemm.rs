@@ -336,7 +336,7 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: S
                 let ks = k0..(k0 + KC).min(run.end);
                 let kc = ks.len();
                 packed.resize(block.len() * kc * nr, 0.0);
-                pack_block(c, ks.clone(), block.clone(), nr, packed);
+                pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
                 for tile in tile_range.clone() {
                     let rows = tile * mr..((tile + 1) * mr).min(a.m);
                     let a_tile = a.data[(tile * a.k + k0) * mr..].as_ptr();
@@ -390,7 +390,53 @@ fn pack_pointwise<const NR: usize>(input: &[f32], pixels: usize, ks: Range<usize
 
 /// Packs `B[ks, strips' pixels]` as `[strip][k][nr]`, pixels past the map zero: row `k` of B is
 /// what tap `k / channels` reads from plane `k % channels`, row segment by row segment.
-fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize, packed: &mut [f32]) {
+/// [`pack_block`] compiled for the kernel's instruction set, so that its short row segments
+/// are copied with masked vector moves (AVX-512) where a call to `memmove` per segment of a
+/// few dozen floats was most of the packing's time.
+fn pack_block_on(kernel: GemmKernel, c: &Correlation, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
+    match kernel {
+        // SAFETY: `GemmKernel::Avx512` exists only where the CPU has AVX-512F.
+        #[cfg(target_arch = "x86_64")]
+        GemmKernel::Avx512 => unsafe { pack_block_avx512(c, ks, strips, packed) },
+        _ => pack_block(c, ks, strips, kernel.nr(), packed, copy_segment),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_block_avx512(c: &Correlation, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
+    pack_block(c, ks, strips, GemmKernel::Avx512.nr(), packed, |dst, src| {
+        // SAFETY: this function runs only on CPUs with AVX-512F.
+        unsafe { copy_segment_avx512(dst, src) }
+    })
+}
+
+/// `dst = src[..dst.len()]`.
+#[inline(always)]
+fn copy_segment(dst: &mut [f32], src: &[f32]) {
+    dst.copy_from_slice(&src[..dst.len()]);
+}
+
+/// [`copy_segment`] in masked 16-float moves (masked-off lanes are neither read nor written).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn copy_segment_avx512(dst: &mut [f32], src: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    assert!(src.len() >= n);
+    let mut i = 0;
+    while i < n {
+        let lanes = (n - i).min(16);
+        let mask: __mmask16 = ((1u32 << lanes) - 1) as u16;
+        let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
+        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
+        i += 16;
+    }
+}
+
+#[inline(always)]
+fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize, packed: &mut [f32], copy: impl Fn(&mut [f32], &[f32])) {
     let (ow, taps_w) = (c.cols.output, c.cols.offsets.len());
     let (ih, iw) = (c.rows.input, c.cols.input);
     let pixels = c.rows.output * ow;
@@ -438,7 +484,7 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
                 let first = (lo * sx) as isize + offset_x;
                 let src = &row[first as usize..];
                 if sx == 1 {
-                    inner.copy_from_slice(&src[..inner.len()]);
+                    copy(inner, src);
                 } else {
                     inner.iter_mut().zip(src.iter().step_by(sx)).for_each(|(d, &v)| *d = v);
                 }
