@@ -48,6 +48,16 @@ impl GemmKernel {
         })
     }
 
+    /// What the CPU's descriptions and records name as its kernel: `implicit-gemm-avx512`,
+    /// `implicit-gemm-avx2`, or `im2col+sgemm` (the `gemm` crate's path).
+    pub fn name(kernel: Option<Self>) -> &'static str {
+        match kernel {
+            Some(GemmKernel::Avx512) => "implicit-gemm-avx512",
+            Some(GemmKernel::Avx2) => "implicit-gemm-avx2",
+            None => "im2col+sgemm",
+        }
+    }
+
     /// Every kernel this CPU runs, widest first (tests run each).
     pub fn available() -> Vec<Self> {
         let mut kernels = Vec::new();
