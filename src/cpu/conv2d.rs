@@ -2,7 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights};
+use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides};
 use super::{intersect, positions_inside, sgemm, sgemm_strided, tap_position, TapSkipping};
 use crate::shape::WindowGeometry;
 
@@ -129,11 +129,11 @@ fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight
     let rows = Axis::forward(g.kernel.h, g.stride.h, g.dilation.h, g.padding.h, g.input.h, g.output.h);
     let cols = Axis::forward(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
     // K is tap-major (all channels of one tap, then the next), so that a tap skipped is a run of K.
-    let tap_major = tap_major_weights(g, weight, TAP_MAJOR.take());
     let all_taps: Vec<usize> = (0..taps).collect();
+    let strides = WeightStrides { row: cig * taps, tap: 1, channel: taps };
     for group in 0..g.groups {
-        let w = &tap_major[group * cog * cig * taps..][..cog * cig * taps];
-        let a = PackedWeights::new(kernel, cog, taps, cig, &all_taps, w);
+        let w = &weight[group * cog * cig * taps..][..cog * cig * taps];
+        let a = PackedWeights::new(kernel, cog, cig, &all_taps, w, strides);
         for n in 0..g.batch {
             let c = Correlation {
                 rows: rows.clone(),
@@ -146,7 +146,6 @@ fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight
             correlate(kernel, &c, &a, &mut out[start..start + cog * pixels]);
         }
     }
-    TAP_MAJOR.set(tap_major);
     out
 }
 

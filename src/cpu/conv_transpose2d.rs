@@ -2,7 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights};
+use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides};
 use super::{intersect, positions_inside, sgemm, sgemm_strided, TapSkipping};
 use crate::shape::WindowGeometry;
 
@@ -99,17 +99,9 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
     let col_phases = phases(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
     let in_place = g.stride == crate::shape::Hw::square(1);
     for group in 0..g.groups {
-        // The group's weight [cig, cog, kH, kW] as [cog, kH·kW, cig], so that each phase packs
-        // its tiles from contiguous channels (in place they lie cog·kH·kW floats apart).
         let w = &weight[group * cig * cog * taps..][..cig * cog * taps];
-        let mut by_output = TRANSPOSED_WEIGHTS.take();
-        by_output.resize(w.len(), 0.0);
-        by_output.par_chunks_mut(taps * cig).enumerate().for_each(|(co, dst)| {
-            for ci in 0..cig {
-                let src = &w[(ci * cog + co) * taps..][..taps];
-                src.iter().enumerate().for_each(|(tap, &v)| dst[tap * cig + ci] = v);
-            }
-        });
+        // The group's weight is [cig, cog, kH, kW]: row co, channel ci.
+        let strides = WeightStrides { row: taps, tap: 1, channel: cog * taps };
         let phase_pairs: Vec<(&Phase, &Phase)> = row_phases.iter().flat_map(|r| col_phases.iter().map(move |c| (r, c))).filter(|(r, c)| !r.taps.is_empty() && !c.taps.is_empty()).collect();
         let correlation = |rows: &Phase, cols: &Phase, n: usize| Correlation {
             rows: rows.axis.clone(),
@@ -120,7 +112,7 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
         };
         let packed = |rows: &Phase, cols: &Phase| {
             let phase_taps: Vec<usize> = rows.taps.iter().flat_map(|ky| cols.taps.iter().map(move |kx| ky * g.kernel.w + kx)).collect();
-            PackedWeights::new(kernel, cog, taps, cig, &phase_taps, &by_output)
+            PackedWeights::new(kernel, cog, cig, &phase_taps, w, strides)
         };
         if in_place {
             // Stride 1: one phase, the output itself.
@@ -157,15 +149,8 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
                 }
             });
         }
-        TRANSPOSED_WEIGHTS.set(by_output);
     }
     out
-}
-
-thread_local! {
-    /// The by-phase path's weights reordered per output channel, kept between calls (see
-    /// `implicit_gemm`'s `PACKED_B`).
-    static TRANSPOSED_WEIGHTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// SGEMM + col2im transposed convolution, parallel over (batch, group): the GEMM computes every

@@ -215,24 +215,32 @@ pub(super) struct PackedWeights {
     data: Vec<f32>,
 }
 
+/// Where a weight lies in a convolution's weight tensor: `row · row + tap · tap + channel ·
+/// channel` floats in (a forward convolution's `[C_out, C_in/groups, kH, kW]` is `(C_in/groups
+/// · taps, 1, taps)`, a transposed one's `[C_in, C_out/groups, kH, kW]` `(taps, 1, C_out/groups
+/// · taps)`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WeightStrides {
+    pub row: usize,
+    pub tap: usize,
+    pub channel: usize,
+}
+
 impl PackedWeights {
-    /// Packs `A[row, (j, c)] = source[row][taps[j]][c]` (K = `taps.len() · channels`, tap-major)
-    /// from weights laid out `[m][all_taps][channels]`: a tile reads its rows' channels
-    /// contiguously.
-    pub fn new(kernel: GemmKernel, m: usize, all_taps: usize, channels: usize, taps: &[usize], source: &[f32]) -> Self {
-        assert_eq!(source.len(), m * all_taps * channels);
+    /// Packs `A[row, (j, c)] = weight(row, taps[j], c)` (K = `taps.len() · channels`,
+    /// tap-major), read in place from `source` with `strides`: per tile and channel its rows'
+    /// weights lie within a few cache lines, which the tile's other taps read again from L2.
+    pub fn new(kernel: GemmKernel, m: usize, channels: usize, taps: &[usize], source: &[f32], strides: WeightStrides) -> Self {
         let (mr, k) = (kernel.mr(), taps.len() * channels);
         let mut data = PACKED_A.take();
         data.resize(m.div_ceil(mr) * mr * k, 0.0);
         data.par_chunks_mut(k * mr).enumerate().for_each(|(tile, dst)| {
-            for i in 0..mr {
-                let row = tile * mr + i;
-                for (j, &tap) in taps.iter().enumerate() {
-                    let dst = dst[j * channels * mr + i..].iter_mut().step_by(mr).take(channels);
-                    if row < m {
-                        dst.zip(&source[(row * all_taps + tap) * channels..][..channels]).for_each(|(d, &v)| *d = v);
-                    } else {
-                        dst.for_each(|d| *d = 0.0);
+            let rows = tile * mr..((tile + 1) * mr).min(m);
+            for (j, &tap) in taps.iter().enumerate() {
+                for (c, d) in dst[j * channels * mr..][..channels * mr].chunks_exact_mut(mr).enumerate() {
+                    let at = tap * strides.tap + c * strides.channel;
+                    for (i, v) in d.iter_mut().enumerate() {
+                        *v = if i < rows.len() { source[(rows.start + i) * strides.row + at] } else { 0.0 };
                     }
                 }
             }
