@@ -17,7 +17,7 @@ use rayon::prelude::*;
 pub enum GemmKernel {
     /// 8 output channels × 48 pixels (24 zmm accumulators).
     Avx512,
-    /// 4 output channels × 24 pixels (12 ymm accumulators; AVX2 has 16 registers).
+    /// 6 output channels × 16 pixels (12 ymm accumulators; AVX2 has 16 registers).
     Avx2,
 }
 
@@ -77,7 +77,7 @@ impl GemmKernel {
     fn mr(self) -> usize {
         match self {
             GemmKernel::Avx512 => 8,
-            GemmKernel::Avx2 => 4,
+            GemmKernel::Avx2 => 6,
         }
     }
 
@@ -85,7 +85,7 @@ impl GemmKernel {
     fn nr(self) -> usize {
         match self {
             GemmKernel::Avx512 => 48,
-            GemmKernel::Avx2 => 24,
+            GemmKernel::Avx2 => 16,
         }
     }
 
@@ -133,16 +133,17 @@ unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc:
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+    // 6 × 2 accumulators, 2 for B and 1 broadcast: 15 of the 16 ymm registers (4 × 3 needed a
+    // 17th, and the accumulator spilled to the stack every step ran at half the peak).
+    let mut acc = [[_mm256_setzero_ps(); 2]; 6];
     for p in 0..kc {
-        let bp = b.add(p * 24);
-        let (b0, b1, b2) = (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)), _mm256_loadu_ps(bp.add(16)));
-        let ap = a.add(p * 4);
+        let bp = b.add(p * 16);
+        let (b0, b1) = (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)));
+        let ap = a.add(p * 6);
         for (i, row) in acc.iter_mut().enumerate() {
             let ai = _mm256_set1_ps(*ap.add(i));
             row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
             row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
-            row[2] = _mm256_fmadd_ps(ai, b2, row[2]);
         }
     }
     for (i, row) in acc.iter().enumerate() {
@@ -462,8 +463,8 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
     if c.is_pointwise() {
         match nr {
             48 => pack_pointwise::<48>(c.input, pixels, ks, strips, packed),
-            24 => pack_pointwise::<24>(c.input, pixels, ks, strips, packed),
-            _ => unreachable!("the kernels' strips are 48 or 24 pixels"),
+            16 => pack_pointwise::<16>(c.input, pixels, ks, strips, packed),
+            _ => unreachable!("the kernels' strips are 48 or 16 pixels"),
         }
         return;
     }
