@@ -10,17 +10,30 @@ is 1 by definition (the first dilation listed is the base).
     cargo build --release
     python3 benches/cpu_vs_onnxruntime.py            # 256→256, 3×3, 65×65, dilations 1..16
 
+    python3 benches/cpu_vs_onnxruntime.py --op resnet50 --output-stride 8 --size 513
+
 Both use every core: ORT's intra-op threads default to the core count, atrous's rayon pool too.
+
+`--op resnet50` times a whole ResNet-50 backbone (to layer4) at the given output stride: the ONNX
+network built by tests/independent/ort_resnet.py from torchvision's definition, on random
+He-initialised weights (written to a .safetensors file that `atrous backbone --weights` reads
+too) and a random input. ORT runs with its default graph optimisations (batch norm folded,
+fusions, its NCHWc layout), warm (the median of --repeats runs after --warmup); atrous's time is
+`atrous backbone --device cpu`'s total_ms, one forward pass per process, the median of --repeats
+processes.
 """
 import argparse
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
@@ -55,10 +68,102 @@ def median_ms(session, feeds, warmup, repeats):
     return float(np.median(times))
 
 
+def write_safetensors(path, tensors):
+    """{name: float32 array} as a .safetensors file (8-byte header length, JSON header, data)."""
+    header, offset, blobs = {}, 0, []
+    for name, value in tensors.items():
+        blob = np.ascontiguousarray(value, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(value.shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+
+
+class RandomState(dict):
+    """A state dict that makes up each tensor ort_resnet's Graph asks for, in the shape asked."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.rng = rng
+
+    def __contains__(self, name):
+        return True
+
+    def request(self, name, shape):
+        if name not in self.keys():
+            if name.endswith("running_var"):
+                value = self.rng.uniform(0.5, 1.5, shape)
+            elif len(shape) == 4:
+                value = self.rng.normal(0, np.sqrt(2 / np.prod(shape[1:])), shape)
+            elif name.endswith(".weight"):
+                value = self.rng.uniform(0.5, 1.5, shape)
+            else:
+                value = self.rng.uniform(-0.1, 0.1, shape)
+            dict.__setitem__(self, name, value.astype(np.float32))
+        return dict.__getitem__(self, name)
+
+
+def bench_resnet(args):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "independent"))
+    import ort_resnet
+
+    state = RandomState(np.random.default_rng(0))
+    graph = ort_resnet.Graph(state, "", "random weights")
+    original_param = graph.param
+
+    def param(name, shape):
+        state.request(name, shape)
+        return original_param(name, shape)
+
+    graph.param = param
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 3, args.size, args.size)).astype(np.float32)
+    y = ort_resnet.build_backbone(graph, "x", "resnet50", args.output_stride)
+    model_graph = helper.make_graph(
+        graph.nodes, "resnet50",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))] + graph.inputs,
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, [None] * 4)], initializer=graph.initializers)
+    # The weights as initializers (not graph inputs) so that ORT may fold batch norm and pre-pack.
+    model = helper.make_model(model_graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    feeds = {"x": x}
+    for name, value in graph.feeds.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+    del model.graph.input[1:]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count()
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = os.path.join(tmp, "resnet50.safetensors")
+        write_safetensors(weights, dict(state.items()))
+        inputs = os.path.join(tmp, "x.npy")
+        np.save(inputs, x)
+        command = [args.atrous, "backbone", "--device", "cpu", "--arch", "resnet50", "--output-stride", str(args.output_stride),
+                   "--weights", weights, "--input", inputs, "--json"]
+        atrous_times, ort_times = [], []
+        for _ in range(args.warmup):
+            session.run(None, feeds)
+        for _ in range(args.repeats):
+            # Alternating, so that a change in the machine's speed reaches both alike.
+            start = time.perf_counter()
+            session.run(None, feeds)
+            ort_times.append((time.perf_counter() - start) * 1e3)
+            run = subprocess.run(command, check=True, capture_output=True, text=True)
+            atrous_times.append(json.loads(run.stdout)["total_ms"])
+    ort_ms, atrous_ms = float(np.median(ort_times)), float(np.median(atrous_times))
+    print(f"resnet50 output stride {args.output_stride}, {args.size}x{args.size}, batch 1, {os.cpu_count()} threads, "
+          f"medians of {args.repeats} (ORT after {args.warmup} warm-up), alternating")
+    print(f"{'ORT ms':>8} {'atrous ms':>10} {'atrous/ORT':>10}")
+    print(f"{ort_ms:>8.1f} {atrous_ms:>10.1f} {ort_ms / atrous_ms:>10.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--atrous", default="target/release/atrous")
-    parser.add_argument("--op", choices=["conv2d", "conv-transpose2d"], default="conv2d")
+    parser.add_argument("--op", choices=["conv2d", "conv-transpose2d", "resnet50"], default="conv2d")
+    parser.add_argument("--output-stride", type=int, default=8, help="with --op resnet50")
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--size", type=int, default=65)
     parser.add_argument("--kernel", type=int, default=3)
@@ -67,6 +172,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
+    if args.op == "resnet50":
+        return bench_resnet(args)
 
     def atrous_record(dilation, tmp):
         path = os.path.join(tmp, f"atrous_{dilation}.json")

@@ -62,9 +62,9 @@ pub fn tap_skipping_from_env() -> bool {
     std::env::var("ATROUS_TAP_SKIPPING").map_or(true, |v| v.trim() != "0")
 }
 
-/// The fast CPU path: im2col / col2im around an SGEMM, parallel with rayon. Forward
-/// convolutions skip the taps that read only padding where that saves enough
-/// ([`cpu::TapSkipping::Auto`]) unless `$ATROUS_TAP_SKIPPING` is `0`.
+/// The fast CPU path: a packed implicit GEMM on AVX-512/AVX2 (else im2col / col2im around an
+/// SGEMM), parallel with rayon. Convolutions skip the taps that read only padding where that
+/// saves work ([`cpu::TapSkipping::Auto`]) unless `$ATROUS_TAP_SKIPPING` is `0`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
 
@@ -74,7 +74,7 @@ pub struct CpuReference;
 
 impl Backend for Cpu {
     fn describe(&self) -> String {
-        format!("CPU (im2col + SGEMM, {} threads)", rayon::current_num_threads())
+        format!("CPU ({}, {} threads)", cpu::GemmKernel::name(cpu::GemmKernel::from_env()), rayon::current_num_threads())
     }
 
     fn convolve(&self, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {

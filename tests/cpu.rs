@@ -303,3 +303,121 @@ fn transposed_taps_are_skipped_where_most_land_outside() {
     assert!(cpu::skips_transposed_taps(&t(21, 3, 1, 24, 24), TapSkipping::Auto));
     assert!(!cpu::skips_transposed_taps(&t(21, 3, 1, 24, 24), TapSkipping::Off));
 }
+
+/// Runs `check` with every packed-GEMM micro-kernel this CPU has (none on CPUs without AVX2,
+/// where the fast path is the `gemm` crate's) and every tap skipping.
+fn for_each_kernel(mut check: impl FnMut(cpu::GemmKernel, TapSkipping) -> Result<(), TestCaseError>) -> Result<(), TestCaseError> {
+    for kernel in cpu::GemmKernel::available() {
+        for skipping in [TapSkipping::Off, TapSkipping::Auto, TapSkipping::Always] {
+            check(kernel, skipping)?;
+        }
+    }
+    Ok(())
+}
+
+/// Convolutions large enough for the implicit GEMM's blocking: maps up to 60×60 (several
+/// blocks of pixels, shared out over the threads, partial strips), up to 40 input channels per
+/// group with up to 3×3 taps (K past one block of 256), 4 to 40 output channels per group
+/// (partial tiles), any stride, padding and dilation per axis (dilations beyond the map), 1×1
+/// and non-square inputs, groups and batches.
+fn blocked_conv_case() -> impl Strategy<Value = common::ConvCase> {
+    let axis = (1..=60usize, 1..=3usize, 1..=3usize, 0..=6usize, 1..=24usize);
+    let sizes = (1..=2usize, 1..=2usize, 1..=40usize, 4..=40usize, any::<u64>(), any::<bool>());
+    (axis.clone(), axis, sizes).prop_map(|((h, kh, sh, ph, dh), (w, kw, sw, pw, dw), (batch, groups, cig, cog, seed, with_bias))| {
+        let fit = |n: usize, k, d, p: usize| n.max(effective_kernel(k, d).saturating_sub(2 * p)).max(1);
+        let (h, w) = (fit(h, kh, dh, ph), fit(w, kw, dw, pw));
+        common::ConvCase {
+            input: Tensor::random(vec![batch, groups * cig, h, w], seed),
+            weight: Tensor::random(vec![groups * cog, cig, kh, kw], seed ^ 1),
+            bias: with_bias.then(|| Tensor::random(vec![groups * cog], seed ^ 2)),
+            params: Conv2dParams { stride: Hw::new(sh, sw), padding: Hw::new(ph, pw), dilation: Hw::new(dh, dw), groups },
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// The implicit GEMM on each micro-kernel, with and without leaving out padding taps,
+    /// matches the f64 reference.
+    #[test]
+    fn implicit_gemm_conv2d_matches_reference(case in prop_oneof![common::gemm_conv_case(), blocked_conv_case()]) {
+        let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        for_each_kernel(|kernel, skipping| {
+            let fast = cpu::conv2d_on(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), skipping, Some(kernel));
+            let d = difference(&fast, exact.data());
+            prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?}: {d} for {:?}", case.params);
+            Ok(())
+        })?;
+    }
+
+    /// The transposed convolution phase by phase (strides, dilations, output_padding, groups)
+    /// on each micro-kernel matches the f64 reference.
+    #[test]
+    fn implicit_gemm_conv_transpose2d_matches_reference(case in common::gemm_transposed_case()) {
+        let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
+        let exact = conv_transpose2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        for_each_kernel(|kernel, skipping| {
+            let fast = cpu::conv_transpose2d_on(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), skipping, Some(kernel));
+            let d = difference(&fast, exact.data());
+            prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?}: {d} for {:?}", case.params);
+            Ok(())
+        })?;
+    }
+}
+
+/// Transposed convolutions as networks use them (k4 s2, k3 s2 with output_padding, stride 3,
+/// dilated, 1×1 inputs), wide enough for several tiles, blocks and K blocks per phase.
+#[test]
+fn implicit_gemm_conv_transpose2d_matches_reference_on_wide_layers() {
+    for (size, kernel, stride, padding, output_padding, dilation, cig, cog, groups) in [
+        (Hw::new(17, 13), 4, 2, 1, 0, 1, 40, 24, 1),
+        (Hw::new(9, 11), 3, 2, 1, 1, 1, 70, 12, 2),
+        (Hw::new(7, 6), 3, 3, 0, 2, 2, 16, 9, 1),
+        (Hw::new(1, 1), 4, 2, 1, 0, 1, 300, 8, 1),
+        (Hw::new(5, 30), 3, 1, 2, 0, 3, 20, 20, 1),
+    ] {
+        let x = Tensor::random(vec![2, groups * cig, size.h, size.w], 81);
+        let w = Tensor::random(vec![groups * cig, cog, kernel, kernel], 82);
+        let b = Tensor::random(vec![groups * cog], 83);
+        let p = ConvTranspose2dParams {
+            stride: Hw::square(stride),
+            padding: Hw::square(padding),
+            output_padding: Hw::square(output_padding),
+            dilation: Hw::square(dilation),
+            groups,
+        };
+        let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
+        let exact = conv_transpose2d(&CpuReference, &x, &w, Some(&b), &p).unwrap();
+        for kernel in cpu::GemmKernel::available() {
+            let fast = cpu::conv_transpose2d_on(&g, x.data(), w.data(), Some(b.data()), TapSkipping::Auto, Some(kernel));
+            let d = difference(&fast, exact.data());
+            assert!(d.within(TOLERANCE), "{kernel:?}: {d} for {p:?} on {size:?}");
+        }
+    }
+}
+
+/// 1×1 stride-1 convolutions, whose packing copies the input planes' strips as they are: maps
+/// smaller than a strip, partial last strips, several blocks, groups, batches, K past a block.
+#[test]
+fn implicit_gemm_pointwise_matches_reference() {
+    for (size, cig, cog, groups, batch) in [
+        (Hw::new(1, 1), 3, 5, 1, 1),
+        (Hw::new(5, 7), 17, 9, 2, 2),
+        (Hw::new(33, 31), 300, 12, 1, 1),
+        (Hw::new(29, 29), 8, 40, 3, 2),
+    ] {
+        let x = Tensor::random(vec![batch, groups * cig, size.h, size.w], 91);
+        let w = Tensor::random(vec![groups * cog, cig, 1, 1], 92);
+        let b = Tensor::random(vec![groups * cog], 93);
+        let p = Conv2dParams { groups, ..Default::default() };
+        let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
+        let exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap();
+        for kernel in cpu::GemmKernel::available() {
+            let fast = cpu::conv2d_on(&g, x.data(), w.data(), Some(b.data()), TapSkipping::Auto, Some(kernel));
+            let d = difference(&fast, exact.data());
+            assert!(d.within(TOLERANCE), "{kernel:?}: {d} for {cig}→{cog} ×{groups} on {size:?}");
+        }
+    }
+}

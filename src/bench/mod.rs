@@ -629,14 +629,16 @@ pub fn measure_cpu_peak(progress: &mut dyn FnMut(&str)) -> Result<Peak, BenchErr
     Ok(Peak { device: Device::Cpu, gflops, timing: TimingSource::Wall, method, bandwidth_gbs, bandwidth_method })
 }
 
-/// What the CPU's records name as their backend and kernel.
-const CPU_KERNEL: &str = "im2col+sgemm";
+/// What the CPU's records name as their backend and kernel (wide layers' kernel).
+fn cpu_kernel() -> &'static str {
+    crate::cpu::GemmKernel::name(crate::cpu::GemmKernel::from_env())
+}
 
 /// The CPU's description: model name and rayon's thread count.
 fn cpu_runner() -> Runner {
     let threads = rayon::current_num_threads();
     let name = format!("{}, {threads} threads", cpu_name());
-    Runner { device: Device::Cpu, description: format!("{name} (im2col + SGEMM, rayon)"), name, backend: CPU_KERNEL.into(), timing: TimingSource::Wall }
+    Runner { device: Device::Cpu, description: format!("{name} ({}, rayon)", cpu_kernel()), name, backend: cpu_kernel().into(), timing: TimingSource::Wall }
 }
 
 /// Runs the benchmark `config` describes on `gpu` (needed when `config.devices` has the GPU)
@@ -739,7 +741,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
                 }
             }
             let stats = summarize(&format!("CPU {} at dilation {}", case.op, case.dilation), TimingSource::Wall, &seconds)?;
-            records.push(Record::new(case, Device::Cpu, &runner.name, &runner.backend, TimingSource::Wall, CPU_KERNEL, 1, stats));
+            records.push(Record::new(case, Device::Cpu, &runner.name, &runner.backend, TimingSource::Wall, cpu_kernel(), 1, stats));
         }
     }
     fill_penalties(&mut records);

@@ -2,6 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides};
 use super::{intersect, positions_inside, sgemm, sgemm_strided, tap_position, TapSkipping};
 use crate::shape::WindowGeometry;
 
@@ -96,10 +97,62 @@ pub fn skips_taps(g: &WindowGeometry, skipping: TapSkipping) -> bool {
     }
 }
 
+/// The fast convolution: the packed implicit GEMM ([`GemmKernel::from_env`]) on CPUs with AVX2
+/// or AVX-512 where each group has enough output channels to fill its tiles, else
+/// [`conv2d_sgemm`].
+pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
+    conv2d_on(g, input, weight, bias, skipping, GemmKernel::from_env())
+}
+
+/// [`conv2d`] on the given micro-kernel, or (`None`) on [`conv2d_sgemm`].
+pub fn conv2d_on(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping, kernel: Option<GemmKernel>) -> Vec<f32> {
+    match kernel {
+        Some(kernel) if uses_implicit_gemm(g, skipping) => conv2d_implicit(kernel, g, input, weight, bias, skipping),
+        _ => conv2d_sgemm(g, input, weight, bias, skipping),
+    }
+}
+
+/// Whether [`conv2d`] takes the implicit GEMM: where a group's output channels fill most of a
+/// tile (depthwise and narrow groups would multiply zeros).
+pub fn uses_implicit_gemm(g: &WindowGeometry, _skipping: TapSkipping) -> bool {
+    g.c_out_per_group() >= 4
+}
+
+/// The implicit GEMM, group by group (weights packed once per group) and sample by sample,
+/// each correlation split over the threads. The output starts as the bias, and the products
+/// accumulate into it.
+fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let taps = g.kernel.h * g.kernel.w;
+    let (in_plane, pixels) = (g.input.h * g.input.w, g.output.h * g.output.w);
+    let mut out = output_with_bias(g.batch * g.c_out, pixels, bias, g.c_out);
+    let rows = Axis::forward(g.kernel.h, g.stride.h, g.dilation.h, g.padding.h, g.input.h, g.output.h);
+    let cols = Axis::forward(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
+    // K is tap-major (all channels of one tap, then the next), so that a tap skipped is a run of K.
+    let all_taps: Vec<usize> = (0..taps).collect();
+    let strides = WeightStrides { row: cig * taps, tap: 1, channel: taps };
+    for group in 0..g.groups {
+        let w = &weight[group * cog * cig * taps..][..cog * cig * taps];
+        let a = PackedWeights::new(kernel, cog, cig, &all_taps, w, strides);
+        for n in 0..g.batch {
+            let c = Correlation {
+                rows: rows.clone(),
+                cols: cols.clone(),
+                channels: cig,
+                input: &input[(n * g.c_in + group * cig) * in_plane..][..cig * in_plane],
+                skip_padding: skipping != TapSkipping::Off,
+            };
+            let start = (n * g.c_out + group * cog) * pixels;
+            correlate(kernel, &c, &a, &mut out[start..start + cog * pixels]);
+        }
+    }
+    out
+}
+
 /// im2col + SGEMM convolution, parallel over (batch, group). With `skipping`, a convolution
 /// whose taps often read only padding (a dilation large next to the map) runs tap by tap
 /// instead: one SGEMM per tap over the pixels it reads data for ([`tap_rectangles`]).
-pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
+pub fn conv2d_sgemm(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let in_plane = g.input.h * g.input.w;
     let pixels = g.output.h * g.output.w;

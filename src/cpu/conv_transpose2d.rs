@@ -2,6 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides};
 use super::{intersect, positions_inside, sgemm, sgemm_strided, TapSkipping};
 use crate::shape::WindowGeometry;
 
@@ -48,11 +49,115 @@ pub fn conv_transpose2d_reference(g: &WindowGeometry, input: &[f32], weight: &[f
         .collect()
 }
 
+/// The fast transposed convolution: output phase by output phase on the packed implicit GEMM
+/// ([`GemmKernel::from_env`]) where a group has enough output channels to fill its tiles and
+/// [`skips_transposed_taps`] does not send it tap by tap, else [`conv_transpose2d_sgemm`].
+pub fn conv_transpose2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
+    conv_transpose2d_on(g, input, weight, bias, skipping, GemmKernel::from_env())
+}
+
+/// [`conv_transpose2d`] on the given micro-kernel, or (`None`) on [`conv_transpose2d_sgemm`].
+pub fn conv_transpose2d_on(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping, kernel: Option<GemmKernel>) -> Vec<f32> {
+    match kernel {
+        Some(kernel) if g.c_out_per_group() >= 4 && !skips_transposed_taps(g, skipping) => conv_transpose2d_by_phase(kernel, g, input, weight, bias, skipping),
+        _ => conv_transpose2d_sgemm(g, input, weight, bias, skipping),
+    }
+}
+
+/// One output phase of one axis: the output positions `phase + stride·q` (the phase axis's
+/// outputs `q`) receive, from tap `taps[j]`, input position `q + axis.offsets[j]` — a forward
+/// correlation at stride 1 with the taps whose `tap·dilation` is congruent to `phase + padding`.
+struct Phase {
+    phase: usize,
+    taps: Vec<usize>,
+    axis: Axis,
+}
+
+/// The phases of one axis (`stride` of them; a phase beyond the output, or without taps, has no
+/// outputs or only the bias).
+fn phases(kernel: usize, stride: usize, dilation: usize, padding: usize, input: usize, output: usize) -> Vec<Phase> {
+    (0..stride.min(output))
+        .map(|phase| {
+            // o = i·stride + t·dilation − padding, so i = q + (phase + padding − t·dilation) / stride.
+            let taps: Vec<usize> = (0..kernel).filter(|t| (phase + padding + kernel * dilation * stride - t * dilation).is_multiple_of(stride)).collect();
+            let offsets = taps.iter().map(|&t| (phase as isize + padding as isize - (t * dilation) as isize).div_euclid(stride as isize)).collect();
+            Phase { phase, taps, axis: Axis { stride: 1, input, output: (output - phase).div_ceil(stride), offsets } }
+        })
+        .collect()
+}
+
+/// The transposed convolution as one forward correlation per output phase (`stride.h ×
+/// stride.w` of them, computed at once), no col2im: each phase's pixels are computed by the
+/// implicit GEMM into dense planes (straight into the output at stride 1) and then laid into
+/// their places.
+fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let taps = g.kernel.h * g.kernel.w;
+    let (in_pixels, out_plane) = (g.input.h * g.input.w, g.output.h * g.output.w);
+    let mut out = output_with_bias(g.batch * g.c_out, out_plane, bias, g.c_out);
+    let row_phases = phases(g.kernel.h, g.stride.h, g.dilation.h, g.padding.h, g.input.h, g.output.h);
+    let col_phases = phases(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
+    let in_place = g.stride == crate::shape::Hw::square(1);
+    for group in 0..g.groups {
+        let w = &weight[group * cig * cog * taps..][..cig * cog * taps];
+        // The group's weight is [cig, cog, kH, kW]: row co, channel ci.
+        let strides = WeightStrides { row: taps, tap: 1, channel: cog * taps };
+        let phase_pairs: Vec<(&Phase, &Phase)> = row_phases.iter().flat_map(|r| col_phases.iter().map(move |c| (r, c))).filter(|(r, c)| !r.taps.is_empty() && !c.taps.is_empty()).collect();
+        let correlation = |rows: &Phase, cols: &Phase, n: usize| Correlation {
+            rows: rows.axis.clone(),
+            cols: cols.axis.clone(),
+            channels: cig,
+            input: &input[(n * g.c_in + group * cig) * in_pixels..][..cig * in_pixels],
+            skip_padding: skipping != TapSkipping::Off,
+        };
+        let packed = |rows: &Phase, cols: &Phase| {
+            let phase_taps: Vec<usize> = rows.taps.iter().flat_map(|ky| cols.taps.iter().map(move |kx| ky * g.kernel.w + kx)).collect();
+            PackedWeights::new(kernel, cog, cig, &phase_taps, w, strides)
+        };
+        if in_place {
+            // Stride 1: one phase, the output itself.
+            for &(rows, cols) in &phase_pairs {
+                let a = packed(rows, cols);
+                for n in 0..g.batch {
+                    correlate(kernel, &correlation(rows, cols, n), &a, &mut out[(n * g.c_out + group * cog) * out_plane..][..cog * out_plane]);
+                }
+            }
+        } else {
+            // The phases at once (each correlation's blocks are rayon tasks too): one after the
+            // other, each phase's few blocks left a core idle at its end.
+            let dense: Vec<Vec<f32>> = phase_pairs
+                .par_iter()
+                .map(|&(rows, cols)| {
+                    let a = packed(rows, cols);
+                    let phase_pixels = rows.axis.output * cols.axis.output;
+                    let mut planes = output_with_bias(g.batch * cog, phase_pixels, None, 1);
+                    for (n, slab) in planes.chunks_mut(cog * phase_pixels).enumerate() {
+                        correlate(kernel, &correlation(rows, cols, n), &a, slab);
+                    }
+                    planes
+                })
+                .collect();
+            out.par_chunks_mut(out_plane).enumerate().filter(|(plane, _)| plane / cog % g.groups == group).for_each(|(plane, dst)| {
+                let (n, co) = (plane / g.c_out, plane % cog);
+                for (&(rows, cols), planes) in phase_pairs.iter().zip(&dense) {
+                    let phase_pixels = rows.axis.output * cols.axis.output;
+                    let src = &planes[(n * cog + co) * phase_pixels..][..phase_pixels];
+                    for (q, row) in src.chunks(cols.axis.output).enumerate() {
+                        let dst = &mut dst[(rows.phase + q * g.stride.h) * g.output.w + cols.phase..];
+                        dst.iter_mut().step_by(g.stride.w).zip(row).for_each(|(o, v)| *o += v);
+                    }
+                }
+            });
+        }
+    }
+    out
+}
+
 /// SGEMM + col2im transposed convolution, parallel over (batch, group): the GEMM computes every
 /// (output channel, tap) contribution of every input pixel, col2im adds them into place. With
 /// `skipping`, where many taps scatter outside the output (a dilation large next to the map;
 /// [`skips_transposed_taps`]), it runs tap by tap instead ([`conv_transpose2d_by_tap`]).
-pub fn conv_transpose2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
+pub fn conv_transpose2d_sgemm(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let in_pixels = g.input.h * g.input.w;
     let out_plane = g.output.h * g.output.w;

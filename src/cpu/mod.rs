@@ -1,22 +1,29 @@
 //! The CPU reference, one file per op (mirroring `shaders/`), each in two forms:
 //!
 //! - `*_reference`: a plain direct loop that accumulates in f64 — the gold standard for tests.
-//! - the fast form: im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over
-//!   batch × groups with rayon — what the GPU is compared against on real networks. A forward
-//!   convolution whose taps often read only padding runs tap by tap instead ([`TapSkipping`]).
+//! - the fast form — what the GPU is compared against on real networks: on CPUs with AVX2 or
+//!   AVX-512, a packed implicit GEMM ([`GemmKernel`], `implicit_gemm.rs`; transposed
+//!   convolutions one output phase at a time); elsewhere, and for depthwise or narrow groups,
+//!   im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over batch × groups with
+//!   rayon, where a forward convolution whose taps often read only padding runs tap by tap
+//!   instead ([`TapSkipping`]).
 //!
 //! All functions take a validated [`WindowGeometry`](crate::shape::WindowGeometry) and flat NCHW
 //! slices whose lengths match it.
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 mod conv2d;
 mod conv_transpose2d;
+mod implicit_gemm;
 mod pool2d;
 mod resample;
 
-pub use conv2d::{conv2d, conv2d_reference, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
-pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_reference, skips_transposed_taps, TRANSPOSED_SKIP_BELOW};
+pub use conv2d::{conv2d, conv2d_on, conv2d_reference, conv2d_sgemm, uses_implicit_gemm, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
+pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_on, conv_transpose2d_reference, conv_transpose2d_sgemm, skips_transposed_taps, TRANSPOSED_SKIP_BELOW};
+pub use implicit_gemm::GemmKernel;
 pub use pool2d::{avg_pool2d, max_pool2d};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
 
@@ -46,13 +53,25 @@ impl TapSkipping {
     }
 }
 
-/// The fused epilogue of a network's convolution: add `residual` (same shape), then ReLU.
+/// The fused epilogue of a network's convolution: add `residual` (same shape), then ReLU; in
+/// parallel, one pass (a ResNet's outputs are tens of MB, which one core alone takes
+/// milliseconds to stream while the other waits).
 pub fn epilogue(values: &mut [f32], residual: Option<&[f32]>, relu: bool) {
-    if let Some(r) = residual {
-        values.iter_mut().zip(r).for_each(|(v, r)| *v += r);
-    }
-    if relu {
-        values.iter_mut().for_each(|v| *v = v.max(0.0));
+    const CHUNK: usize = 1 << 16;
+    let finish = |v: &mut f32| {
+        if relu {
+            *v = v.max(0.0);
+        }
+    };
+    match residual {
+        Some(r) => values.par_chunks_mut(CHUNK).zip(r.par_chunks(CHUNK)).for_each(|(values, r)| {
+            values.iter_mut().zip(r).for_each(|(v, r)| {
+                *v += r;
+                finish(v);
+            })
+        }),
+        None if relu => values.par_chunks_mut(CHUNK).for_each(|values| values.iter_mut().for_each(finish)),
+        None => {}
     }
 }
 

@@ -1,0 +1,513 @@
+//! A packed implicit GEMM for convolutions: `out[co, pixel] += Σ_k A[co, k] · B[k, pixel]` with
+//! `k = (tap, input channel)`, where B (the im2col matrix) is never materialised: each block
+//! of output pixels packs only its own slice of it, straight from the input planes, into a
+//! buffer that stays in the core's L2, and a register-blocked AVX-512 or AVX2 micro-kernel
+//! (chosen at run time) multiplies it by the pre-packed weights. A block leaves out the taps
+//! that read only padding for all of its pixels (rows of the tap-major K that would be zero).
+//!
+//! Forward convolutions run on it directly; transposed ones as one such correlation per output
+//! phase (`conv_transpose2d.rs`).
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+/// The micro-kernels: which SIMD the packed GEMM runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmKernel {
+    /// 8 output channels × 48 pixels (24 zmm accumulators).
+    Avx512,
+    /// 6 output channels × 16 pixels (12 ymm accumulators; AVX2 has 16 registers).
+    Avx2,
+}
+
+impl GemmKernel {
+    /// The widest kernel this CPU runs, or `None` (not x86-64, or no AVX2 + FMA): the callers
+    /// then use the `gemm` crate's path.
+    pub fn detect() -> Option<Self> {
+        Self::available().first().copied()
+    }
+
+    /// What the fast convolutions use: [`GemmKernel::detect`], unless `$ATROUS_CPU_GEMM` names
+    /// one (`avx512`, `avx2`; one this CPU lacks falls back to `detect`) or is `sgemm` (the
+    /// `gemm` crate's path): a switch for measuring. Read once.
+    pub fn from_env() -> Option<Self> {
+        static CHOICE: std::sync::OnceLock<Option<GemmKernel>> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| {
+            let named = match std::env::var("ATROUS_CPU_GEMM").as_deref() {
+                Ok("sgemm") => return None,
+                Ok("avx512") => GemmKernel::Avx512,
+                Ok("avx2") => GemmKernel::Avx2,
+                _ => return Self::detect(),
+            };
+            if Self::available().contains(&named) {
+                Some(named)
+            } else {
+                Self::detect()
+            }
+        })
+    }
+
+    /// What the CPU's descriptions and records name as its kernel: `implicit-gemm-avx512`,
+    /// `implicit-gemm-avx2`, or `im2col+sgemm` (the `gemm` crate's path).
+    pub fn name(kernel: Option<Self>) -> &'static str {
+        match kernel {
+            Some(GemmKernel::Avx512) => "implicit-gemm-avx512",
+            Some(GemmKernel::Avx2) => "implicit-gemm-avx2",
+            None => "im2col+sgemm",
+        }
+    }
+
+    /// Every kernel this CPU runs, widest first (tests run each).
+    pub fn available() -> Vec<Self> {
+        let mut kernels = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                kernels.push(GemmKernel::Avx512);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                kernels.push(GemmKernel::Avx2);
+            }
+        }
+        kernels
+    }
+
+    /// Output channels per register tile.
+    fn mr(self) -> usize {
+        match self {
+            GemmKernel::Avx512 => 8,
+            GemmKernel::Avx2 => 6,
+        }
+    }
+
+    /// Pixels per register tile (a *strip*).
+    fn nr(self) -> usize {
+        match self {
+            GemmKernel::Avx512 => 48,
+            GemmKernel::Avx2 => 16,
+        }
+    }
+
+    /// `c[mr × nr] += a · b` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc` apart.
+    ///
+    /// # Safety
+    /// The pointers must cover those extents, and the CPU must have the kernel's features
+    /// (`detect`/`available` only return such kernels).
+    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+        #[cfg(target_arch = "x86_64")]
+        match self {
+            GemmKernel::Avx512 => tile_avx512(kc, a, b, c, ldc),
+            GemmKernel::Avx2 => tile_avx2(kc, a, b, c, ldc),
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc})")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 3]; 8];
+    for p in 0..kc {
+        let bp = b.add(p * 48);
+        let (b0, b1, b2) = (_mm512_loadu_ps(bp), _mm512_loadu_ps(bp.add(16)), _mm512_loadu_ps(bp.add(32)));
+        let ap = a.add(p * 8);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(*ap.add(i));
+            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+            row[2] = _mm512_fmadd_ps(ai, b2, row[2]);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            let cp = c.add(i * ldc + j * 16);
+            _mm512_storeu_ps(cp, _mm512_add_ps(_mm512_loadu_ps(cp), *v));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+    use std::arch::x86_64::*;
+    // 6 × 2 accumulators, 2 for B and 1 broadcast: 15 of the 16 ymm registers (4 × 3 needed a
+    // 17th, and the accumulator spilled to the stack every step ran at half the peak).
+    let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+    for p in 0..kc {
+        let bp = b.add(p * 16);
+        let (b0, b1) = (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)));
+        let ap = a.add(p * 6);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm256_set1_ps(*ap.add(i));
+            row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            let cp = c.add(i * ldc + j * 8);
+            _mm256_storeu_ps(cp, _mm256_add_ps(_mm256_loadu_ps(cp), *v));
+        }
+    }
+}
+
+/// `planes` planes of `plane` floats, each filled with its bias (`bias[plane % channels]`) or
+/// zero, written in parallel: where a fresh allocation were zeroed by the kernel instead
+/// (calloc), the micro-kernels' first read of each page maps the shared zero page and their
+/// store then copies it, a fault and a TLB shootdown to the other core per page, which on this
+/// VM cost as much as a 1×1 layer's arithmetic.
+pub(super) fn output_with_bias(planes: usize, plane: usize, bias: Option<&[f32]>, channels: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(planes * plane);
+    out.spare_capacity_mut().par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, o)| {
+        let value = bias.map_or(0.0, |b| b[p % channels]);
+        o.iter_mut().for_each(|v| {
+            v.write(value);
+        });
+    });
+    // SAFETY: every element of the capacity was written just above.
+    unsafe { out.set_len(planes * plane) };
+    out
+}
+
+/// K rows per packed block: a tile's weights (`mr × KC`) stay in L1 while it sweeps the block.
+const KC: usize = 256;
+/// Pixels per packed block (at most): `KC × BLOCK_PIXELS` floats of B stay in L2.
+const BLOCK_PIXELS: usize = 384;
+/// ... and fewer where the block's outputs (all output channels) would pass this many floats,
+/// so that they too stay in L2 while the K blocks add into them: 512→512 3×3 at 65×65 ran
+/// 107–119 ms with this against 123–147 ms with 384 pixels whatever the channels
+/// (BENCHMARKS.md).
+const BLOCK_OUTPUTS: usize = 1 << 16;
+
+/// One axis of a correlation: output position `o` reads input position `o·stride + offsets[t]`
+/// for tap `t`, where that lies in `0..input` (else zero padding).
+#[derive(Clone, Debug)]
+pub(super) struct Axis {
+    pub stride: usize,
+    pub input: usize,
+    pub output: usize,
+    pub offsets: Vec<isize>,
+}
+
+impl Axis {
+    /// A forward convolution's axis: tap `t` reads `o·stride + t·dilation − padding`.
+    pub fn forward(kernel: usize, stride: usize, dilation: usize, padding: usize, input: usize, output: usize) -> Self {
+        Axis { stride, input, output, offsets: (0..kernel).map(|t| (t * dilation) as isize - padding as isize).collect() }
+    }
+
+    /// The output positions whose tap `t` reads inside the input (one range: taps are linear).
+    fn inside(&self, t: usize) -> Range<usize> {
+        let offset = self.offsets[t];
+        let first = if offset >= 0 { 0 } else { offset.unsigned_abs().div_ceil(self.stride) };
+        let end = if (self.input as isize) > offset { (self.input as isize - offset) as usize } else { 0 };
+        let (first, end) = (first.min(self.output), end.div_ceil(self.stride).min(self.output));
+        first..end.max(first)
+    }
+}
+
+/// The weights `A[m × k]` in tiles of the kernel's `mr` rows: `[m / mr][k][mr]`, rows past `m`
+/// zero, so that a tile reads its `mr` weights of each `k` contiguously.
+pub(super) struct PackedWeights {
+    m: usize,
+    k: usize,
+    data: Vec<f32>,
+}
+
+/// Where a weight lies in a convolution's weight tensor: `row · row + tap · tap + channel ·
+/// channel` floats in (a forward convolution's `[C_out, C_in/groups, kH, kW]` is `(C_in/groups
+/// · taps, 1, taps)`, a transposed one's `[C_in, C_out/groups, kH, kW]` `(taps, 1, C_out/groups
+/// · taps)`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WeightStrides {
+    pub row: usize,
+    pub tap: usize,
+    pub channel: usize,
+}
+
+impl PackedWeights {
+    /// Packs `A[row, (j, c)] = weight(row, taps[j], c)` (K = `taps.len() · channels`,
+    /// tap-major), read in place from `source` with `strides`: per tile and channel its rows'
+    /// weights lie within a few cache lines, which the tile's other taps read again from L2.
+    pub fn new(kernel: GemmKernel, m: usize, channels: usize, taps: &[usize], source: &[f32], strides: WeightStrides) -> Self {
+        let (mr, k) = (kernel.mr(), taps.len() * channels);
+        let mut data = PACKED_A.take();
+        data.resize(m.div_ceil(mr) * mr * k, 0.0);
+        data.par_chunks_mut(k * mr).enumerate().for_each(|(tile, dst)| {
+            let rows = tile * mr..((tile + 1) * mr).min(m);
+            for (j, &tap) in taps.iter().enumerate() {
+                for (c, d) in dst[j * channels * mr..][..channels * mr].chunks_exact_mut(mr).enumerate() {
+                    let at = tap * strides.tap + c * strides.channel;
+                    for (i, v) in d.iter_mut().enumerate() {
+                        *v = if i < rows.len() { source[(rows.start + i) * strides.row + at] } else { 0.0 };
+                    }
+                }
+            }
+        });
+        PackedWeights { m, k, data }
+    }
+}
+
+impl Drop for PackedWeights {
+    fn drop(&mut self) {
+        PACKED_A.set(std::mem::take(&mut self.data));
+    }
+}
+
+/// A correlation of `channels` input planes with the taps of `rows × cols` (tap `t` = `(t /
+/// cols taps, t % cols taps)`, K index `t · channels + c`).
+pub(super) struct Correlation<'a> {
+    pub rows: Axis,
+    pub cols: Axis,
+    pub channels: usize,
+    /// `channels` planes of `rows.input × cols.input`.
+    pub input: &'a [f32],
+    /// Leave out, per block of pixels, the taps that read only padding there.
+    pub skip_padding: bool,
+}
+
+impl Correlation<'_> {
+    /// A 1×1 correlation at stride 1 without padding: B is the input planes as they are.
+    fn is_pointwise(&self) -> bool {
+        let plain = |a: &Axis| a.stride == 1 && a.offsets == [0] && a.input == a.output;
+        plain(&self.rows) && plain(&self.cols)
+    }
+}
+
+/// Raw output pointer shared by the tasks, which write disjoint tiles.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: each task writes only its own (rows, pixels) tiles (see `correlate`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+thread_local! {
+    /// The packed block of B, per thread, and the packed weights (on the calling thread), kept
+    /// between calls: on this VM, mapping, faulting in and unmapping megabytes per call (with
+    /// the TLB shootdowns that unmapping sends the other core) cost more than the packing.
+    static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `out[m planes of rows.output × cols.output] += A · B(correlation)`, in tasks of a block of
+/// pixels (and a share of the output channels where the blocks are few) over rayon's threads.
+pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: &mut [f32]) {
+    let taps = c.rows.offsets.len() * c.cols.offsets.len();
+    assert_eq!(a.k, taps * c.channels);
+    let pixels = c.rows.output * c.cols.output;
+    assert_eq!(out.len(), a.m * pixels);
+    assert_eq!(c.input.len(), c.channels * c.rows.input * c.cols.input);
+    if pixels == 0 || a.m == 0 || a.k == 0 {
+        return;
+    }
+    let (mr, nr) = (kernel.mr(), kernel.nr());
+    let strips = pixels.div_ceil(nr);
+    let tiles = a.m.div_ceil(mr);
+    // One task per block of pixels, taken by whichever thread is free (a core that the VM or
+    // another process slows down takes fewer); where there are too few blocks to keep every
+    // thread busy to the end, the output channels are split too, each task packing B for itself.
+    let block_strips = (BLOCK_OUTPUTS / a.m / nr).clamp(1, BLOCK_PIXELS.div_ceil(nr));
+    let blocks = strips.div_ceil(block_strips);
+    let threads = rayon::current_num_threads().max(1);
+    let tile_chunks = if blocks >= 2 * threads { 1 } else { tiles.min((2 * threads).div_ceil(blocks)) };
+    let tasks: Vec<(Range<usize>, Range<usize>)> = (0..tile_chunks)
+        .flat_map(|i| {
+            let tile_range = tiles * i / tile_chunks..tiles * (i + 1) / tile_chunks;
+            (0..blocks).map(move |b| (tile_range.clone(), b * block_strips..((b + 1) * block_strips).min(strips)))
+        })
+        .filter(|(t, s)| !t.is_empty() && !s.is_empty())
+        .collect();
+    let shared = SharedOut(out.as_mut_ptr());
+    tasks.into_par_iter().for_each(|(tile_range, strip_range)| {
+        PACKED_B.with_borrow_mut(|packed| correlate_part(kernel, c, a, shared, tile_range, strip_range, packed));
+    });
+}
+
+/// One task of [`correlate`]: the tiles `tile_range` × strips `strip_range`, block by block.
+fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: SharedOut, tile_range: Range<usize>, strip_range: Range<usize>, packed: &mut Vec<f32>) {
+    let (mr, nr) = (kernel.mr(), kernel.nr());
+    let (taps_w, taps) = (c.cols.offsets.len(), c.rows.offsets.len() * c.cols.offsets.len());
+    let pixels = c.rows.output * c.cols.output;
+    let block_strips = BLOCK_PIXELS.div_ceil(nr);
+    let mut scratch = vec![0.0f32; mr * nr];
+    let mut block_start = strip_range.start;
+    while block_start < strip_range.end {
+        let block = block_start..(block_start + block_strips).min(strip_range.end);
+        block_start = block.end;
+        let block_pixels = block.start * nr..(block.end * nr).min(pixels);
+        // The taps that read data for some pixel of the block, as runs of consecutive K rows.
+        let block_rows = block_pixels.start / c.cols.output..(block_pixels.end - 1) / c.cols.output + 1;
+        let reads_data = |t: usize| {
+            let rows = c.rows.inside(t / taps_w);
+            !c.skip_padding || (rows.start < block_rows.end && block_rows.start < rows.end && !c.cols.inside(t % taps_w).is_empty())
+        };
+        let mut runs: Vec<Range<usize>> = Vec::new();
+        for t in (0..taps).filter(|&t| reads_data(t)) {
+            match runs.last_mut() {
+                Some(run) if run.end == t * c.channels => run.end += c.channels,
+                _ => runs.push(t * c.channels..(t + 1) * c.channels),
+            }
+        }
+        for run in runs {
+            for k0 in run.clone().step_by(KC) {
+                let ks = k0..(k0 + KC).min(run.end);
+                let kc = ks.len();
+                packed.resize(block.len() * kc * nr, 0.0);
+                pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
+                for tile in tile_range.clone() {
+                    let rows = tile * mr..((tile + 1) * mr).min(a.m);
+                    let a_tile = a.data[(tile * a.k + k0) * mr..].as_ptr();
+                    for (i, strip) in block.clone().enumerate() {
+                        let cols = strip * nr..((strip + 1) * nr).min(pixels);
+                        let b_strip = packed[i * kc * nr..][..kc * nr].as_ptr();
+                        // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
+                        // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
+                        // which this task alone writes; a partial one goes through `scratch`.
+                        unsafe {
+                            let dst = out.0.add(rows.start * pixels + cols.start);
+                            if rows.len() == mr && cols.len() == nr {
+                                kernel.tile(kc, a_tile, b_strip, dst, pixels);
+                            } else {
+                                scratch.fill(0.0);
+                                kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr);
+                                for (r, src) in scratch.chunks(nr).take(rows.len()).enumerate() {
+                                    let d = std::slice::from_raw_parts_mut(dst.add(r * pixels), cols.len());
+                                    d.iter_mut().zip(src).for_each(|(o, v)| *o += v);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`pack_block`] for a 1×1 stride-1 unpadded correlation, where row `k` of B is plane `k`
+/// itself: each strip is one copy of `NR` contiguous floats, its length known to the compiler so
+/// that it is a few vector moves rather than a call to `memmove` (most of the packing's time on
+/// a ResNet's 1×1 layers).
+fn pack_pointwise<const NR: usize>(input: &[f32], pixels: usize, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
+    let kc = ks.len();
+    for (kk, k) in ks.enumerate() {
+        let plane = &input[k * pixels..][..pixels];
+        for (i, strip) in strips.clone().enumerate() {
+            let dst = &mut packed[(i * kc + kk) * NR..][..NR];
+            let src = &plane[strip * NR..];
+            if src.len() >= NR {
+                let dst: &mut [f32; NR] = dst.try_into().expect("NR floats");
+                *dst = src[..NR].try_into().expect("NR floats");
+            } else {
+                dst[..src.len()].copy_from_slice(src);
+                dst[src.len()..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Packs `B[ks, strips' pixels]` as `[strip][k][nr]`, pixels past the map zero: row `k` of B is
+/// what tap `k / channels` reads from plane `k % channels`, row segment by row segment.
+/// [`pack_block`] compiled for the kernel's instruction set, so that its short row segments
+/// are copied with masked vector moves (AVX-512) where a call to `memmove` per segment of a
+/// few dozen floats was most of the packing's time.
+fn pack_block_on(kernel: GemmKernel, c: &Correlation, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
+    match kernel {
+        // SAFETY: `GemmKernel::Avx512` exists only where the CPU has AVX-512F.
+        #[cfg(target_arch = "x86_64")]
+        GemmKernel::Avx512 => unsafe { pack_block_avx512(c, ks, strips, packed) },
+        _ => pack_block(c, ks, strips, kernel.nr(), packed, copy_segment),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_block_avx512(c: &Correlation, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
+    pack_block(c, ks, strips, GemmKernel::Avx512.nr(), packed, |dst, src| {
+        // SAFETY: this function runs only on CPUs with AVX-512F.
+        unsafe { copy_segment_avx512(dst, src) }
+    })
+}
+
+/// `dst = src[..dst.len()]`.
+#[inline(always)]
+fn copy_segment(dst: &mut [f32], src: &[f32]) {
+    dst.copy_from_slice(&src[..dst.len()]);
+}
+
+/// [`copy_segment`] in masked 16-float moves (masked-off lanes are neither read nor written).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn copy_segment_avx512(dst: &mut [f32], src: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    assert!(src.len() >= n);
+    let mut i = 0;
+    while i < n {
+        let lanes = (n - i).min(16);
+        let mask: __mmask16 = ((1u32 << lanes) - 1) as u16;
+        let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
+        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
+        i += 16;
+    }
+}
+
+#[inline(always)]
+fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize, packed: &mut [f32], copy: impl Fn(&mut [f32], &[f32])) {
+    let (ow, taps_w) = (c.cols.output, c.cols.offsets.len());
+    let (ih, iw) = (c.rows.input, c.cols.input);
+    let pixels = c.rows.output * ow;
+    let kc = ks.len();
+    if c.is_pointwise() {
+        match nr {
+            48 => pack_pointwise::<48>(c.input, pixels, ks, strips, packed),
+            16 => pack_pointwise::<16>(c.input, pixels, ks, strips, packed),
+            _ => unreachable!("the kernels' strips are 48 or 16 pixels"),
+        }
+        return;
+    }
+    for (kk, k) in ks.enumerate() {
+        let (tap, channel) = (k / c.channels, k % c.channels);
+        let (ty, tx) = (tap / taps_w, tap % taps_w);
+        let plane = &c.input[channel * ih * iw..][..ih * iw];
+        let (offset_y, offset_x) = (c.rows.offsets[ty], c.cols.offsets[tx]);
+        let inside_x = c.cols.inside(tx);
+        let sx = c.cols.stride;
+        for (i, strip) in strips.clone().enumerate() {
+            let dst = &mut packed[(i * kc + kk) * nr..][..nr];
+            let start = strip * nr;
+            let end = (start + nr).min(pixels);
+            dst[end - start..].fill(0.0);
+            let mut p = start;
+            while p < end {
+                let (oy, ox0) = (p / ow, p % ow);
+                let ox1 = ow.min(ox0 + end - p);
+                let seg = &mut dst[p - start..][..ox1 - ox0];
+                p += ox1 - ox0;
+                let iy = (oy * c.rows.stride) as isize + offset_y;
+                if iy < 0 || iy >= ih as isize {
+                    seg.fill(0.0);
+                    continue;
+                }
+                let row = &plane[iy as usize * iw..][..iw];
+                let lo = inside_x.start.clamp(ox0, ox1);
+                let hi = inside_x.end.clamp(lo, ox1);
+                seg[..lo - ox0].fill(0.0);
+                seg[hi - ox0..].fill(0.0);
+                let inner = &mut seg[lo - ox0..hi - ox0];
+                if inner.is_empty() {
+                    continue;
+                }
+                let first = (lo * sx) as isize + offset_x;
+                let src = &row[first as usize..];
+                if sx == 1 {
+                    copy(inner, src);
+                } else {
+                    inner.iter_mut().zip(src.iter().step_by(sx)).for_each(|(d, &v)| *d = v);
+                }
+            }
+        }
+    }
+}
