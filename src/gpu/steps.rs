@@ -95,7 +95,7 @@ pub(crate) struct BufferCopy {
 impl BufferCopy {
     /// Whether a buffer copy can make it: byte offsets and size multiples of 4.
     fn aligned(&self) -> bool {
-        [self.from_offset, self.to_offset, self.len].iter().all(|&n| n as u64 * self.value_bytes % 4 == 0)
+        [self.from_offset, self.to_offset, self.len].iter().all(|&n| (n as u64 * self.value_bytes).is_multiple_of(4))
     }
 }
 
