@@ -11,7 +11,7 @@ mod common;
 
 use atrous::backend::CpuReference;
 use atrous::compare::difference;
-use atrous::gpu::{Gpu, GpuError, GpuOptions, GemmTile, KernelChoice, Precision, PrecisionChoice, TimingSource};
+use atrous::gpu::{Gpu, GpuError, GpuOptions, KernelChoice, Precision, PrecisionChoice, TimingSource};
 use atrous::shape::WindowGeometry;
 use atrous::models::resnet::{resnet, Arch, ResNetConfig};
 use atrous::weights::SeededWeights;
@@ -32,16 +32,6 @@ fn small_integers(shape: Vec<usize>, seed: u64) -> Tensor {
     Tensor::new(shape, random.data().iter().map(|v| (v * 1.5).round().clamp(-1.0, 1.0)).collect()).unwrap()
 }
 
-const KERNELS: [KernelChoice; 7] = [
-    KernelChoice::Direct,
-    KernelChoice::Tiled,
-    KernelChoice::Lanes,
-    KernelChoice::Gemm(GemmTile::Wide),
-    KernelChoice::Gemm(GemmTile::Square),
-    KernelChoice::Gemm(GemmTile::Narrow),
-    KernelChoice::Gemm(GemmTile::Tall),
-];
-
 /// `kernel`'s output for the convolution `g` of `x` and `w`, once (no bias).
 fn run_on(gpu: &Gpu, kernel: KernelChoice, g: &WindowGeometry, x: &Tensor, w: &Tensor) -> Vec<f32> {
     gpu.time_convolution(g, x.data(), w.data(), 0, 1, TimingSource::Wall, kernel).unwrap().output
@@ -61,7 +51,7 @@ fn every_kernel_is_exact_in_f16_on_values_f16_holds() {
     let transposed_reference = conv_transpose2d(&CpuReference, &x, &wt, None, &pt).unwrap();
     for precision in F16_PRECISIONS {
         let gpu = gpu_for(precision);
-        for kernel in KERNELS {
+        for kernel in KernelChoice::FORCED {
             assert_eq!(run_on(gpu, kernel, &forward, &x, &w), forward_reference.data(), "{precision} {}: forward", kernel.name());
             assert_eq!(run_on(gpu, kernel, &transposed, &x, &wt), transposed_reference.data(), "{precision} {}: transposed", kernel.name());
         }
