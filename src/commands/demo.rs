@@ -103,7 +103,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             })
             .map(|(_, row)| row)
             .collect();
-        print_table(&stage_ends, "GPU ms", run.precision, run.tolerance);
+        print_table(&stage_ends, "GPU ms", run.precision);
         println!(
             "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's {} error vs CPU {:.2e}: {}",
             ms(run.primary.total_time),
@@ -114,7 +114,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         println!("heatmap of the features: {}", heatmap.display());
     }
     println!("\n{}: (seeded weights, so the classes are arbitrary; `atrous segment --weights` runs torchvision's)", segmenter.name);
-    print_table(&segmented.rows(&segmenter)[segmenter.find("classifier.0.convs.0.0").expect("a DeepLabv3 head")..], "GPU ms", segmented.precision, segmented.tolerance);
+    print_table(&segmented.rows(&segmenter)[segmenter.find("classifier.0.convs.0.0").expect("a DeepLabv3 head")..], "GPU ms", segmented.precision);
     println!(
         "GPU total {} ms (wall clock: uploads and any autotuning included); worst layer's {} error vs CPU {:.2e}: {}; arg-max class differs at {:.3}% of pixels",
         ms(segmented.primary.total_time),

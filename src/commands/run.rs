@@ -127,7 +127,7 @@ fn window_cells(g: &LayerGeometry) -> [String; 3] {
     }
 }
 
-pub fn print_table(rows: &[Row], time_label: &str, precision: Precision, tolerance: f64) {
+pub fn print_table(rows: &[Row], time_label: &str, precision: Precision) {
     let compare = rows.iter().any(|r| r.difference.is_some());
     let parts = rows.iter().any(|r| r.parts.is_some());
     print!("{:<30} {:>20} {:>6} {:>6} {:>4} {:>5} {:>9} {:>11}", "layer", "output (NCHW)", "kernel", "stride", "dil", "jump", "RF", time_label);
@@ -156,7 +156,7 @@ pub fn print_table(rows: &[Row], time_label: &str, precision: Precision, toleran
             print!(" {:>5}", r.parts.map_or("-".to_owned(), |p| p.to_string()));
         }
         if let Some(d) = r.difference {
-            print!(" {:>10.3e} {:>10.3e} {:>10.3e}  {}", d.max_abs, d.max_rel, d.rms_rel, if precision.agrees(&d, tolerance) { "ok" } else { "DISAGREE" });
+            print!(" {:>10.3e} {:>10.3e} {:>10.3e}  {}", d.max_abs, d.max_rel, d.rms_rel, if precision.agrees(&d, precision.network_tolerance()) { "ok" } else { "DISAGREE" });
         }
         println!();
     }
@@ -170,10 +170,9 @@ pub struct Run {
     /// The CPU's pass, every layer kept, when compared.
     pub reference: Option<Forward>,
     pub differences: Option<Vec<Difference>>,
-    /// What the primary device stored and summed in: how the differences are judged.
+    /// What the primary device stored and summed in: how the differences are judged (within
+    /// [`Precision::network_tolerance`] per layer).
     pub precision: Precision,
-    /// The error per layer under which the two agree ([`Precision::network_tolerance`]).
-    pub tolerance: f64,
 }
 
 impl Run {
@@ -187,7 +186,7 @@ impl Run {
     }
 
     pub fn agree(&self) -> bool {
-        self.differences.as_ref().is_none_or(|ds| ds.iter().all(|d| self.precision.agrees(d, self.tolerance)))
+        self.differences.as_ref().is_none_or(|ds| ds.iter().all(|d| self.precision.agrees(d, self.precision.network_tolerance())))
     }
 
     /// The human-readable report: the per-layer table, total time, GPU memory and the verdict.
@@ -198,7 +197,7 @@ impl Run {
             (true, false) => "GPU ms (n/a)",
             (false, _) => "CPU ms",
         };
-        print_table(&self.rows(network), label, self.precision, self.tolerance);
+        print_table(&self.rows(network), label, self.precision);
         println!("total wall time {} ms (uploads, read-back and any autotuning included)", ms(self.primary.total_time));
         for note in executor.notes() {
             println!("{note}");
@@ -214,7 +213,7 @@ impl Run {
         }
         if self.differences.is_some() {
             let verdict = if self.agree() { "GPU and CPU agree" } else { "GPU and CPU DISAGREE" };
-            println!("verdict: {verdict} (every layer within {:e} {} error: {})", self.tolerance, self.precision.judged_error_name(), self.agree());
+            println!("verdict: {verdict} (every layer within {:e} {} error: {})", self.precision.network_tolerance(), self.precision.judged_error_name(), self.agree());
         }
     }
 
@@ -243,7 +242,7 @@ impl Run {
                     "max_abs_error": r.difference.map(|d| d.max_abs),
                     "max_rel_error": r.difference.map(|d| d.max_rel),
                     "max_rms_rel_error": r.difference.map(|d| d.rms_rel),
-                    "agree": r.difference.map(|d| self.precision.agrees(&d, self.tolerance)),
+                    "agree": r.difference.map(|d| self.precision.agrees(&d, self.precision.network_tolerance())),
                 })
             })
             .collect();
@@ -308,5 +307,5 @@ pub fn run_network(network: &Network, input: &Tensor, primary: &dyn Executor, co
             .map(|(a, b)| difference(a.as_ref().expect("kept").data(), b.as_ref().expect("kept").data()))
             .collect()
     });
-    Ok(Run { geometries, fields, primary: forward, reference, differences, precision: primary.precision(), tolerance: primary.precision().network_tolerance() })
+    Ok(Run { geometries, fields, primary: forward, reference, differences, precision: primary.precision() })
 }
