@@ -36,12 +36,9 @@ const B_LOADS: u32 = GEMM_BK / B_ROWS * B_PIXELS;
 
 @group(0) @binding(2) var<storage, read> weight: array<vec4<Stored>>;
 
-// Both halves of the double buffer. Row k of half `parity` is a_tiles[parity · A_LOADS + k / A_ROWS]
-// [k % A_ROWS] (m / 4) and b_tiles[parity · GEMM_BK / B_ROWS + k / B_ROWS][k % B_ROWS] (n / 4):
-// the outer indices are constants wherever the K loop uses them, so the compiler folds their
-// bounds checks.
-var<workgroup> a_tiles: array<array<array<vec4<Acc>, GEMM_BM / 4u>, A_ROWS>, 2u * A_LOADS>;
-var<workgroup> b_tiles: array<array<array<vec4<Acc>, GEMM_BN / 4u>, B_ROWS>, 2u * GEMM_BK / B_ROWS>;
+// Both halves of the double buffer: row k of half `parity` of the A tile (GEMM_BM / 4 vec4s of
+// output channels) and of the B tile (GEMM_BN / 4 vec4s of pixels). Where they lie in workgroup
+// memory depends on the precision: gemm_tiles_apart.wgsl and gemm_tiles_side_by_side.wgsl.
 
 // A gathered pixel: its sample's input offset, and the input position its first tap reads (far
 // outside the input for a pixel that does not exist).
@@ -106,21 +103,29 @@ fn conv_gemm(invocation: u32, workgroup_tile: GemmTile) {
     }
 
     // Each tap takes an even number of steps (the channels are padded to pairs of steps), so the
-    // halves alternate with constant parities: the inner loop runs a tap's pairs but its last,
-    // whose second step moves on to the next tap.
+    // halves alternate with constant parities. Of a tap's P pairs, the inner loop runs the first
+    // P - 2, whose steps and the steps they load all lie inside the group's channels (cig >
+    // cig_padded - 2 · GEMM_BK), so their loads need no channel predicate. Pair P - 2 loads the
+    // first step of the last pair, which may reach past them; the last pair's second step moves
+    // on to the next tap. Both are written out, at a third more code than a loop over them
+    // (BENCHMARKS.md says what the loops measured).
     if (walking()) {
         find_sources();
-        load_step();
+        load_step(false);
         loop {
             loop {
-                if (walk.ci_first + 2u * GEMM_BK >= sizes.cig_padded) {
+                if (walk.ci_first + 4u * GEMM_BK >= sizes.cig_padded) {
                     break;
                 }
-                step(0u, false);
-                step(1u, false);
+                step(0u, false, true);
+                step(1u, false, true);
             }
-            step(0u, false);
-            step(1u, true);
+            if (walk.ci_first + 2u * GEMM_BK < sizes.cig_padded) {
+                step(0u, false, true);
+                step(1u, false, false);
+            }
+            step(0u, false, false);
+            step(1u, true, false);
             if (!walking()) {
                 break;
             }
@@ -178,8 +183,9 @@ fn skip_unread_taps() {
 }
 
 // One step of the K loop on half `parity` of the double buffer: stage the loaded tiles, load the
-// next step's (of the next tap after the last step of a tap), multiply this step's.
-fn step(parity: u32, last_of_tap: bool) {
+// next step's (of the next tap after the last step of a tap), multiply this step's. `next_full`:
+// the next step's channels all lie inside the group (a constant at every call).
+fn step(parity: u32, last_of_tap: bool, next_full: bool) {
     stage_a(parity, 0u);
     if (A_LOADS > 1u) {
         stage_a(parity, 1u);
@@ -204,11 +210,11 @@ fn step(parity: u32, last_of_tap: bool) {
         skip_unread_taps();
         if (walking()) {
             find_sources();
-            load_step();
+            load_step(false);
         }
     } else {
         walk.ci_first += GEMM_BK;
-        load_step();
+        load_step(next_full);
     }
 
     multiply(parity, 0u); multiply(parity, 1u); multiply(parity, 2u); multiply(parity, 3u);
@@ -223,20 +229,19 @@ fn step(parity: u32, last_of_tap: bool) {
 fn multiply(parity: u32, k: u32) {
     let tm = t / GEMM_SN;
     let tn = t % GEMM_SN;
-    let a = parity * A_LOADS + k / A_ROWS;
-    let b = parity * (GEMM_BK / B_ROWS) + k / B_ROWS;
-    let a0 = a_tiles[a][k % A_ROWS][tm];
-    let a1 = a_tiles[a][k % A_ROWS][tm + GEMM_SM];
-    let b0 = b_tiles[b][k % B_ROWS][tn];
-    let b1 = b_tiles[b][k % B_ROWS][tn + GEMM_SN];
+    let a0 = tile_a(parity, k, tm);
+    let a1 = tile_a(parity, k, tm + GEMM_SM);
+    let b0 = tile_b(parity, k, tn);
+    let b1 = tile_b(parity, k, tn + GEMM_SN);
     sums[0] += a0.x * b0; sums[1] += a0.y * b0; sums[2] += a0.z * b0; sums[3] += a0.w * b0;
     sums[4] += a1.x * b0; sums[5] += a1.y * b0; sums[6] += a1.z * b0; sums[7] += a1.w * b0;
     sums[8] += a0.x * b1; sums[9] += a0.y * b1; sums[10] += a0.z * b1; sums[11] += a0.w * b1;
     sums[12] += a1.x * b1; sums[13] += a1.y * b1; sums[14] += a1.z * b1; sums[15] += a1.w * b1;
 }
 
+// Value l of a step is row l · A_ROWS + t / (GEMM_BM / 4) % A_ROWS, vec4 t % (GEMM_BM / 4).
 fn stage_a(parity: u32, l: u32) {
-    a_tiles[parity * A_LOADS + l][t / (GEMM_BM / 4u) % A_ROWS][t % (GEMM_BM / 4u)] = a_next[l];
+    set_tile_a(parity, l, t / (GEMM_BM / 4u) % A_ROWS, t % (GEMM_BM / 4u), a_next[l]);
 }
 
 // Value l of a step is row (l / B_PIXELS) · B_ROWS + t / GEMM_BN, pixel t % GEMM_BN +
@@ -244,7 +249,7 @@ fn stage_a(parity: u32, l: u32) {
 fn stage_b(parity: u32, l: u32) {
     let pixel = t % GEMM_BN + GEMM_THREADS * (l % B_PIXELS);
     let value = select(0.0, b_next[l], b_inside[l]);
-    b_tiles[parity * (GEMM_BK / B_ROWS) + l / B_PIXELS][t / GEMM_BN % B_ROWS][pixel / 4u][pixel % 4u] = value;
+    set_tile_b(parity, l / B_PIXELS, t / GEMM_BN % B_ROWS, pixel, value);
 }
 
 // The gathered pixels' input offsets for the current tap (any offset inside the input where the
@@ -265,9 +270,9 @@ fn tap_source(origin: PixelOrigin) -> TapSource {
 
 // Loads one step's tiles into registers: the weights of input channels ci_first … + GEMM_BK of
 // the current tap, and the gathered inputs of the same channels, with whether each exists (not
-// past the group's last channel, not outside the input). The inputs are only selected when
-// staged, so the loads' latency overlaps the products.
-fn load_step() {
+// past the group's last channel, which `full` rules out, not outside the input). The inputs are
+// only selected when staged, so the loads' latency overlaps the products.
+fn load_step(full: bool) {
     let tap = walk.ky * p.k_w + walk.kx;
     let w_step = sizes.w_group + (tap * sizes.cig_padded + walk.ci_first) * sizes.row;
     load_a(w_step, 0u);
@@ -278,17 +283,17 @@ fn load_step() {
         load_a(w_step, 2u);
         load_a(w_step, 3u);
     }
-    // The invocation's channels left in the group, counted from ci_first, and the offset of
-    // the first one's plane.
-    let left = sizes.cig - walk.ci_first - t / GEMM_BN % B_ROWS;
+    // The invocation's channels left in the group, counted from its first of the step (negative
+    // in a step past the group's last channel), and the offset of the step's first plane.
+    let left = i32(sizes.cig) - i32(walk.ci_first + t / GEMM_BN % B_ROWS);
     b_channel = walk.ci_first * sizes.plane;
-    load_b(left, 0u); load_b(left, 1u); load_b(left, 2u); load_b(left, 3u);
+    load_b(left, full, 0u); load_b(left, full, 1u); load_b(left, full, 2u); load_b(left, full, 3u);
     if (B_LOADS > 4u) {
-        load_b(left, 4u); load_b(left, 5u); load_b(left, 6u); load_b(left, 7u);
+        load_b(left, full, 4u); load_b(left, full, 5u); load_b(left, full, 6u); load_b(left, full, 7u);
     }
     if (B_LOADS > 8u) {
-        load_b(left, 8u); load_b(left, 9u); load_b(left, 10u); load_b(left, 11u);
-        load_b(left, 12u); load_b(left, 13u); load_b(left, 14u); load_b(left, 15u);
+        load_b(left, full, 8u); load_b(left, full, 9u); load_b(left, full, 10u); load_b(left, full, 11u);
+        load_b(left, full, 12u); load_b(left, full, 13u); load_b(left, full, 14u); load_b(left, full, 15u);
     }
 }
 
@@ -296,12 +301,12 @@ fn load_a(w_step: u32, l: u32) {
     a_next[l] = vec4<Acc>(weight[w_step + l * A_ROWS * sizes.row]);
 }
 
-fn load_b(left: u32, l: u32) {
+fn load_b(left: i32, full: bool, l: u32) {
     let source = sources[l % B_PIXELS];
     // A channel past the group's last reads some other value, or zero past the buffer's end
     // (WebGPU keeps every access inside its binding); b_inside discards it.
     b_next[l] = Acc(input[source.offset + b_channel]);
-    b_inside[l] = source.inside && l / B_PIXELS * B_ROWS < left;
+    b_inside[l] = source.inside && (full || i32(l / B_PIXELS * B_ROWS) < left);
     // Row l / B_PIXELS · B_ROWS: the next B_ROWS rows once the pixels of this one are loaded.
     b_channel += select(0u, B_ROWS * sizes.plane, l % B_PIXELS == B_PIXELS - 1u);
 }

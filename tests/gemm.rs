@@ -97,6 +97,27 @@ fn every_configuration_handles_the_edge_cases() {
 }
 
 #[test]
+fn a_group_never_reads_another_groups_channels() {
+    // Channels past a group's last must be zero, not the next group's values times a zero weight:
+    // the second group's input is infinite and the first group's output must stay finite. With 3
+    // channels per group most of every step (8 or 16 channels, padded to pairs) lies past them;
+    // with 100 the last step is partial, and so is the one the second-to-last pair loads.
+    for channels in [3, 100] {
+        let params = Conv2dParams { padding: Hw::square(1), groups: 2, ..Default::default() };
+        let input = Tensor::from_fn(vec![2, 2 * channels, 5, 7], |i| if i[1] >= channels { f32::INFINITY } else { (i[2] * 7 + i[3]) as f32 / 35.0 });
+        let weight = Tensor::random(vec![8, channels, 3, 3], 41);
+        let exact = conv2d(&CpuReference, &input, &weight, None, &params).unwrap();
+        let first_group = |t: &Tensor| -> Vec<f32> { t.data().chunks(4 * 5 * 7).step_by(2).flatten().copied().collect() };
+        assert!(first_group(&exact).iter().all(|v| v.is_finite()));
+        for tile in GemmTile::ALL {
+            let on_gpu = conv2d(gpu_with(tile), &input, &weight, None, &params).unwrap();
+            let d = difference(&first_group(&on_gpu), &first_group(&exact));
+            assert!(d.within(TOLERANCE), "{} with {channels} channels per group: {d}", tile.name());
+        }
+    }
+}
+
+#[test]
 fn every_configuration_runs_a_dilated_resnet_like_the_cpu() {
     let net = resnet(&ResNetConfig::new(Arch::ResNet18, 8), &mut SeededWeights::new(7)).unwrap();
     let input = Tensor::random(vec![2, 3, 33, 41], 11);

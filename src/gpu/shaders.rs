@@ -69,13 +69,14 @@ macro_rules! tiled_source {
 /// The files of an implicit-GEMM kernel in one tile configuration: a workgroup of `GEMM_SM` ×
 /// `GEMM_SN` invocations and steps of `GEMM_BK` input channels, prepended as constants.
 macro_rules! gemm_source {
-    ($precision:literal, $sm:literal, $sn:literal, $bk:literal, $($kernel:literal),+) => {
+    ($precision:literal, $tiles:literal, $sm:literal, $sn:literal, $bk:literal, $($kernel:literal),+) => {
         concat!(
             $precision,
             "const GEMM_SM: u32 = ", $sm, "u;\nconst GEMM_SN: u32 = ", $sn, "u;\nconst GEMM_BK: u32 = ", $bk, "u;\n",
             include_str!("../../shaders/common.wgsl"),
             include_str!("../../shaders/conv_io.wgsl"),
             include_str!("../../shaders/conv_gemm.wgsl"),
+            include_str!(concat!("../../shaders/", $tiles)),
             $(include_str!(concat!("../../shaders/", $kernel))),+
         )
     };
@@ -84,12 +85,12 @@ macro_rules! gemm_source {
 /// The implicit-GEMM kernels (conv_gemm.wgsl), forward and transposed, one per tile
 /// configuration; `src/gpu/kernels/gemm.rs` is their host side.
 macro_rules! gemm_shaders {
-    ($precision:literal, $suffix:literal, $value:expr; $($forward:ident, $transposed:ident: $sm:literal x $sn:literal, $bk:literal, $label:literal;)+) => {
+    ($precision:literal, $tiles:literal, $suffix:literal, $value:expr; $($forward:ident, $transposed:ident: $sm:literal x $sn:literal, $bk:literal, $label:literal;)+) => {
         $(
             pub const $forward: Shader = Shader {
                 name: concat!("conv2d_gemm.wgsl (", $label, ")", $suffix),
                 entry_point: "conv2d_gemm",
-                source: gemm_source!($precision, $sm, $sn, $bk, "conv2d_gemm.wgsl"),
+                source: gemm_source!($precision, $tiles, $sm, $sn, $bk, "conv2d_gemm.wgsl"),
                 subgroups: false,
                 workgroup_size: $sm * $sn,
                 precision: $value,
@@ -97,7 +98,7 @@ macro_rules! gemm_shaders {
             pub const $transposed: Shader = Shader {
                 name: concat!("conv_transpose2d_gemm.wgsl (", $label, ")", $suffix),
                 entry_point: "conv_transpose2d_gemm",
-                source: gemm_source!($precision, $sm, $sn, $bk, "conv_transpose_phase.wgsl", "conv_transpose2d_gemm.wgsl"),
+                source: gemm_source!($precision, $tiles, $sm, $sn, $bk, "conv_transpose_phase.wgsl", "conv_transpose2d_gemm.wgsl"),
                 subgroups: false,
                 workgroup_size: $sm * $sn,
                 precision: $value,
@@ -107,9 +108,10 @@ macro_rules! gemm_shaders {
 }
 
 /// Every kernel that reads tensors, in one precision: `$precision` is the WGSL prelude that
-/// names `Stored` and `Acc`, `$suffix` what the shaders' names end with.
+/// names `Stored` and `Acc`, `$gemm_tiles` the file that lays out the GEMM kernels' workgroup
+/// tiles for that `Acc`, `$suffix` what the shaders' names end with.
 macro_rules! kernels_in {
-    ($module:ident, $value:expr, $precision:literal, $suffix:literal) => {
+    ($module:ident, $value:expr, $precision:literal, $gemm_tiles:literal, $suffix:literal) => {
         pub mod $module {
             use super::*;
 
@@ -219,7 +221,7 @@ macro_rules! kernels_in {
             };
 
             gemm_shaders! {
-                $precision, $suffix, $value;
+                $precision, $gemm_tiles, $suffix, $value;
                 CONV2D_GEMM_128X128, CONV_TRANSPOSE2D_GEMM_128X128: 16 x 16, 16, "128x128";
                 CONV2D_GEMM_64X64, CONV_TRANSPOSE2D_GEMM_64X64: 8 x 8, 8, "64x64";
                 CONV2D_GEMM_32X128, CONV_TRANSPOSE2D_GEMM_32X128: 4 x 16, 8, "32x128";
@@ -284,9 +286,9 @@ macro_rules! kernels_in {
     };
 }
 
-kernels_in!(f32, Precision::F32, "alias Stored = f32;\nalias Acc = f32;\n", "");
-kernels_in!(f16, Precision::F16, "enable f16;\nalias Stored = f16;\nalias Acc = f32;\n", " [f16]");
-kernels_in!(f16_accumulate, Precision::F16Accumulate, "enable f16;\nalias Stored = f16;\nalias Acc = f16;\n", " [f16-accumulate]");
+kernels_in!(f32, Precision::F32, "alias Stored = f32;\nalias Acc = f32;\n", "gemm_tiles_apart.wgsl", "");
+kernels_in!(f16, Precision::F16, "enable f16;\nalias Stored = f16;\nalias Acc = f32;\n", "gemm_tiles_apart.wgsl", " [f16]");
+kernels_in!(f16_accumulate, Precision::F16Accumulate, "enable f16;\nalias Stored = f16;\nalias Acc = f16;\n", "gemm_tiles_side_by_side.wgsl", " [f16-accumulate]");
 
 pub use self::f32::{
     AVG_POOL2D, BILINEAR, CONV2D, CONV2D_GEMM_128X128, CONV2D_GEMM_128X32, CONV2D_GEMM_32X128, CONV2D_GEMM_64X64, CONV2D_LANES, CONV2D_TILED,
