@@ -8,9 +8,12 @@
 //! Forward convolutions run on it directly; transposed ones as one such correlation per output
 //! phase (`conv_transpose2d.rs`).
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
+
+use super::Epilogue;
 
 /// The micro-kernels: which SIMD the packed GEMM runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,25 +92,45 @@ impl GemmKernel {
         }
     }
 
-    /// `c[mr × nr] += a · b` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc` apart.
+    /// `c[mr × nr] = store(a · b)` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc` apart
+    /// (and the residual, where `store` has one, laid out as `c`).
     ///
     /// # Safety
     /// The pointers must cover those extents, and the CPU must have the kernel's features
     /// (`detect`/`available` only return such kernels).
-    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
         #[cfg(target_arch = "x86_64")]
         match self {
-            GemmKernel::Avx512 => tile_avx512(kc, a, b, c, ldc),
-            GemmKernel::Avx2 => tile_avx2(kc, a, b, c, ldc),
+            GemmKernel::Avx512 => tile_avx512(kc, a, b, c, ldc, store),
+            GemmKernel::Avx2 => tile_avx2(kc, a, b, c, ldc, store),
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc})")
+        unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc}, {store:?})")
     }
+}
+
+/// How a micro-kernel call stores its tile's sums: onto what C holds, or (the first K block of a
+/// block of pixels, C not yet written) onto the rows' bias; on the last K block the epilogue
+/// follows. Writing C first instead (the bias in a pass of its own) and adding the residual and
+/// ReLU in another streamed a ResNet's tens of MB of outputs through memory twice more.
+#[derive(Clone, Copy, Debug)]
+struct TileStore {
+    start: Start,
+    /// The residual's tile (laid out as C's) and the ReLU, on the last K block.
+    finish: Option<(Option<*const f32>, bool)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    /// `c += sums`.
+    Accumulate,
+    /// `c = bias + sums`, the bias of each of the tile's rows (`mr` values) or zero.
+    Bias(Option<*const f32>),
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 3]; 8];
     for p in 0..kc {
@@ -121,17 +144,32 @@ unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc:
             row[2] = _mm512_fmadd_ps(ai, b2, row[2]);
         }
     }
+    let zero = _mm512_setzero_ps();
     for (i, row) in acc.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            let cp = c.add(i * ldc + j * 16);
-            _mm512_storeu_ps(cp, _mm512_add_ps(_mm512_loadu_ps(cp), *v));
+        let bias = match store.start {
+            Start::Bias(Some(bias)) => _mm512_set1_ps(*bias.add(i)),
+            _ => zero,
+        };
+        for (j, &sums) in row.iter().enumerate() {
+            let at = i * ldc + j * 16;
+            let prior = if let Start::Accumulate = store.start { _mm512_loadu_ps(c.add(at)) } else { bias };
+            let mut v = _mm512_add_ps(prior, sums);
+            if let Some((residual, relu)) = store.finish {
+                if let Some(r) = residual {
+                    v = _mm512_add_ps(v, _mm512_loadu_ps(r.add(at)));
+                }
+                if relu {
+                    v = _mm512_max_ps(v, zero);
+                }
+            }
+            _mm512_storeu_ps(c.add(at), v);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
     use std::arch::x86_64::*;
     // 6 × 2 accumulators, 2 for B and 1 broadcast: 15 of the 16 ymm registers (4 × 3 needed a
     // 17th, and the accumulator spilled to the stack every step ran at half the peak).
@@ -146,10 +184,25 @@ unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: u
             row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
         }
     }
+    let zero = _mm256_setzero_ps();
     for (i, row) in acc.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            let cp = c.add(i * ldc + j * 8);
-            _mm256_storeu_ps(cp, _mm256_add_ps(_mm256_loadu_ps(cp), *v));
+        let bias = match store.start {
+            Start::Bias(Some(bias)) => _mm256_set1_ps(*bias.add(i)),
+            _ => zero,
+        };
+        for (j, &sums) in row.iter().enumerate() {
+            let at = i * ldc + j * 8;
+            let prior = if let Start::Accumulate = store.start { _mm256_loadu_ps(c.add(at)) } else { bias };
+            let mut v = _mm256_add_ps(prior, sums);
+            if let Some((residual, relu)) = store.finish {
+                if let Some(r) = residual {
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(r.add(at)));
+                }
+                if relu {
+                    v = _mm256_max_ps(v, zero);
+                }
+            }
+            _mm256_storeu_ps(c.add(at), v);
         }
     }
 }
@@ -276,12 +329,41 @@ impl Correlation<'_> {
     }
 }
 
-/// Raw output pointer shared by the tasks, which write disjoint tiles.
+/// Where [`correlate`] writes: `out[m × pixels]`, each element `bias[row] + Σ`, then the
+/// epilogue (its residual laid out as `out`). Shared by the tasks, which write disjoint tiles.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: each task writes only its own (rows, pixels) tiles (see `correlate`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+struct Target<'a> {
+    out: *mut f32,
+    pixels: usize,
+    bias: Option<&'a [f32]>,
+    epilogue: Epilogue<'a>,
+}
+// SAFETY: each task writes only its own (rows, pixels) tiles (see `correlate`); the rest is read.
+unsafe impl Send for Target<'_> {}
+unsafe impl Sync for Target<'_> {}
+
+impl Target<'_> {
+    /// The micro-kernel's store for the whole tile at (`row`, `col`), in the first and/or last
+    /// K block of its block of pixels.
+    fn tile_store(&self, row: usize, col: usize, first: bool, last: bool) -> TileStore {
+        let start = if first { Start::Bias(self.bias.map(|b| b[row..].as_ptr())) } else { Start::Accumulate };
+        let residual = |r: &[f32]| r[row * self.pixels + col..].as_ptr();
+        TileStore { start, finish: last.then(|| (self.epilogue.residual.map(residual), self.epilogue.relu)) }
+    }
+
+    /// The same store element by element, for partial tiles and for pixels that no tap reads
+    /// data for (`sum` 0).
+    ///
+    /// # Safety
+    /// `(row, col)` lies in `out`, and unless `first` this task has written it already.
+    unsafe fn store(&self, row: usize, col: usize, sum: f32, first: bool, last: bool) {
+        let at = row * self.pixels + col;
+        let p = self.out.add(at);
+        let prior = if first { self.bias.map_or(0.0, |b| b[row]) } else { *p };
+        let v = prior + sum;
+        *p = if last { self.epilogue.finish(v, at) } else { v };
+    }
+}
 
 thread_local! {
     /// The packed block of B, per thread, and the packed weights (on the calling thread), kept
@@ -291,15 +373,18 @@ thread_local! {
     static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `out[m planes of rows.output × cols.output] += A · B(correlation)`, in tasks of a block of
-/// pixels (and a share of the output channels where the blocks are few) over rayon's threads.
-pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: &mut [f32]) {
+/// `out[m planes of rows.output × cols.output] = epilogue(bias + A · B(correlation))`, every
+/// element written (`out` may start uninitialised), in tasks of a block of pixels (and a share
+/// of the output channels where the blocks are few) over rayon's threads. `bias` has `m`
+/// values, the epilogue's residual `out`'s shape.
+pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
     let taps = c.rows.offsets.len() * c.cols.offsets.len();
     assert_eq!(a.k, taps * c.channels);
     let pixels = c.rows.output * c.cols.output;
     assert_eq!(out.len(), a.m * pixels);
     assert_eq!(c.input.len(), c.channels * c.rows.input * c.cols.input);
-    if pixels == 0 || a.m == 0 || a.k == 0 {
+    assert!(bias.is_none_or(|b| b.len() == a.m) && epilogue.residual.is_none_or(|r| r.len() == out.len()));
+    if pixels == 0 || a.m == 0 {
         return;
     }
     let (mr, nr) = (kernel.mr(), kernel.nr());
@@ -319,14 +404,14 @@ pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, 
         })
         .filter(|(t, s)| !t.is_empty() && !s.is_empty())
         .collect();
-    let shared = SharedOut(out.as_mut_ptr());
+    let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias, epilogue };
     tasks.into_par_iter().for_each(|(tile_range, strip_range)| {
-        PACKED_B.with_borrow_mut(|packed| correlate_part(kernel, c, a, shared, tile_range, strip_range, packed));
+        PACKED_B.with_borrow_mut(|packed| correlate_part(kernel, c, a, target, tile_range, strip_range, packed));
     });
 }
 
 /// One task of [`correlate`]: the tiles `tile_range` × strips `strip_range`, block by block.
-fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: SharedOut, tile_range: Range<usize>, strip_range: Range<usize>, packed: &mut Vec<f32>) {
+fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: Target, tile_range: Range<usize>, strip_range: Range<usize>, packed: &mut Vec<f32>) {
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let (taps_w, taps) = (c.cols.offsets.len(), c.rows.offsets.len() * c.cols.offsets.len());
     let pixels = c.rows.output * c.cols.output;
@@ -350,31 +435,41 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: S
                 _ => runs.push(t * c.channels..(t + 1) * c.channels),
             }
         }
-        for run in runs {
-            for k0 in run.clone().step_by(KC) {
-                let ks = k0..(k0 + KC).min(run.end);
-                let kc = ks.len();
-                packed.resize(block.len() * kc * nr, 0.0);
-                pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
-                for tile in tile_range.clone() {
-                    let rows = tile * mr..((tile + 1) * mr).min(a.m);
-                    let a_tile = a.data[(tile * a.k + k0) * mr..].as_ptr();
-                    for (i, strip) in block.clone().enumerate() {
-                        let cols = strip * nr..((strip + 1) * nr).min(pixels);
-                        let b_strip = packed[i * kc * nr..][..kc * nr].as_ptr();
-                        // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
-                        // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
-                        // which this task alone writes; a partial one goes through `scratch`.
-                        unsafe {
-                            let dst = out.0.add(rows.start * pixels + cols.start);
-                            if rows.len() == mr && cols.len() == nr {
-                                kernel.tile(kc, a_tile, b_strip, dst, pixels);
-                            } else {
-                                scratch.fill(0.0);
-                                kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr);
-                                for (r, src) in scratch.chunks(nr).take(rows.len()).enumerate() {
-                                    let d = std::slice::from_raw_parts_mut(dst.add(r * pixels), cols.len());
-                                    d.iter_mut().zip(src).for_each(|(o, v)| *o += v);
+        let k_blocks: Vec<Range<usize>> = runs.iter().flat_map(|run| run.clone().step_by(KC).map(|k0| k0..(k0 + KC).min(run.end))).collect();
+        if k_blocks.is_empty() {
+            // No tap reads data here: the bias and the epilogue alone.
+            for row in tile_range.start * mr..(tile_range.end * mr).min(a.m) {
+                for col in block_pixels.clone() {
+                    // SAFETY: this task's own outputs, first and last written here.
+                    unsafe { out.store(row, col, 0.0, true, true) };
+                }
+            }
+        }
+        for (index, ks) in k_blocks.iter().enumerate() {
+            let (first, last) = (index == 0, index + 1 == k_blocks.len());
+            let kc = ks.len();
+            packed.resize(block.len() * kc * nr, 0.0);
+            pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
+            for tile in tile_range.clone() {
+                let rows = tile * mr..((tile + 1) * mr).min(a.m);
+                let a_tile = a.data[(tile * a.k + ks.start) * mr..].as_ptr();
+                for (i, strip) in block.clone().enumerate() {
+                    let cols = strip * nr..((strip + 1) * nr).min(pixels);
+                    let b_strip = packed[i * kc * nr..][..kc * nr].as_ptr();
+                    // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
+                    // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
+                    // which this task alone writes, and reads them only after its first K block
+                    // wrote them; a partial one goes through `scratch`.
+                    unsafe {
+                        if rows.len() == mr && cols.len() == nr {
+                            let dst = out.out.add(rows.start * pixels + cols.start);
+                            kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last));
+                        } else {
+                            scratch.fill(0.0);
+                            kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, TileStore { start: Start::Accumulate, finish: None });
+                            for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
+                                for (col, &sum) in cols.clone().zip(sums) {
+                                    out.store(row, col, sum, first, last);
                                 }
                             }
                         }
