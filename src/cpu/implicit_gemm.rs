@@ -227,13 +227,11 @@ pub(super) fn output_with_bias(planes: usize, plane: usize, bias: Option<&[f32]>
 
 /// K rows per packed block: a tile's weights (`mr × KC`) stay in L1 while it sweeps the block.
 const KC: usize = 256;
-/// Pixels per packed block (at most): `KC × BLOCK_PIXELS` floats of B stay in L2.
+/// Pixels per packed block (at most): `KC × BLOCK_PIXELS` floats of B stay in L2, and each
+/// tile's weights (in L1) serve 8 strips. Whatever the output channels: fewer pixels where a
+/// block's outputs would not fit in L2 beside it (at most 64 K floats, as before the stores
+/// were fused) ran 512→2048 1×1 17% slower and 512→512 3×3 3% (BENCHMARKS.md).
 const BLOCK_PIXELS: usize = 384;
-/// ... and fewer where the block's outputs (all output channels) would pass this many floats,
-/// so that they too stay in L2 while the K blocks add into them: 512→512 3×3 at 65×65 ran
-/// 107–119 ms with this against 123–147 ms with 384 pixels whatever the channels
-/// (BENCHMARKS.md).
-const BLOCK_OUTPUTS: usize = 1 << 16;
 
 /// One axis of a correlation: output position `o` reads input position `o·stride + offsets[t]`
 /// for tap `t`, where that lies in `0..input` (else zero padding).
@@ -393,7 +391,7 @@ pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, 
     // One task per block of pixels, taken by whichever thread is free (a core that the VM or
     // another process slows down takes fewer); where there are too few blocks to keep every
     // thread busy to the end, the output channels are split too, each task packing B for itself.
-    let block_strips = (BLOCK_OUTPUTS / a.m / nr).clamp(1, BLOCK_PIXELS.div_ceil(nr));
+    let block_strips = BLOCK_PIXELS.div_ceil(nr);
     let blocks = strips.div_ceil(block_strips);
     let threads = rayon::current_num_threads().max(1);
     let tile_chunks = if blocks >= 2 * threads { 1 } else { tiles.min((2 * threads).div_ceil(blocks)) };
