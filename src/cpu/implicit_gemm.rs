@@ -585,6 +585,22 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
         }
         return;
     }
+    // Each strip's pieces of output rows (the same for every K row): strip, place in the strip,
+    // output row and columns. Working them out per K row (two divisions a piece) cost about as
+    // much as the copies.
+    let mut segments: Vec<(usize, usize, usize, Range<usize>)> = Vec::new();
+    for (i, strip) in strips.clone().enumerate() {
+        let (start, end) = (strip * nr, ((strip + 1) * nr).min(pixels));
+        let mut p = start;
+        while p < end {
+            let (oy, ox0) = (p / ow, p % ow);
+            let ox1 = ow.min(ox0 + end - p);
+            segments.push((i, p - start, oy, ox0..ox1));
+            p += ox1 - ox0;
+        }
+    }
+    // Pixels past the map, in the last strip.
+    let last = (strips.len() - 1, (pixels - (strips.end - 1) * nr).min(nr));
     for (kk, k) in ks.enumerate() {
         let (tap, channel) = (k / c.channels, k % c.channels);
         let (ty, tx) = (tap / taps_w, tap % taps_w);
@@ -592,39 +608,30 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
         let (offset_y, offset_x) = (c.rows.offsets[ty], c.cols.offsets[tx]);
         let inside_x = c.cols.inside(tx);
         let sx = c.cols.stride;
-        for (i, strip) in strips.clone().enumerate() {
-            let dst = &mut packed[(i * kc + kk) * nr..][..nr];
-            let start = strip * nr;
-            let end = (start + nr).min(pixels);
-            dst[end - start..].fill(0.0);
-            let mut p = start;
-            while p < end {
-                let (oy, ox0) = (p / ow, p % ow);
-                let ox1 = ow.min(ox0 + end - p);
-                let seg = &mut dst[p - start..][..ox1 - ox0];
-                p += ox1 - ox0;
-                let iy = (oy * c.rows.stride) as isize + offset_y;
-                if iy < 0 || iy >= ih as isize {
-                    seg.fill(0.0);
-                    continue;
-                }
-                let row = &plane[iy as usize * iw..][..iw];
-                let lo = inside_x.start.clamp(ox0, ox1);
-                let hi = inside_x.end.clamp(lo, ox1);
-                seg[..lo - ox0].fill(0.0);
-                seg[hi - ox0..].fill(0.0);
-                let inner = &mut seg[lo - ox0..hi - ox0];
-                if inner.is_empty() {
-                    continue;
-                }
-                let first = (lo * sx) as isize + offset_x;
-                let src = &row[first as usize..];
-                prefetch(src.as_ptr().wrapping_add(PREFETCH_CHANNELS * ih * iw), inner.len() * sx);
-                if sx == 1 {
-                    copy(inner, src);
-                } else {
-                    inner.iter_mut().zip(src.iter().step_by(sx)).for_each(|(d, &v)| *d = v);
-                }
+        packed[(last.0 * kc + kk) * nr..][last.1..nr].fill(0.0);
+        for (i, at, oy, ox) in &segments {
+            let seg = &mut packed[(i * kc + kk) * nr + at..][..ox.len()];
+            let iy = (oy * c.rows.stride) as isize + offset_y;
+            if iy < 0 || iy >= ih as isize {
+                seg.fill(0.0);
+                continue;
+            }
+            let row = &plane[iy as usize * iw..][..iw];
+            let lo = inside_x.start.clamp(ox.start, ox.end);
+            let hi = inside_x.end.clamp(lo, ox.end);
+            seg[..lo - ox.start].fill(0.0);
+            seg[hi - ox.start..].fill(0.0);
+            let inner = &mut seg[lo - ox.start..hi - ox.start];
+            if inner.is_empty() {
+                continue;
+            }
+            let first = (lo * sx) as isize + offset_x;
+            let src = &row[first as usize..];
+            prefetch(src.as_ptr().wrapping_add(PREFETCH_CHANNELS * ih * iw), inner.len() * sx);
+            if sx == 1 {
+                copy(inner, src);
+            } else {
+                inner.iter_mut().zip(src.iter().step_by(sx)).for_each(|(d, &v)| *d = v);
             }
         }
     }
