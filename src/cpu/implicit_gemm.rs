@@ -541,38 +541,60 @@ fn pack_block_on(kernel: GemmKernel, c: &Correlation, ks: Range<usize>, strips: 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_block_avx512(c: &Correlation, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
-    pack_block(c, ks, strips, GemmKernel::Avx512.nr(), packed, |dst, src| {
+    pack_block(c, ks, strips, GemmKernel::Avx512.nr(), packed, |dst, src, stride| {
         // SAFETY: this function runs only on CPUs with AVX-512F.
-        unsafe { copy_segment_avx512(dst, src) }
+        unsafe { copy_segment_avx512(dst, src, stride) }
     })
 }
 
-/// `dst = src[..dst.len()]`.
+/// `dst[i] = src[i · stride]`.
 #[inline(always)]
-fn copy_segment(dst: &mut [f32], src: &[f32]) {
-    dst.copy_from_slice(&src[..dst.len()]);
+fn copy_segment(dst: &mut [f32], src: &[f32], stride: usize) {
+    if stride == 1 {
+        dst.copy_from_slice(&src[..dst.len()]);
+    } else {
+        dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, &v)| *d = v);
+    }
 }
 
-/// [`copy_segment`] in masked 16-float moves (masked-off lanes are neither read nor written).
+/// [`copy_segment`] in masked 16-float moves (masked-off lanes are neither read nor written);
+/// at stride 2 (a ResNet's stem and downsampling layers) each 16 outputs are the even lanes of
+/// two such loads, picked by one permute, where the scalar gather was most of those layers'
+/// packing.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn copy_segment_avx512(dst: &mut [f32], src: &[f32]) {
+unsafe fn copy_segment_avx512(dst: &mut [f32], src: &[f32], stride: usize) {
     use std::arch::x86_64::*;
     let n = dst.len();
-    assert!(src.len() >= n);
-    let mut i = 0;
-    while i < n {
-        let lanes = (n - i).min(16);
-        let mask: __mmask16 = ((1u32 << lanes) - 1) as u16;
-        let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
-        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
-        i += 16;
+    assert!(n == 0 || src.len() > (n - 1) * stride);
+    let mask = |lanes: usize| -> __mmask16 { ((1u32 << lanes) - 1) as u16 };
+    match stride {
+        1 => {
+            for i in (0..n).step_by(16) {
+                let lanes = mask((n - i).min(16));
+                let v = _mm512_maskz_loadu_ps(lanes, src.as_ptr().add(i));
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), lanes, v);
+            }
+        }
+        2 => {
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            for i in (0..n).step_by(16) {
+                let lanes = (n - i).min(16);
+                // The source floats these outputs read: 2·lanes − 1 from 2i.
+                let reach = 2 * lanes - 1;
+                let from = src.as_ptr().add(2 * i);
+                let low = _mm512_maskz_loadu_ps(mask(reach.min(16)), from);
+                let high = _mm512_maskz_loadu_ps(mask(reach.saturating_sub(16)), from.wrapping_add(16));
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask(lanes), _mm512_permutex2var_ps(low, even, high));
+            }
+        }
+        _ => copy_segment(dst, src, stride),
     }
 }
 
 #[inline(always)]
-fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize, packed: &mut [f32], copy: impl Fn(&mut [f32], &[f32])) {
+fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize, packed: &mut [f32], copy: impl Fn(&mut [f32], &[f32], usize)) {
     let (ow, taps_w) = (c.cols.output, c.cols.offsets.len());
     let (ih, iw) = (c.rows.input, c.cols.input);
     let pixels = c.rows.output * ow;
@@ -628,11 +650,7 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
             let first = (lo * sx) as isize + offset_x;
             let src = &row[first as usize..];
             prefetch(src.as_ptr().wrapping_add(PREFETCH_CHANNELS * ih * iw), inner.len() * sx);
-            if sx == 1 {
-                copy(inner, src);
-            } else {
-                inner.iter_mut().zip(src.iter().step_by(sx)).for_each(|(d, &v)| *d = v);
-            }
+            copy(inner, src, sx);
         }
     }
 }
