@@ -471,3 +471,24 @@ fn fused_epilogue_reaches_pixels_without_products() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The separable pooling folds the same taps as the direct loop: max pooling exactly, the
+    /// average up to the order of its f64 sums. Windows up to 4×4 per axis, any stride,
+    /// dilation and padding up to half the window, maps from 1 pixel.
+    #[test]
+    fn separable_pooling_matches_the_direct_loop(
+        (kh, kw) in (1..=4usize, 1..=4usize), (sh, sw) in (1..=3usize, 1..=3usize), (dh, dw) in (1..=3usize, 1..=3usize),
+        (ph, pw) in (0..=2usize, 0..=2usize), (h, w) in (1..=20usize, 1..=20usize), planes in 1..=3usize, seed in any::<u64>(),
+    ) {
+        let params = atrous::Pool2dParams { kernel: Hw::new(kh, kw), stride: Hw::new(sh, sw), padding: Hw::new(ph.min(kh / 2), pw.min(kw / 2)), dilation: Hw::new(dh, dw) };
+        let (h, w) = (h.max(effective_kernel(kh, dh)), w.max(effective_kernel(kw, dw)));
+        let x = Tensor::random(vec![1, planes, h, w], seed);
+        let g = params.geometry(x.shape()).unwrap();
+        prop_assert_eq!(cpu::max_pool2d(&g, x.data()), cpu::max_pool2d_reference(&g, x.data()));
+        let d = difference(&cpu::avg_pool2d(&g, x.data()), &cpu::avg_pool2d_reference(&g, x.data()));
+        prop_assert!(d.within(1e-6), "{d} for {params:?} on {h}x{w}");
+    }
+}
