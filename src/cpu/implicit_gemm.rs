@@ -389,16 +389,18 @@ pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, 
     let strips = pixels.div_ceil(nr);
     let tiles = a.m.div_ceil(mr);
     // One task per block of pixels, taken by whichever thread is free (a core that the VM or
-    // another process slows down takes fewer); where there are too few blocks to keep every
-    // thread busy to the end, the output channels are split too, each task packing B for itself.
-    let block_strips = BLOCK_PIXELS.div_ceil(nr);
-    let blocks = strips.div_ceil(block_strips);
+    // another process slows down takes fewer). Blocks of at most BLOCK_PIXELS, as many as a
+    // multiple of the threads, the strips shared out evenly: a 65×65 map in 11 blocks of 8
+    // strips left one of two threads idle for the last block's time, a twelfth of the layer.
+    // Where there are too few blocks to keep every thread busy to the end, the output channels
+    // are split too, each task packing B for itself.
     let threads = rayon::current_num_threads().max(1);
+    let blocks = strips.div_ceil(BLOCK_PIXELS.div_ceil(nr)).next_multiple_of(threads).min(strips);
     let tile_chunks = if blocks >= 2 * threads { 1 } else { tiles.min((2 * threads).div_ceil(blocks)) };
     let tasks: Vec<(Range<usize>, Range<usize>)> = (0..tile_chunks)
         .flat_map(|i| {
             let tile_range = tiles * i / tile_chunks..tiles * (i + 1) / tile_chunks;
-            (0..blocks).map(move |b| (tile_range.clone(), b * block_strips..((b + 1) * block_strips).min(strips)))
+            (0..blocks).map(move |b| (tile_range.clone(), strips * b / blocks..strips * (b + 1) / blocks))
         })
         .filter(|(t, s)| !t.is_empty() && !s.is_empty())
         .collect();
@@ -408,67 +410,61 @@ pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, 
     });
 }
 
-/// One task of [`correlate`]: the tiles `tile_range` × strips `strip_range`, block by block.
-fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: Target, tile_range: Range<usize>, strip_range: Range<usize>, packed: &mut Vec<f32>) {
+/// One task of [`correlate`]: the tiles `tile_range` × the strips `block`.
+fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: Target, tile_range: Range<usize>, block: Range<usize>, packed: &mut Vec<f32>) {
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let (taps_w, taps) = (c.cols.offsets.len(), c.rows.offsets.len() * c.cols.offsets.len());
     let pixels = c.rows.output * c.cols.output;
-    let block_strips = BLOCK_PIXELS.div_ceil(nr);
     let mut scratch = vec![0.0f32; mr * nr];
-    let mut block_start = strip_range.start;
-    while block_start < strip_range.end {
-        let block = block_start..(block_start + block_strips).min(strip_range.end);
-        block_start = block.end;
-        let block_pixels = block.start * nr..(block.end * nr).min(pixels);
-        // The taps that read data for some pixel of the block, as runs of consecutive K rows.
-        let block_rows = block_pixels.start / c.cols.output..(block_pixels.end - 1) / c.cols.output + 1;
-        let reads_data = |t: usize| {
-            let rows = c.rows.inside(t / taps_w);
-            !c.skip_padding || (rows.start < block_rows.end && block_rows.start < rows.end && !c.cols.inside(t % taps_w).is_empty())
-        };
-        let mut runs: Vec<Range<usize>> = Vec::new();
-        for t in (0..taps).filter(|&t| reads_data(t)) {
-            match runs.last_mut() {
-                Some(run) if run.end == t * c.channels => run.end += c.channels,
-                _ => runs.push(t * c.channels..(t + 1) * c.channels),
+    let block_pixels = block.start * nr..(block.end * nr).min(pixels);
+    // The taps that read data for some pixel of the block, as runs of consecutive K rows.
+    let block_rows = block_pixels.start / c.cols.output..(block_pixels.end - 1) / c.cols.output + 1;
+    let reads_data = |t: usize| {
+        let rows = c.rows.inside(t / taps_w);
+        !c.skip_padding || (rows.start < block_rows.end && block_rows.start < rows.end && !c.cols.inside(t % taps_w).is_empty())
+    };
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    for t in (0..taps).filter(|&t| reads_data(t)) {
+        match runs.last_mut() {
+            Some(run) if run.end == t * c.channels => run.end += c.channels,
+            _ => runs.push(t * c.channels..(t + 1) * c.channels),
+        }
+    }
+    let k_blocks: Vec<Range<usize>> = runs.iter().flat_map(|run| run.clone().step_by(KC).map(|k0| k0..(k0 + KC).min(run.end))).collect();
+    if k_blocks.is_empty() {
+        // No tap reads data here: the bias and the epilogue alone.
+        for row in tile_range.start * mr..(tile_range.end * mr).min(a.m) {
+            for col in block_pixels.clone() {
+                // SAFETY: this task's own outputs, first and last written here.
+                unsafe { out.store(row, col, 0.0, true, true) };
             }
         }
-        let k_blocks: Vec<Range<usize>> = runs.iter().flat_map(|run| run.clone().step_by(KC).map(|k0| k0..(k0 + KC).min(run.end))).collect();
-        if k_blocks.is_empty() {
-            // No tap reads data here: the bias and the epilogue alone.
-            for row in tile_range.start * mr..(tile_range.end * mr).min(a.m) {
-                for col in block_pixels.clone() {
-                    // SAFETY: this task's own outputs, first and last written here.
-                    unsafe { out.store(row, col, 0.0, true, true) };
-                }
-            }
-        }
-        for (index, ks) in k_blocks.iter().enumerate() {
-            let (first, last) = (index == 0, index + 1 == k_blocks.len());
-            let kc = ks.len();
-            packed.resize(block.len() * kc * nr, 0.0);
-            pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
-            for tile in tile_range.clone() {
-                let rows = tile * mr..((tile + 1) * mr).min(a.m);
-                let a_tile = a.data[(tile * a.k + ks.start) * mr..].as_ptr();
-                for (i, strip) in block.clone().enumerate() {
-                    let cols = strip * nr..((strip + 1) * nr).min(pixels);
-                    let b_strip = packed[i * kc * nr..][..kc * nr].as_ptr();
-                    // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
-                    // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
-                    // which this task alone writes, and reads them only after its first K block
-                    // wrote them; a partial one goes through `scratch`.
-                    unsafe {
-                        if rows.len() == mr && cols.len() == nr {
-                            let dst = out.out.add(rows.start * pixels + cols.start);
-                            kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last));
-                        } else {
-                            scratch.fill(0.0);
-                            kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, TileStore { start: Start::Accumulate, finish: None });
-                            for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
-                                for (col, &sum) in cols.clone().zip(sums) {
-                                    out.store(row, col, sum, first, last);
-                                }
+    }
+    for (index, ks) in k_blocks.iter().enumerate() {
+        let (first, last) = (index == 0, index + 1 == k_blocks.len());
+        let kc = ks.len();
+        packed.resize(block.len() * kc * nr, 0.0);
+        pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
+        for tile in tile_range.clone() {
+            let rows = tile * mr..((tile + 1) * mr).min(a.m);
+            let a_tile = a.data[(tile * a.k + ks.start) * mr..].as_ptr();
+            for (i, strip) in block.clone().enumerate() {
+                let cols = strip * nr..((strip + 1) * nr).min(pixels);
+                let b_strip = packed[i * kc * nr..][..kc * nr].as_ptr();
+                // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
+                // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
+                // which this task alone writes, and reads them only after its first K block
+                // wrote them; a partial one goes through `scratch`.
+                unsafe {
+                    if rows.len() == mr && cols.len() == nr {
+                        let dst = out.out.add(rows.start * pixels + cols.start);
+                        kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last));
+                    } else {
+                        scratch.fill(0.0);
+                        kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, TileStore { start: Start::Accumulate, finish: None });
+                        for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
+                            for (col, &sum) in cols.clone().zip(sums) {
+                                out.store(row, col, sum, first, last);
                             }
                         }
                     }
