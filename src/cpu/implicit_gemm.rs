@@ -503,7 +503,7 @@ fn pack_pointwise<const NR: usize>(input: &[f32], pixels: usize, ks: Range<usize
 const PREFETCH_CHANNELS: usize = 4;
 
 /// Asks the cache for the `len` floats from `start`, which may lie anywhere (a prefetch never
-/// faults; past the input it is wasted).
+/// faults).
 #[inline(always)]
 fn prefetch(start: *const f32, len: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -645,7 +645,10 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
             }
             let first = (lo * sx) as isize + offset_x;
             let src = &row[first as usize..];
-            prefetch(src.as_ptr().wrapping_add(PREFETCH_CHANNELS * ih * iw), inner.len() * sx);
+            if channel + PREFETCH_CHANNELS < c.channels {
+                // The same tap's row segment, `PREFETCH_CHANNELS` planes on.
+                prefetch(src.as_ptr().wrapping_add(PREFETCH_CHANNELS * ih * iw), inner.len() * sx);
+            }
             copy(inner, src, sx);
         }
     }
