@@ -443,7 +443,13 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: T
     for (index, ks) in k_blocks.iter().enumerate() {
         let (first, last) = (index == 0, index + 1 == k_blocks.len());
         let kc = ks.len();
-        packed.resize(block.len() * kc * nr, 0.0);
+        // Grown, never shrunk: a last, shorter K block (576 = 256 + 256 + 64) shrank it, and
+        // the next block's growth zeroed hundreds of KB again.
+        let len = block.len() * kc * nr;
+        if packed.len() < len {
+            packed.resize(len, 0.0);
+        }
+        let packed = &mut packed[..len];
         pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
         for tile in tile_range.clone() {
             let rows = tile * mr..((tile + 1) * mr).min(a.m);
