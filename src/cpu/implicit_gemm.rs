@@ -136,7 +136,7 @@ unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc:
     for p in 0..kc {
         let bp = b.add(p * 48);
         // The strip streams from L2 (a tile's weights hold L1); asking for it 8 K rows ahead ran
-        // the 3×3 and 1×1 layers 5–9% faster in this machine's slow phases, level in its fast ones.
+        // the 3×3 and 1×1 layers 1–9% faster in this machine's slow phases, level in its fast ones.
         let ahead = bp.wrapping_add(8 * 48);
         _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16).cast());
@@ -511,7 +511,7 @@ fn pack_pointwise<const NR: usize>(input: &[f32], pixels: usize, ks: Range<usize
 /// How far ahead the packing asks for its input: the same pixels this many K rows (input planes)
 /// on. Each K row reads a different plane, a few segments of a few hundred bytes, which the
 /// hardware prefetchers do not see coming; asked for 4 rows ahead, 512→512 3×3 at dilation 4
-/// ran 5–9% faster, 256→256 3–4% (a 1×1 layer's packing copies whole strips, which they see).
+/// ran 5–9% faster, 256→256 2–4% (a 1×1 layer's packing copies whole strips, which they see).
 const PREFETCH_CHANNELS: usize = 4;
 
 /// Asks the cache for the `len` floats from `start`, which may lie anywhere (a prefetch never
@@ -616,8 +616,8 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
         return;
     }
     // Each strip's pieces of output rows (the same for every K row): strip, place in the strip,
-    // output row and columns. Working them out per K row (two divisions a piece) cost about as
-    // much as the copies.
+    // output row and columns; working them out per K row (two divisions a piece) cost 3×3
+    // layers 1–6% of their time (BENCHMARKS.md).
     let mut segments: Vec<(usize, usize, usize, Range<usize>)> = Vec::new();
     for (i, strip) in strips.clone().enumerate() {
         let (start, end) = (strip * nr, ((strip + 1) * nr).min(pixels));
