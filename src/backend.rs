@@ -96,8 +96,8 @@ impl Backend for CpuReference {
         Ok(match g.kind {
             ConvKind::Forward => cpu::conv2d_reference(g, input, weight, bias),
             ConvKind::Transposed => cpu::conv_transpose2d_reference(g, input, weight, bias),
-            ConvKind::MaxPool => cpu::max_pool2d(g, input),
-            ConvKind::AvgPool => cpu::avg_pool2d(g, input),
+            ConvKind::MaxPool => cpu::max_pool2d_reference(g, input),
+            ConvKind::AvgPool => cpu::avg_pool2d_reference(g, input),
         })
     }
 }

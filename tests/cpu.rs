@@ -421,3 +421,74 @@ fn implicit_gemm_pointwise_matches_reference() {
         }
     }
 }
+
+/// `epilogue(reference)`: the f64 reference's output plus `residual`, then ReLU where `relu`.
+fn reference_with_epilogue(exact: &Tensor, residual: &Tensor, relu: bool) -> Vec<f32> {
+    exact.data().iter().zip(residual.data()).map(|(&v, &r)| if relu { (v + r).max(0.0) } else { v + r }).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// A network's epilogue (residual, then ReLU) applied as the implicit GEMM stores its sums,
+    /// on each micro-kernel and tap skipping, and after the SGEMM path, matches the f64
+    /// reference followed by the epilogue.
+    #[test]
+    fn fused_epilogue_matches_reference(case in prop_oneof![common::gemm_conv_case(), blocked_conv_case()], relu in any::<bool>(), seed in any::<u64>()) {
+        let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let residual = Tensor::random(exact.shape().to_vec(), seed);
+        let expected = reference_with_epilogue(&exact, &residual, relu);
+        let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu };
+        let fused = |skipping, kernel| cpu::conv2d_with_epilogue(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), epilogue, skipping, kernel);
+        let d = difference(&fused(TapSkipping::Auto, None), &expected);
+        prop_assert!(d.within(TOLERANCE), "SGEMM path: {d} for {:?}", case.params);
+        for_each_kernel(|kernel, skipping| {
+            let d = difference(&fused(skipping, Some(kernel)), &expected);
+            prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?}: {d} for {:?}", case.params);
+            Ok(())
+        })?;
+    }
+}
+
+/// Pixels that no tap reads data for (a 1×1 convolution's padding ring, whole blocks of it
+/// left without products when padding taps are skipped) still get the bias and the epilogue.
+#[test]
+fn fused_epilogue_reaches_pixels_without_products() {
+    let x = Tensor::random(vec![1, 40, 50, 50], 71);
+    let w = Tensor::random(vec![20, 40, 1, 1], 72);
+    let b = Tensor::random(vec![20], 73);
+    let p = Conv2dParams { padding: Hw::square(6), ..Default::default() };
+    let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
+    let exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap();
+    let residual = Tensor::random(exact.shape().to_vec(), 74);
+    for relu in [false, true] {
+        let expected = reference_with_epilogue(&exact, &residual, relu);
+        for kernel in cpu::GemmKernel::available() {
+            let fast = cpu::conv2d_with_epilogue(&g, x.data(), w.data(), Some(b.data()), cpu::Epilogue { residual: Some(residual.data()), relu }, TapSkipping::Always, Some(kernel));
+            let d = difference(&fast, &expected);
+            assert!(d.within(TOLERANCE), "{kernel:?} relu {relu}: {d}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The separable pooling folds the same taps as the direct loop: max pooling exactly, the
+    /// average up to the order of its f64 sums. Windows up to 4×4 per axis, any stride,
+    /// dilation and padding up to half the window, maps from 1 pixel.
+    #[test]
+    fn separable_pooling_matches_the_direct_loop(
+        (kh, kw) in (1..=4usize, 1..=4usize), (sh, sw) in (1..=3usize, 1..=3usize), (dh, dw) in (1..=3usize, 1..=3usize),
+        (ph, pw) in (0..=2usize, 0..=2usize), (h, w) in (1..=20usize, 1..=20usize), planes in 1..=3usize, seed in any::<u64>(),
+    ) {
+        let params = atrous::Pool2dParams { kernel: Hw::new(kh, kw), stride: Hw::new(sh, sw), padding: Hw::new(ph.min(kh / 2), pw.min(kw / 2)), dilation: Hw::new(dh, dw) };
+        let (h, w) = (h.max(effective_kernel(kh, dh)), w.max(effective_kernel(kw, dw)));
+        let x = Tensor::random(vec![1, planes, h, w], seed);
+        let g = params.geometry(x.shape()).unwrap();
+        prop_assert_eq!(cpu::max_pool2d(&g, x.data()), cpu::max_pool2d_reference(&g, x.data()));
+        let d = difference(&cpu::avg_pool2d(&g, x.data()), &cpu::avg_pool2d_reference(&g, x.data()));
+        prop_assert!(d.within(1e-6), "{d} for {params:?} on {h}x{w}");
+    }
+}

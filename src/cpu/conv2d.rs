@@ -2,8 +2,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides};
-use super::{intersect, positions_inside, sgemm, sgemm_strided, tap_position, TapSkipping};
+use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides};
+use super::{intersect, positions_inside, sgemm, sgemm_strided, tap_position, Epilogue, TapSkipping};
 use crate::shape::WindowGeometry;
 
 /// Direct-loop convolution accumulating in f64: slow, simple, and the gold standard.
@@ -106,9 +106,19 @@ pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[
 
 /// [`conv2d`] on the given micro-kernel, or (`None`) on [`conv2d_sgemm`].
 pub fn conv2d_on(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping, kernel: Option<GemmKernel>) -> Vec<f32> {
+    conv2d_with_epilogue(g, input, weight, bias, Epilogue::NONE, skipping, kernel)
+}
+
+/// [`conv2d_on`] followed by a network's `epilogue` (its residual `g`'s output shape): the
+/// implicit GEMM applies it as it stores each tile, the SGEMM path in a pass of its own.
+pub fn conv2d_with_epilogue(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, skipping: TapSkipping, kernel: Option<GemmKernel>) -> Vec<f32> {
     match kernel {
-        Some(kernel) if uses_implicit_gemm(g, skipping) => conv2d_implicit(kernel, g, input, weight, bias, skipping),
-        _ => conv2d_sgemm(g, input, weight, bias, skipping),
+        Some(kernel) if uses_implicit_gemm(g, skipping) => conv2d_implicit(kernel, g, input, weight, bias, epilogue, skipping),
+        _ => {
+            let mut out = conv2d_sgemm(g, input, weight, bias, skipping);
+            epilogue.apply(&mut out);
+            out
+        }
     }
 }
 
@@ -119,13 +129,14 @@ pub fn uses_implicit_gemm(g: &WindowGeometry, _skipping: TapSkipping) -> bool {
 }
 
 /// The implicit GEMM, group by group (weights packed once per group) and sample by sample,
-/// each correlation split over the threads. The output starts as the bias, and the products
-/// accumulate into it.
-fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
+/// each correlation split over the threads and writing its own slab of the output (bias,
+/// products and epilogue in one store per element).
+fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, skipping: TapSkipping) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let taps = g.kernel.h * g.kernel.w;
     let (in_plane, pixels) = (g.input.h * g.input.w, g.output.h * g.output.w);
-    let mut out = output_with_bias(g.batch * g.c_out, pixels, bias, g.c_out);
+    let len = g.batch * g.c_out * pixels;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let rows = Axis::forward(g.kernel.h, g.stride.h, g.dilation.h, g.padding.h, g.input.h, g.output.h);
     let cols = Axis::forward(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
     // K is tap-major (all channels of one tap, then the next), so that a tap skipped is a run of K.
@@ -142,10 +153,15 @@ fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight
                 input: &input[(n * g.c_in + group * cig) * in_plane..][..cig * in_plane],
                 skip_padding: skipping != TapSkipping::Off,
             };
-            let start = (n * g.c_out + group * cog) * pixels;
-            correlate(kernel, &c, &a, &mut out[start..start + cog * pixels]);
+            let slab = (n * g.c_out + group * cog) * pixels..(n * g.c_out + (group + 1) * cog) * pixels;
+            let group_bias = bias.map(|b| &b[group * cog..][..cog]);
+            let residual = epilogue.residual.map(|r| &r[slab.clone()]);
+            correlate(kernel, &c, &a, group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab]);
         }
     }
+    // SAFETY: the slabs of all (sample, group) pairs cover the output, and `correlate` writes
+    // every element of its slab.
+    unsafe { out.set_len(len) };
     out
 }
 

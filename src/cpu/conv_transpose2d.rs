@@ -3,7 +3,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::implicit_gemm::{correlate, output_with_bias, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides};
-use super::{intersect, positions_inside, sgemm, sgemm_strided, TapSkipping};
+use super::{intersect, positions_inside, sgemm, sgemm_strided, Epilogue, TapSkipping};
 use crate::shape::WindowGeometry;
 
 /// The output position that input position `i` and kernel tap `tap` contribute to, if any:
@@ -94,10 +94,12 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let taps = g.kernel.h * g.kernel.w;
     let (in_pixels, out_plane) = (g.input.h * g.input.w, g.output.h * g.output.w);
-    let mut out = output_with_bias(g.batch * g.c_out, out_plane, bias, g.c_out);
     let row_phases = phases(g.kernel.h, g.stride.h, g.dilation.h, g.padding.h, g.input.h, g.output.h);
     let col_phases = phases(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
     let in_place = g.stride == crate::shape::Hw::square(1);
+    // At stride 1 the one phase writes every output, bias included; else the phases add into it.
+    let len = g.batch * g.c_out * out_plane;
+    let mut out = if in_place { Vec::with_capacity(len) } else { output_with_bias(g.batch * g.c_out, out_plane, bias, g.c_out) };
     for group in 0..g.groups {
         let w = &weight[group * cig * cog * taps..][..cig * cog * taps];
         // The group's weight is [cig, cog, kH, kW]: row co, channel ci.
@@ -115,11 +117,14 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
             PackedWeights::new(kernel, cog, cig, &phase_taps, w, strides)
         };
         if in_place {
-            // Stride 1: one phase, the output itself.
+            // Stride 1: one phase (every tap), the output itself.
+            assert_eq!(phase_pairs.len(), 1, "at stride 1 every tap is in phase 0");
             for &(rows, cols) in &phase_pairs {
                 let a = packed(rows, cols);
                 for n in 0..g.batch {
-                    correlate(kernel, &correlation(rows, cols, n), &a, &mut out[(n * g.c_out + group * cog) * out_plane..][..cog * out_plane]);
+                    let slab = &mut out.spare_capacity_mut()[(n * g.c_out + group * cog) * out_plane..][..cog * out_plane];
+                    let group_bias = bias.map(|b| &b[group * cog..][..cog]);
+                    correlate(kernel, &correlation(rows, cols, n), &a, group_bias, Epilogue::NONE, slab);
                 }
             }
         } else {
@@ -130,10 +135,12 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
                 .map(|&(rows, cols)| {
                     let a = packed(rows, cols);
                     let phase_pixels = rows.axis.output * cols.axis.output;
-                    let mut planes = output_with_bias(g.batch * cog, phase_pixels, None, 1);
-                    for (n, slab) in planes.chunks_mut(cog * phase_pixels).enumerate() {
-                        correlate(kernel, &correlation(rows, cols, n), &a, slab);
+                    let mut planes = Vec::with_capacity(g.batch * cog * phase_pixels);
+                    for (n, slab) in planes.spare_capacity_mut().chunks_mut(cog * phase_pixels).enumerate() {
+                        correlate(kernel, &correlation(rows, cols, n), &a, None, Epilogue::NONE, slab);
                     }
+                    // SAFETY: `correlate` wrote every element of each sample's slab.
+                    unsafe { planes.set_len(g.batch * cog * phase_pixels) };
                     planes
                 })
                 .collect();
@@ -149,6 +156,10 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
                 }
             });
         }
+    }
+    if in_place {
+        // SAFETY: at stride 1 each (sample, group) slab was written whole by `correlate` above.
+        unsafe { out.set_len(len) };
     }
     out
 }

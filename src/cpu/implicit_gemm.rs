@@ -8,9 +8,12 @@
 //! Forward convolutions run on it directly; transposed ones as one such correlation per output
 //! phase (`conv_transpose2d.rs`).
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
+
+use super::Epilogue;
 
 /// The micro-kernels: which SIMD the packed GEMM runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,29 +92,55 @@ impl GemmKernel {
         }
     }
 
-    /// `c[mr × nr] += a · b` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc` apart.
+    /// `c[mr × nr] = store(a · b)` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc` apart
+    /// (and the residual, where `store` has one, laid out as `c`).
     ///
     /// # Safety
     /// The pointers must cover those extents, and the CPU must have the kernel's features
     /// (`detect`/`available` only return such kernels).
-    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
         #[cfg(target_arch = "x86_64")]
         match self {
-            GemmKernel::Avx512 => tile_avx512(kc, a, b, c, ldc),
-            GemmKernel::Avx2 => tile_avx2(kc, a, b, c, ldc),
+            GemmKernel::Avx512 => tile_avx512(kc, a, b, c, ldc, store),
+            GemmKernel::Avx2 => tile_avx2(kc, a, b, c, ldc, store),
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc})")
+        unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc}, {store:?})")
     }
+}
+
+/// How a micro-kernel call stores its tile's sums: onto what C holds, or (the first K block of a
+/// block of pixels, C not yet written) onto the rows' bias; on the last K block the epilogue
+/// follows. Writing C first instead (the bias in a pass of its own) and adding the residual and
+/// ReLU in another streamed a ResNet's tens of MB of outputs through memory twice more.
+#[derive(Clone, Copy, Debug)]
+struct TileStore {
+    start: Start,
+    /// The residual's tile (laid out as C's) and the ReLU, on the last K block.
+    finish: Option<(Option<*const f32>, bool)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    /// `c += sums`.
+    Accumulate,
+    /// `c = bias + sums`, the bias of each of the tile's rows (`mr` values) or zero.
+    Bias(Option<*const f32>),
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 3]; 8];
     for p in 0..kc {
         let bp = b.add(p * 48);
+        // The strip streams from L2 (a tile's weights hold L1); asking for it 8 K rows ahead ran
+        // the 3×3 and 1×1 layers 1–9% faster in this machine's slow phases, level in its fast ones.
+        let ahead = bp.wrapping_add(8 * 48);
+        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16).cast());
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(32).cast());
         let (b0, b1, b2) = (_mm512_loadu_ps(bp), _mm512_loadu_ps(bp.add(16)), _mm512_loadu_ps(bp.add(32)));
         let ap = a.add(p * 8);
         for (i, row) in acc.iter_mut().enumerate() {
@@ -121,17 +150,32 @@ unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc:
             row[2] = _mm512_fmadd_ps(ai, b2, row[2]);
         }
     }
+    let zero = _mm512_setzero_ps();
     for (i, row) in acc.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            let cp = c.add(i * ldc + j * 16);
-            _mm512_storeu_ps(cp, _mm512_add_ps(_mm512_loadu_ps(cp), *v));
+        let bias = match store.start {
+            Start::Bias(Some(bias)) => _mm512_set1_ps(*bias.add(i)),
+            _ => zero,
+        };
+        for (j, &sums) in row.iter().enumerate() {
+            let at = i * ldc + j * 16;
+            let prior = if let Start::Accumulate = store.start { _mm512_loadu_ps(c.add(at)) } else { bias };
+            let mut v = _mm512_add_ps(prior, sums);
+            if let Some((residual, relu)) = store.finish {
+                if let Some(r) = residual {
+                    v = _mm512_add_ps(v, _mm512_loadu_ps(r.add(at)));
+                }
+                if relu {
+                    v = _mm512_max_ps(v, zero);
+                }
+            }
+            _mm512_storeu_ps(c.add(at), v);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
     use std::arch::x86_64::*;
     // 6 × 2 accumulators, 2 for B and 1 broadcast: 15 of the 16 ymm registers (4 × 3 needed a
     // 17th, and the accumulator spilled to the stack every step ran at half the peak).
@@ -146,10 +190,25 @@ unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: u
             row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
         }
     }
+    let zero = _mm256_setzero_ps();
     for (i, row) in acc.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            let cp = c.add(i * ldc + j * 8);
-            _mm256_storeu_ps(cp, _mm256_add_ps(_mm256_loadu_ps(cp), *v));
+        let bias = match store.start {
+            Start::Bias(Some(bias)) => _mm256_set1_ps(*bias.add(i)),
+            _ => zero,
+        };
+        for (j, &sums) in row.iter().enumerate() {
+            let at = i * ldc + j * 8;
+            let prior = if let Start::Accumulate = store.start { _mm256_loadu_ps(c.add(at)) } else { bias };
+            let mut v = _mm256_add_ps(prior, sums);
+            if let Some((residual, relu)) = store.finish {
+                if let Some(r) = residual {
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(r.add(at)));
+                }
+                if relu {
+                    v = _mm256_max_ps(v, zero);
+                }
+            }
+            _mm256_storeu_ps(c.add(at), v);
         }
     }
 }
@@ -174,13 +233,11 @@ pub(super) fn output_with_bias(planes: usize, plane: usize, bias: Option<&[f32]>
 
 /// K rows per packed block: a tile's weights (`mr × KC`) stay in L1 while it sweeps the block.
 const KC: usize = 256;
-/// Pixels per packed block (at most): `KC × BLOCK_PIXELS` floats of B stay in L2.
+/// Pixels per packed block (at most): `KC × BLOCK_PIXELS` floats of B stay in L2, and each
+/// tile's weights (in L1) serve 8 strips. Whatever the output channels: fewer pixels where a
+/// block's outputs would not fit in L2 beside it (at most 64 K floats, as before the stores
+/// were fused) ran 512→2048 1×1 17% slower and 512→512 3×3 3% (BENCHMARKS.md).
 const BLOCK_PIXELS: usize = 384;
-/// ... and fewer where the block's outputs (all output channels) would pass this many floats,
-/// so that they too stay in L2 while the K blocks add into them: 512→512 3×3 at 65×65 ran
-/// 107–119 ms with this against 123–147 ms with 384 pixels whatever the channels
-/// (BENCHMARKS.md).
-const BLOCK_OUTPUTS: usize = 1 << 16;
 
 /// One axis of a correlation: output position `o` reads input position `o·stride + offsets[t]`
 /// for tap `t`, where that lies in `0..input` (else zero padding).
@@ -276,12 +333,41 @@ impl Correlation<'_> {
     }
 }
 
-/// Raw output pointer shared by the tasks, which write disjoint tiles.
+/// Where [`correlate`] writes: `out[m × pixels]`, each element `bias[row] + Σ`, then the
+/// epilogue (its residual laid out as `out`). Shared by the tasks, which write disjoint tiles.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: each task writes only its own (rows, pixels) tiles (see `correlate`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+struct Target<'a> {
+    out: *mut f32,
+    pixels: usize,
+    bias: Option<&'a [f32]>,
+    epilogue: Epilogue<'a>,
+}
+// SAFETY: each task writes only its own (rows, pixels) tiles (see `correlate`); the rest is read.
+unsafe impl Send for Target<'_> {}
+unsafe impl Sync for Target<'_> {}
+
+impl Target<'_> {
+    /// The micro-kernel's store for the whole tile at (`row`, `col`), in the first and/or last
+    /// K block of its block of pixels.
+    fn tile_store(&self, row: usize, col: usize, first: bool, last: bool) -> TileStore {
+        let start = if first { Start::Bias(self.bias.map(|b| b[row..].as_ptr())) } else { Start::Accumulate };
+        let residual = |r: &[f32]| r[row * self.pixels + col..].as_ptr();
+        TileStore { start, finish: last.then(|| (self.epilogue.residual.map(residual), self.epilogue.relu)) }
+    }
+
+    /// The same store element by element, for partial tiles and for pixels that no tap reads
+    /// data for (`sum` 0).
+    ///
+    /// # Safety
+    /// `(row, col)` lies in `out`, and unless `first` this task has written it already.
+    unsafe fn store(&self, row: usize, col: usize, sum: f32, first: bool, last: bool) {
+        let at = row * self.pixels + col;
+        let p = self.out.add(at);
+        let prior = if first { self.bias.map_or(0.0, |b| b[row]) } else { *p };
+        let v = prior + sum;
+        *p = if last { self.epilogue.finish(v, at) } else { v };
+    }
+}
 
 thread_local! {
     /// The packed block of B, per thread, and the packed weights (on the calling thread), kept
@@ -291,91 +377,106 @@ thread_local! {
     static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `out[m planes of rows.output × cols.output] += A · B(correlation)`, in tasks of a block of
-/// pixels (and a share of the output channels where the blocks are few) over rayon's threads.
-pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: &mut [f32]) {
+/// `out[m planes of rows.output × cols.output] = epilogue(bias + A · B(correlation))`, every
+/// element written (`out` may start uninitialised), in tasks of a block of pixels (and a share
+/// of the output channels where the blocks are few) over rayon's threads. `bias` has `m`
+/// values, the epilogue's residual `out`'s shape.
+pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
     let taps = c.rows.offsets.len() * c.cols.offsets.len();
     assert_eq!(a.k, taps * c.channels);
     let pixels = c.rows.output * c.cols.output;
     assert_eq!(out.len(), a.m * pixels);
     assert_eq!(c.input.len(), c.channels * c.rows.input * c.cols.input);
-    if pixels == 0 || a.m == 0 || a.k == 0 {
+    assert!(bias.is_none_or(|b| b.len() == a.m) && epilogue.residual.is_none_or(|r| r.len() == out.len()));
+    if pixels == 0 || a.m == 0 {
         return;
     }
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let strips = pixels.div_ceil(nr);
     let tiles = a.m.div_ceil(mr);
     // One task per block of pixels, taken by whichever thread is free (a core that the VM or
-    // another process slows down takes fewer); where there are too few blocks to keep every
-    // thread busy to the end, the output channels are split too, each task packing B for itself.
-    let block_strips = (BLOCK_OUTPUTS / a.m / nr).clamp(1, BLOCK_PIXELS.div_ceil(nr));
-    let blocks = strips.div_ceil(block_strips);
+    // another process slows down takes fewer). Blocks of at most BLOCK_PIXELS, as many as a
+    // multiple of the threads, the strips shared out evenly: a 65×65 map in 11 blocks of 8
+    // strips left one of two threads idle for the last block's time, a twelfth of the layer.
+    // Where there are too few blocks to keep every thread busy to the end, the output channels
+    // are split too, each task packing B for itself.
     let threads = rayon::current_num_threads().max(1);
+    let blocks = strips.div_ceil(BLOCK_PIXELS.div_ceil(nr)).next_multiple_of(threads).min(strips);
     let tile_chunks = if blocks >= 2 * threads { 1 } else { tiles.min((2 * threads).div_ceil(blocks)) };
     let tasks: Vec<(Range<usize>, Range<usize>)> = (0..tile_chunks)
         .flat_map(|i| {
             let tile_range = tiles * i / tile_chunks..tiles * (i + 1) / tile_chunks;
-            (0..blocks).map(move |b| (tile_range.clone(), b * block_strips..((b + 1) * block_strips).min(strips)))
+            (0..blocks).map(move |b| (tile_range.clone(), strips * b / blocks..strips * (b + 1) / blocks))
         })
         .filter(|(t, s)| !t.is_empty() && !s.is_empty())
         .collect();
-    let shared = SharedOut(out.as_mut_ptr());
+    let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias, epilogue };
     tasks.into_par_iter().for_each(|(tile_range, strip_range)| {
-        PACKED_B.with_borrow_mut(|packed| correlate_part(kernel, c, a, shared, tile_range, strip_range, packed));
+        PACKED_B.with_borrow_mut(|packed| correlate_part(kernel, c, a, target, tile_range, strip_range, packed));
     });
 }
 
-/// One task of [`correlate`]: the tiles `tile_range` × strips `strip_range`, block by block.
-fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: SharedOut, tile_range: Range<usize>, strip_range: Range<usize>, packed: &mut Vec<f32>) {
+/// One task of [`correlate`]: the tiles `tile_range` × the strips `block`.
+fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: Target, tile_range: Range<usize>, block: Range<usize>, packed: &mut Vec<f32>) {
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let (taps_w, taps) = (c.cols.offsets.len(), c.rows.offsets.len() * c.cols.offsets.len());
     let pixels = c.rows.output * c.cols.output;
-    let block_strips = BLOCK_PIXELS.div_ceil(nr);
     let mut scratch = vec![0.0f32; mr * nr];
-    let mut block_start = strip_range.start;
-    while block_start < strip_range.end {
-        let block = block_start..(block_start + block_strips).min(strip_range.end);
-        block_start = block.end;
-        let block_pixels = block.start * nr..(block.end * nr).min(pixels);
-        // The taps that read data for some pixel of the block, as runs of consecutive K rows.
-        let block_rows = block_pixels.start / c.cols.output..(block_pixels.end - 1) / c.cols.output + 1;
-        let reads_data = |t: usize| {
-            let rows = c.rows.inside(t / taps_w);
-            !c.skip_padding || (rows.start < block_rows.end && block_rows.start < rows.end && !c.cols.inside(t % taps_w).is_empty())
-        };
-        let mut runs: Vec<Range<usize>> = Vec::new();
-        for t in (0..taps).filter(|&t| reads_data(t)) {
-            match runs.last_mut() {
-                Some(run) if run.end == t * c.channels => run.end += c.channels,
-                _ => runs.push(t * c.channels..(t + 1) * c.channels),
+    let block_pixels = block.start * nr..(block.end * nr).min(pixels);
+    // The taps that read data for some pixel of the block, as runs of consecutive K rows.
+    let block_rows = block_pixels.start / c.cols.output..(block_pixels.end - 1) / c.cols.output + 1;
+    let reads_data = |t: usize| {
+        let rows = c.rows.inside(t / taps_w);
+        !c.skip_padding || (rows.start < block_rows.end && block_rows.start < rows.end && !c.cols.inside(t % taps_w).is_empty())
+    };
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    for t in (0..taps).filter(|&t| reads_data(t)) {
+        match runs.last_mut() {
+            Some(run) if run.end == t * c.channels => run.end += c.channels,
+            _ => runs.push(t * c.channels..(t + 1) * c.channels),
+        }
+    }
+    let k_blocks: Vec<Range<usize>> = runs.iter().flat_map(|run| run.clone().step_by(KC).map(|k0| k0..(k0 + KC).min(run.end))).collect();
+    if k_blocks.is_empty() {
+        // No tap reads data here: the bias and the epilogue alone.
+        for row in tile_range.start * mr..(tile_range.end * mr).min(a.m) {
+            for col in block_pixels.clone() {
+                // SAFETY: this task's own outputs, first and last written here.
+                unsafe { out.store(row, col, 0.0, true, true) };
             }
         }
-        for run in runs {
-            for k0 in run.clone().step_by(KC) {
-                let ks = k0..(k0 + KC).min(run.end);
-                let kc = ks.len();
-                packed.resize(block.len() * kc * nr, 0.0);
-                pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
-                for tile in tile_range.clone() {
-                    let rows = tile * mr..((tile + 1) * mr).min(a.m);
-                    let a_tile = a.data[(tile * a.k + k0) * mr..].as_ptr();
-                    for (i, strip) in block.clone().enumerate() {
-                        let cols = strip * nr..((strip + 1) * nr).min(pixels);
-                        let b_strip = packed[i * kc * nr..][..kc * nr].as_ptr();
-                        // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
-                        // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
-                        // which this task alone writes; a partial one goes through `scratch`.
-                        unsafe {
-                            let dst = out.0.add(rows.start * pixels + cols.start);
-                            if rows.len() == mr && cols.len() == nr {
-                                kernel.tile(kc, a_tile, b_strip, dst, pixels);
-                            } else {
-                                scratch.fill(0.0);
-                                kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr);
-                                for (r, src) in scratch.chunks(nr).take(rows.len()).enumerate() {
-                                    let d = std::slice::from_raw_parts_mut(dst.add(r * pixels), cols.len());
-                                    d.iter_mut().zip(src).for_each(|(o, v)| *o += v);
-                                }
+    }
+    for (index, ks) in k_blocks.iter().enumerate() {
+        let (first, last) = (index == 0, index + 1 == k_blocks.len());
+        let kc = ks.len();
+        // Grown, never shrunk: a last, shorter K block (576 = 256 + 256 + 64) shrank it, and
+        // the next block's growth zeroed hundreds of KB again.
+        let len = block.len() * kc * nr;
+        if packed.len() < len {
+            packed.resize(len, 0.0);
+        }
+        let packed = &mut packed[..len];
+        pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
+        for tile in tile_range.clone() {
+            let rows = tile * mr..((tile + 1) * mr).min(a.m);
+            let a_tile = a.data[(tile * a.k + ks.start) * mr..].as_ptr();
+            for (i, strip) in block.clone().enumerate() {
+                let cols = strip * nr..((strip + 1) * nr).min(pixels);
+                let b_strip = packed[i * kc * nr..][..kc * nr].as_ptr();
+                // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
+                // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
+                // which this task alone writes, and reads them only after its first K block
+                // wrote them; a partial one goes through `scratch`.
+                unsafe {
+                    if rows.len() == mr && cols.len() == nr {
+                        let dst = out.out.add(rows.start * pixels + cols.start);
+                        kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last));
+                    } else {
+                        scratch.fill(0.0);
+                        kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, TileStore { start: Start::Accumulate, finish: None });
+                        for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
+                            for (col, &sum) in cols.clone().zip(sums) {
+                                out.store(row, col, sum, first, last);
                             }
                         }
                     }
@@ -407,6 +508,30 @@ fn pack_pointwise<const NR: usize>(input: &[f32], pixels: usize, ks: Range<usize
     }
 }
 
+/// How far ahead the packing asks for its input: the same pixels this many K rows (input planes)
+/// on. Each K row reads a different plane, a few segments of a few hundred bytes, which the
+/// hardware prefetchers do not see coming; asked for 4 rows ahead, 512→512 3×3 at dilation 4
+/// ran 5–9% faster, 256→256 2–4% (a 1×1 layer's packing copies whole strips, which they see).
+const PREFETCH_CHANNELS: usize = 4;
+
+/// Asks the cache for the `len` floats from `start`, which may lie anywhere (a prefetch never
+/// faults).
+#[inline(always)]
+fn prefetch(start: *const f32, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // A cache line is 16 floats: one request per line, and the last one.
+        for offset in (0..len).step_by(16).chain(len.checked_sub(1)) {
+            // SAFETY: prefetching is a hint, valid for any address (`wrapping_add` computes it
+            // without dereferencing).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (start, len);
+}
+
 /// Packs `B[ks, strips' pixels]` as `[strip][k][nr]`, pixels past the map zero: row `k` of B is
 /// what tap `k / channels` reads from plane `k % channels`, row segment by row segment.
 /// [`pack_block`] compiled for the kernel's instruction set, so that its short row segments
@@ -424,38 +549,60 @@ fn pack_block_on(kernel: GemmKernel, c: &Correlation, ks: Range<usize>, strips: 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_block_avx512(c: &Correlation, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
-    pack_block(c, ks, strips, GemmKernel::Avx512.nr(), packed, |dst, src| {
+    pack_block(c, ks, strips, GemmKernel::Avx512.nr(), packed, |dst, src, stride| {
         // SAFETY: this function runs only on CPUs with AVX-512F.
-        unsafe { copy_segment_avx512(dst, src) }
+        unsafe { copy_segment_avx512(dst, src, stride) }
     })
 }
 
-/// `dst = src[..dst.len()]`.
+/// `dst[i] = src[i · stride]`.
 #[inline(always)]
-fn copy_segment(dst: &mut [f32], src: &[f32]) {
-    dst.copy_from_slice(&src[..dst.len()]);
+fn copy_segment(dst: &mut [f32], src: &[f32], stride: usize) {
+    if stride == 1 {
+        dst.copy_from_slice(&src[..dst.len()]);
+    } else {
+        dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, &v)| *d = v);
+    }
 }
 
-/// [`copy_segment`] in masked 16-float moves (masked-off lanes are neither read nor written).
+/// [`copy_segment`] in masked 16-float moves (masked-off lanes are neither read nor written);
+/// at stride 2 (a ResNet's stem and downsampling layers) each 16 outputs are the even lanes of
+/// two such loads, picked by one permute, where the scalar gather was most of those layers'
+/// packing.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn copy_segment_avx512(dst: &mut [f32], src: &[f32]) {
+unsafe fn copy_segment_avx512(dst: &mut [f32], src: &[f32], stride: usize) {
     use std::arch::x86_64::*;
     let n = dst.len();
-    assert!(src.len() >= n);
-    let mut i = 0;
-    while i < n {
-        let lanes = (n - i).min(16);
-        let mask: __mmask16 = ((1u32 << lanes) - 1) as u16;
-        let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
-        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
-        i += 16;
+    assert!(n == 0 || src.len() > (n - 1) * stride);
+    let mask = |lanes: usize| -> __mmask16 { ((1u32 << lanes) - 1) as u16 };
+    match stride {
+        1 => {
+            for i in (0..n).step_by(16) {
+                let lanes = mask((n - i).min(16));
+                let v = _mm512_maskz_loadu_ps(lanes, src.as_ptr().add(i));
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), lanes, v);
+            }
+        }
+        2 => {
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            for i in (0..n).step_by(16) {
+                let lanes = (n - i).min(16);
+                // The source floats these outputs read: 2·lanes − 1 from 2i.
+                let reach = 2 * lanes - 1;
+                let from = src.as_ptr().add(2 * i);
+                let low = _mm512_maskz_loadu_ps(mask(reach.min(16)), from);
+                let high = _mm512_maskz_loadu_ps(mask(reach.saturating_sub(16)), from.wrapping_add(16));
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask(lanes), _mm512_permutex2var_ps(low, even, high));
+            }
+        }
+        _ => copy_segment(dst, src, stride),
     }
 }
 
 #[inline(always)]
-fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize, packed: &mut [f32], copy: impl Fn(&mut [f32], &[f32])) {
+fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize, packed: &mut [f32], copy: impl Fn(&mut [f32], &[f32], usize)) {
     let (ow, taps_w) = (c.cols.output, c.cols.offsets.len());
     let (ih, iw) = (c.rows.input, c.cols.input);
     let pixels = c.rows.output * ow;
@@ -468,6 +615,22 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
         }
         return;
     }
+    // Each strip's pieces of output rows (the same for every K row): strip, place in the strip,
+    // output row and columns; working them out per K row (two divisions a piece) cost 3×3
+    // layers 1–6% of their time (BENCHMARKS.md).
+    let mut segments: Vec<(usize, usize, usize, Range<usize>)> = Vec::new();
+    for (i, strip) in strips.clone().enumerate() {
+        let (start, end) = (strip * nr, ((strip + 1) * nr).min(pixels));
+        let mut p = start;
+        while p < end {
+            let (oy, ox0) = (p / ow, p % ow);
+            let ox1 = ow.min(ox0 + end - p);
+            segments.push((i, p - start, oy, ox0..ox1));
+            p += ox1 - ox0;
+        }
+    }
+    // Pixels past the map, in the last strip.
+    let last = (strips.len() - 1, (pixels - (strips.end - 1) * nr).min(nr));
     for (kk, k) in ks.enumerate() {
         let (tap, channel) = (k / c.channels, k % c.channels);
         let (ty, tx) = (tap / taps_w, tap % taps_w);
@@ -475,39 +638,30 @@ fn pack_block(c: &Correlation, ks: Range<usize>, strips: Range<usize>, nr: usize
         let (offset_y, offset_x) = (c.rows.offsets[ty], c.cols.offsets[tx]);
         let inside_x = c.cols.inside(tx);
         let sx = c.cols.stride;
-        for (i, strip) in strips.clone().enumerate() {
-            let dst = &mut packed[(i * kc + kk) * nr..][..nr];
-            let start = strip * nr;
-            let end = (start + nr).min(pixels);
-            dst[end - start..].fill(0.0);
-            let mut p = start;
-            while p < end {
-                let (oy, ox0) = (p / ow, p % ow);
-                let ox1 = ow.min(ox0 + end - p);
-                let seg = &mut dst[p - start..][..ox1 - ox0];
-                p += ox1 - ox0;
-                let iy = (oy * c.rows.stride) as isize + offset_y;
-                if iy < 0 || iy >= ih as isize {
-                    seg.fill(0.0);
-                    continue;
-                }
-                let row = &plane[iy as usize * iw..][..iw];
-                let lo = inside_x.start.clamp(ox0, ox1);
-                let hi = inside_x.end.clamp(lo, ox1);
-                seg[..lo - ox0].fill(0.0);
-                seg[hi - ox0..].fill(0.0);
-                let inner = &mut seg[lo - ox0..hi - ox0];
-                if inner.is_empty() {
-                    continue;
-                }
-                let first = (lo * sx) as isize + offset_x;
-                let src = &row[first as usize..];
-                if sx == 1 {
-                    copy(inner, src);
-                } else {
-                    inner.iter_mut().zip(src.iter().step_by(sx)).for_each(|(d, &v)| *d = v);
-                }
+        packed[(last.0 * kc + kk) * nr..][last.1..nr].fill(0.0);
+        for (i, at, oy, ox) in &segments {
+            let seg = &mut packed[(i * kc + kk) * nr + at..][..ox.len()];
+            let iy = (oy * c.rows.stride) as isize + offset_y;
+            if iy < 0 || iy >= ih as isize {
+                seg.fill(0.0);
+                continue;
             }
+            let row = &plane[iy as usize * iw..][..iw];
+            let lo = inside_x.start.clamp(ox.start, ox.end);
+            let hi = inside_x.end.clamp(lo, ox.end);
+            seg[..lo - ox.start].fill(0.0);
+            seg[hi - ox.start..].fill(0.0);
+            let inner = &mut seg[lo - ox.start..hi - ox.start];
+            if inner.is_empty() {
+                continue;
+            }
+            let first = (lo * sx) as isize + offset_x;
+            let src = &row[first as usize..];
+            if channel + PREFETCH_CHANNELS < c.channels {
+                // The same tap's row segment, `PREFETCH_CHANNELS` planes on.
+                prefetch(src.as_ptr().wrapping_add(PREFETCH_CHANNELS * ih * iw), inner.len() * sx);
+            }
+            copy(inner, src, sx);
         }
     }
 }

@@ -21,10 +21,10 @@ mod implicit_gemm;
 mod pool2d;
 mod resample;
 
-pub use conv2d::{conv2d, conv2d_on, conv2d_reference, conv2d_sgemm, uses_implicit_gemm, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
+pub use conv2d::{conv2d, conv2d_on, conv2d_with_epilogue, conv2d_reference, conv2d_sgemm, uses_implicit_gemm, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_on, conv_transpose2d_reference, conv_transpose2d_sgemm, skips_transposed_taps, TRANSPOSED_SKIP_BELOW};
 pub use implicit_gemm::GemmKernel;
-pub use pool2d::{avg_pool2d, max_pool2d};
+pub use pool2d::{avg_pool2d, avg_pool2d_reference, max_pool2d, max_pool2d_reference};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
 
 /// Whether the fast convolution leaves out the products of taps that read only zero padding
@@ -53,25 +53,40 @@ impl TapSkipping {
     }
 }
 
-/// The fused epilogue of a network's convolution: add `residual` (same shape), then ReLU; in
-/// parallel, one pass (a ResNet's outputs are tens of MB, which one core alone takes
-/// milliseconds to stream while the other waits).
-pub fn epilogue(values: &mut [f32], residual: Option<&[f32]>, relu: bool) {
-    const CHUNK: usize = 1 << 16;
-    let finish = |v: &mut f32| {
-        if relu {
-            *v = v.max(0.0);
+/// The epilogue of a network's convolution: add `residual` (the output's shape), then ReLU. The
+/// packed implicit GEMM applies it as it stores each tile's last sums ([`conv2d_with_epilogue`]);
+/// the other paths in a pass of their own ([`Epilogue::apply`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    pub residual: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// None: the sums as they are.
+    pub const NONE: Epilogue<'static> = Epilogue { residual: None, relu: false };
+
+    /// The epilogue of output element `at` whose sum is `value`.
+    #[inline]
+    fn finish(&self, value: f32, at: usize) -> f32 {
+        let v = self.residual.map_or(value, |r| value + r[at]);
+        if self.relu {
+            v.max(0.0)
+        } else {
+            v
         }
-    };
-    match residual {
-        Some(r) => values.par_chunks_mut(CHUNK).zip(r.par_chunks(CHUNK)).for_each(|(values, r)| {
-            values.iter_mut().zip(r).for_each(|(v, r)| {
-                *v += r;
-                finish(v);
-            })
-        }),
-        None if relu => values.par_chunks_mut(CHUNK).for_each(|values| values.iter_mut().for_each(finish)),
-        None => {}
+    }
+
+    /// Applies the epilogue to a whole output, in parallel (a ResNet's outputs are tens of MB,
+    /// which one core alone takes milliseconds to stream while the other waits).
+    pub fn apply(&self, values: &mut [f32]) {
+        const CHUNK: usize = 1 << 16;
+        if self.residual.is_none() && !self.relu {
+            return;
+        }
+        values.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, values)| {
+            values.iter_mut().enumerate().for_each(|(i, v)| *v = self.finish(*v, chunk * CHUNK + i));
+        });
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use super::{Executor, Forward, Keep, LayerGeometry, Network, Op, Source};
 use crate::backend::{Backend, Cpu};
+use crate::shape::ConvKind;
 use crate::{cpu, Error, Tensor};
 
 impl Executor for Cpu {
@@ -24,19 +25,23 @@ impl Executor for Cpu {
                 Source::Layer(i) => outputs[i].as_ref().expect("a layer's inputs are alive until their last use"),
             };
             let x = read(layer.input).data();
+            let relu = matches!(layer.op, Op::Conv { relu: true, .. });
+            let epilogue = cpu::Epilogue { residual: layer.residual.map(|r| read(r).data()), relu };
+            let (weight, bias) = layer.parameters().map_or((&[][..], None), |(w, b)| (w.data(), b.map(Tensor::data)));
+            // A forward convolution applies the epilogue as it stores its sums; the rest after.
+            let fused = matches!(geometry, LayerGeometry::Window(g) if g.kind == ConvKind::Forward);
             let mut values = match geometry {
-                LayerGeometry::Window(g) => {
-                    let (weight, bias) = layer.parameters().map_or((&[][..], None), |(w, b)| (w.data(), b.map(Tensor::data)));
-                    Backend::convolve(self, g, x, weight, bias)?
-                }
+                LayerGeometry::Window(g) if fused => cpu::conv2d_with_epilogue(g, x, weight, bias, epilogue, cpu::TapSkipping::from_env(), cpu::GemmKernel::from_env()),
+                LayerGeometry::Window(g) => Backend::convolve(self, g, x, weight, bias)?,
                 LayerGeometry::Resize { batch, channels, input, output } => cpu::resize_bilinear(x, batch * channels, *input, *output),
                 LayerGeometry::Concat { batch, channels, size } => {
                     let parts: Vec<(&[f32], usize)> = layer.joined().zip(channels).map(|(source, &c)| (read(source).data(), c)).collect();
                     cpu::concat_channels(&parts, *batch, size.h * size.w)
                 }
             };
-            let relu = matches!(layer.op, Op::Conv { relu: true, .. });
-            cpu::epilogue(&mut values, layer.residual.map(|r| read(r).data()), relu);
+            if !fused {
+                epilogue.apply(&mut values);
+            }
             outputs[index] = Some(Tensor::new(geometry.output_shape().to_vec(), values).expect("geometry gives the size"));
             times.push(layer_start.elapsed());
             if let Some(progress) = progress {
