@@ -24,7 +24,8 @@ def test_the_gil_is_released_during_a_computation():
     """A Python thread keeps running while a long CPU convolution runs in another."""
     rng = np.random.default_rng(12)
     x = rng.standard_normal((4, 64, 96, 96), dtype=np.float32)
-    w = rng.standard_normal((64, 64, 3, 3), dtype=np.float32)
+    # 3.5 GFLOP a call: at least 30 ms even at the 2-core machine's peak.
+    w = rng.standard_normal((256, 64, 3, 3), dtype=np.float32)
     ticks = 0
     done = threading.Event()
 
