@@ -335,6 +335,27 @@ fn blocked_conv_case() -> impl Strategy<Value = common::ConvCase> {
     })
 }
 
+/// Stride-1 convolutions whose output is as wide as their input (`2·padding = dilation·(k − 1)`
+/// across, any padding down), which the AVX-512 kernel packs as shifted runs of each plane
+/// under lane masks: widths below and above a strip's 48 pixels (strips across several output
+/// rows), odd and even kernels, dilations up to past the map, K past one block of 256.
+fn same_width_conv_case() -> impl Strategy<Value = common::ConvCase> {
+    let across = (1..=70usize, 1..=5usize, 1..=8usize);
+    let down = (1..=40usize, 1..=3usize, 0..=4usize, 1..=12usize);
+    let sizes = (1..=2usize, 1..=2usize, 1..=40usize, 4..=40usize, any::<u64>(), any::<bool>());
+    (across, down, sizes).prop_map(|((w, kw, dw), (h, kh, ph, dh), (batch, groups, cig, cog, seed, with_bias))| {
+        // An even kernel needs an even dilation for the padding to keep the width.
+        let dw = if dw * (kw - 1) % 2 == 1 { dw + 1 } else { dw };
+        let h = h.max(effective_kernel(kh, dh).saturating_sub(2 * ph)).max(1);
+        common::ConvCase {
+            input: Tensor::random(vec![batch, groups * cig, h, w], seed),
+            weight: Tensor::random(vec![groups * cog, cig, kh, kw], seed ^ 1),
+            bias: with_bias.then(|| Tensor::random(vec![groups * cog], seed ^ 2)),
+            params: Conv2dParams { stride: Hw::square(1), padding: Hw::new(ph, dw * (kw - 1) / 2), dilation: Hw::new(dh, dw), groups },
+        }
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
@@ -342,6 +363,20 @@ proptest! {
     /// matches the f64 reference.
     #[test]
     fn implicit_gemm_conv2d_matches_reference(case in prop_oneof![common::gemm_conv_case(), blocked_conv_case()]) {
+        let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        for_each_kernel(|kernel, skipping| {
+            let fast = cpu::conv2d_on(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), skipping, Some(kernel));
+            let d = difference(&fast, exact.data());
+            prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?}: {d} for {:?}", case.params);
+            Ok(())
+        })?;
+    }
+
+    /// The same for the convolutions that keep their width, packed as shifted runs of each
+    /// plane by the AVX-512 kernel.
+    #[test]
+    fn implicit_gemm_same_width_conv2d_matches_reference(case in same_width_conv_case()) {
         let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
         let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
         for_each_kernel(|kernel, skipping| {

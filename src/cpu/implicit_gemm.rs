@@ -213,24 +213,6 @@ unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: u
     }
 }
 
-/// `planes` planes of `plane` floats, each filled with its bias (`bias[plane % channels]`) or
-/// zero, written in parallel: where a fresh allocation were zeroed by the kernel instead
-/// (calloc), the micro-kernels' first read of each page maps the shared zero page and their
-/// store then copies it, a fault and a TLB shootdown to the other core per page, which on this
-/// VM cost as much as a 1×1 layer's arithmetic.
-pub(super) fn output_with_bias(planes: usize, plane: usize, bias: Option<&[f32]>, channels: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(planes * plane);
-    out.spare_capacity_mut().par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, o)| {
-        let value = bias.map_or(0.0, |b| b[p % channels]);
-        o.iter_mut().for_each(|v| {
-            v.write(value);
-        });
-    });
-    // SAFETY: every element of the capacity was written just above.
-    unsafe { out.set_len(planes * plane) };
-    out
-}
-
 /// K rows per packed block: a tile's weights (`mr × KC`) stay in L1 while it sweeps the block.
 const KC: usize = 256;
 /// Pixels per packed block (at most): `KC × BLOCK_PIXELS` floats of B stay in L2, and each
@@ -436,6 +418,7 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: T
             _ => runs.push(t * c.channels..(t + 1) * c.channels),
         }
     }
+    let lanes = ShiftedLanes::new(kernel, c, block.clone());
     let k_blocks: Vec<Range<usize>> = runs.iter().flat_map(|run| run.clone().step_by(KC).map(|k0| k0..(k0 + KC).min(run.end))).collect();
     if k_blocks.is_empty() {
         // No tap reads data here: the bias and the epilogue alone.
@@ -456,7 +439,12 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: T
             packed.resize(len, 0.0);
         }
         let packed = &mut packed[..len];
-        pack_block_on(kernel, c, ks.clone(), block.clone(), packed);
+        match &lanes {
+            // SAFETY: `ShiftedLanes` exists only for the AVX-512 kernel, on CPUs with AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Some(lanes) => unsafe { pack_shifted_avx512(c, ks.clone(), block.clone(), lanes, packed) },
+            _ => pack_block_on(kernel, c, ks.clone(), block.clone(), packed),
+        }
         for tile in tile_range.clone() {
             let rows = tile * mr..((tile + 1) * mr).min(a.m);
             let a_tile = a.data[(tile * a.k + ks.start) * mr..].as_ptr();
@@ -503,6 +491,90 @@ fn pack_pointwise<const NR: usize>(input: &[f32], pixels: usize, ks: Range<usize
             } else {
                 dst[..src.len()].copy_from_slice(src);
                 dst[src.len()..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Which lanes of each strip of a block read inside the input, per tap, for a stride-1
+/// correlation whose output is as wide as its input (a convolution padded to keep its size, or a
+/// transposed one's output phase): there output pixel `q` (row-major) reads input element
+/// `q + shift` of its plane for tap shift `offset_y · width + offset_x`, so each strip's K row
+/// is one run of 48 consecutive input floats, loaded under these masks, wherever the strip
+/// crosses output rows. Copying it row segment by row segment instead (a few per strip, each
+/// clipped to the padding) was a third of a 64→64 3×3 layer's time.
+struct ShiftedLanes {
+    taps_w: usize,
+    /// Per strip and kernel row: the lanes whose input row lies inside the input (`[u16; 3]`
+    /// for the strip's three 16-lane vectors; lanes past the map clear).
+    rows: Vec<[u16; 3]>,
+    /// Per strip and kernel column: the lanes whose input column lies inside the input.
+    cols: Vec<[u16; 3]>,
+}
+
+impl ShiftedLanes {
+    /// The masks for the strips `strips`, where the correlation and the kernel allow it.
+    fn new(kernel: GemmKernel, c: &Correlation, strips: Range<usize>) -> Option<Self> {
+        let nr = GemmKernel::Avx512.nr();
+        let width = c.cols.input;
+        if kernel != GemmKernel::Avx512 || c.is_pointwise() || c.rows.stride != 1 || c.cols.stride != 1 || c.cols.output != width {
+            return None;
+        }
+        let (taps_h, taps_w) = (c.rows.offsets.len(), c.cols.offsets.len());
+        let pixels = c.rows.output * width;
+        let mut lanes = ShiftedLanes { taps_w, rows: vec![[0; 3]; strips.len() * taps_h], cols: vec![[0; 3]; strips.len() * taps_w] };
+        let inside = |at: usize, offset: isize, len: usize| (0..len as isize).contains(&(at as isize + offset));
+        for (i, strip) in strips.enumerate() {
+            for lane in 0..nr.min(pixels - strip * nr) {
+                let (y, x) = ((strip * nr + lane) / width, (strip * nr + lane) % width);
+                let bit = |masks: &mut [u16; 3]| masks[lane / 16] |= 1 << (lane % 16);
+                for (t, &offset) in c.rows.offsets.iter().enumerate() {
+                    if inside(y, offset, c.rows.input) {
+                        bit(&mut lanes.rows[i * taps_h + t]);
+                    }
+                }
+                for (t, &offset) in c.cols.offsets.iter().enumerate() {
+                    if inside(x, offset, width) {
+                        bit(&mut lanes.cols[i * taps_w + t]);
+                    }
+                }
+            }
+        }
+        Some(lanes)
+    }
+}
+
+/// [`pack_block`] for the correlations [`ShiftedLanes`] describes: each strip's K row is three
+/// masked loads from its plane at the tap's shift (masked-off lanes, the padding, are neither
+/// read nor written: zero).
+///
+/// # Safety
+/// The CPU must have AVX-512F; `lanes` must be `ShiftedLanes::new(.., c, strips)`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_shifted_avx512(c: &Correlation, ks: Range<usize>, strips: Range<usize>, lanes: &ShiftedLanes, packed: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const NR: usize = 48;
+    let (width, plane) = (c.cols.input, c.rows.input * c.cols.input);
+    let (taps_h, kc) = (c.rows.offsets.len(), ks.len());
+    assert!(packed.len() >= strips.len() * kc * NR && c.input.len() >= c.channels * plane);
+    for (kk, k) in ks.enumerate() {
+        let (tap, channel) = (k / c.channels, k % c.channels);
+        let (ty, tx) = (tap / lanes.taps_w, tap % lanes.taps_w);
+        let shift = c.rows.offsets[ty] * width as isize + c.cols.offsets[tx];
+        let source = c.input.as_ptr().add(channel * plane).wrapping_offset(shift);
+        let ahead = channel + PREFETCH_CHANNELS < c.channels;
+        for (i, strip) in strips.clone().enumerate() {
+            let (rows, cols) = (lanes.rows[i * taps_h + ty], lanes.cols[i * lanes.taps_w + tx]);
+            let src = source.wrapping_add(strip * NR);
+            let dst = packed.as_mut_ptr().add((i * kc + kk) * NR);
+            for j in 0..3 {
+                // A lane is set only where its input element lies inside this channel's plane.
+                let v = _mm512_maskz_loadu_ps(rows[j] & cols[j], src.wrapping_add(16 * j));
+                _mm512_storeu_ps(dst.add(16 * j), v);
+            }
+            if ahead {
+                prefetch(src.wrapping_add(PREFETCH_CHANNELS * plane), NR);
             }
         }
     }
