@@ -478,10 +478,8 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: T
         }
         let packed = &mut packed[..len];
         match &lanes {
-            // SAFETY: `ShiftedLanes` exists only for the AVX-512 kernel, on CPUs with AVX-512F.
-            #[cfg(target_arch = "x86_64")]
-            Some(lanes) => unsafe { pack_shifted_avx512(c, ks.clone(), block.clone(), lanes, packed) },
-            _ => pack_block_on(kernel, c, ks.clone(), block.clone(), packed),
+            Some(lanes) => pack_shifted_on(kernel, c, ks.clone(), block.clone(), lanes, packed),
+            None => pack_block_on(kernel, c, ks.clone(), block.clone(), packed),
         }
         for tile in tile_range.clone() {
             let rows = tile * mr..((tile + 1) * mr).min(a.m);
@@ -538,42 +536,40 @@ fn pack_pointwise<const NR: usize>(input: &[f32], pixels: usize, ks: Range<usize
 /// correlation whose output is as wide as its input (a convolution padded to keep its size, or a
 /// transposed one's output phase): there output pixel `q` (row-major) reads input element
 /// `q + shift` of its plane for tap shift `offset_y · width + offset_x`, so each strip's K row
-/// is one run of 48 consecutive input floats, loaded under these masks, wherever the strip
+/// is one run of `nr` consecutive input floats, loaded under these masks, wherever the strip
 /// crosses output rows. Copying it row segment by row segment instead (a few per strip, each
 /// clipped to the padding) was a third of a 64→64 3×3 layer's time.
 struct ShiftedLanes {
     taps_w: usize,
-    /// Per strip and kernel row: the lanes whose input row lies inside the input (`[u16; 3]`
-    /// for the strip's three 16-lane vectors; lanes past the map clear).
-    rows: Vec<[u16; 3]>,
+    /// Per strip and kernel row: the lanes (bit `l` for pixel `l` of the strip) whose input row
+    /// lies inside the input; lanes past the map clear.
+    rows: Vec<u64>,
     /// Per strip and kernel column: the lanes whose input column lies inside the input.
-    cols: Vec<[u16; 3]>,
+    cols: Vec<u64>,
 }
 
 impl ShiftedLanes {
-    /// The masks for the strips `strips`, where the correlation and the kernel allow it.
+    /// The masks for the strips `strips`, where the correlation allows it.
     fn new(kernel: GemmKernel, c: &Correlation, strips: Range<usize>) -> Option<Self> {
-        let nr = GemmKernel::Avx512.nr();
-        let width = c.cols.input;
-        if kernel != GemmKernel::Avx512 || c.is_pointwise() || c.rows.stride != 1 || c.cols.stride != 1 || c.cols.output != width {
+        let (nr, width) = (kernel.nr(), c.cols.input);
+        if c.is_pointwise() || c.rows.stride != 1 || c.cols.stride != 1 || c.cols.output != width {
             return None;
         }
         let (taps_h, taps_w) = (c.rows.offsets.len(), c.cols.offsets.len());
         let pixels = c.rows.output * width;
-        let mut lanes = ShiftedLanes { taps_w, rows: vec![[0; 3]; strips.len() * taps_h], cols: vec![[0; 3]; strips.len() * taps_w] };
+        let mut lanes = ShiftedLanes { taps_w, rows: vec![0; strips.len() * taps_h], cols: vec![0; strips.len() * taps_w] };
         let inside = |at: usize, offset: isize, len: usize| (0..len as isize).contains(&(at as isize + offset));
         for (i, strip) in strips.enumerate() {
             for lane in 0..nr.min(pixels - strip * nr) {
                 let (y, x) = ((strip * nr + lane) / width, (strip * nr + lane) % width);
-                let bit = |masks: &mut [u16; 3]| masks[lane / 16] |= 1 << (lane % 16);
                 for (t, &offset) in c.rows.offsets.iter().enumerate() {
                     if inside(y, offset, c.rows.input) {
-                        bit(&mut lanes.rows[i * taps_h + t]);
+                        lanes.rows[i * taps_h + t] |= 1 << lane;
                     }
                 }
                 for (t, &offset) in c.cols.offsets.iter().enumerate() {
                     if inside(x, offset, width) {
-                        bit(&mut lanes.cols[i * taps_w + t]);
+                        lanes.cols[i * taps_w + t] |= 1 << lane;
                     }
                 }
             }
@@ -582,37 +578,74 @@ impl ShiftedLanes {
     }
 }
 
-/// [`pack_block`] for the correlations [`ShiftedLanes`] describes: each strip's K row is three
-/// masked loads from its plane at the tap's shift (masked-off lanes, the padding, are neither
-/// read nor written: zero).
-///
-/// # Safety
-/// The CPU must have AVX-512F; `lanes` must be `ShiftedLanes::new(.., c, strips)`.
+/// [`pack_block`] for the correlations [`ShiftedLanes`] describes, compiled for the kernel's
+/// instruction set: each strip's K row is a few masked loads from its plane at the tap's shift
+/// (masked-off lanes, the padding, are not read, and are packed as zero).
+fn pack_shifted_on(kernel: GemmKernel, c: &Correlation, ks: Range<usize>, strips: Range<usize>, lanes: &ShiftedLanes, packed: &mut [f32]) {
+    assert!(packed.len() >= strips.len() * ks.len() * kernel.nr() && c.input.len() >= c.channels * c.rows.input * c.cols.input);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a kernel exists only on CPUs with its features; the extents are checked above.
+    unsafe {
+        match kernel {
+            GemmKernel::Avx512 => pack_shifted_avx512(c, ks, strips, lanes, packed),
+            GemmKernel::Avx2 => pack_shifted_avx2(c, ks, strips, lanes, packed),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no x86 kernels here ({kernel:?}, {ks:?}, {strips:?}, {}, {})", lanes.taps_w, packed.len())
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_shifted_avx512(c: &Correlation, ks: Range<usize>, strips: Range<usize>, lanes: &ShiftedLanes, packed: &mut [f32]) {
     use std::arch::x86_64::*;
-    const NR: usize = 48;
+    pack_shifted(c, ks, strips, lanes, packed, GemmKernel::Avx512.nr(), |mask, src, dst| {
+        for j in 0..3 {
+            // SAFETY: a lane is set only where its input element lies inside the plane, and
+            // masked-off lanes are not read; `dst` holds the strip's 48 floats.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps((mask >> (16 * j)) as u16, src.wrapping_add(16 * j));
+                _mm512_storeu_ps(dst.add(16 * j), v);
+            }
+        }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_shifted_avx2(c: &Correlation, ks: Range<usize>, strips: Range<usize>, lanes: &ShiftedLanes, packed: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    pack_shifted(c, ks, strips, lanes, packed, GemmKernel::Avx2.nr(), |mask, src, dst| {
+        for j in 0..2 {
+            // SAFETY: as in the AVX-512 version: only lanes inside the plane are read; `dst`
+            // holds the strip's 16 floats.
+            unsafe {
+                let bits = _mm256_set1_epi32((mask >> (8 * j)) as i32 & 0xff);
+                let lanes = _mm256_cmpeq_epi32(_mm256_and_si256(bits, bit), bit);
+                _mm256_storeu_ps(dst.add(8 * j), _mm256_maskload_ps(src.wrapping_add(8 * j), lanes));
+            }
+        }
+    })
+}
+
+/// The loop of [`pack_shifted_on`]: `copy(mask, src, dst)` moves one strip's `nr` floats under
+/// `mask` (bit `l` for lane `l`), zeros where it is clear.
+#[inline(always)]
+fn pack_shifted(c: &Correlation, ks: Range<usize>, strips: Range<usize>, lanes: &ShiftedLanes, packed: &mut [f32], nr: usize, copy: impl Fn(u64, *const f32, *mut f32)) {
     let (width, plane) = (c.cols.input, c.rows.input * c.cols.input);
     let (taps_h, kc) = (c.rows.offsets.len(), ks.len());
-    assert!(packed.len() >= strips.len() * kc * NR && c.input.len() >= c.channels * plane);
     for (kk, k) in ks.enumerate() {
         let (tap, channel) = (k / c.channels, k % c.channels);
         let (ty, tx) = (tap / lanes.taps_w, tap % lanes.taps_w);
         let shift = c.rows.offsets[ty] * width as isize + c.cols.offsets[tx];
-        let source = c.input.as_ptr().add(channel * plane).wrapping_offset(shift);
+        let source = c.input[channel * plane..].as_ptr().wrapping_offset(shift);
         let ahead = channel + PREFETCH_CHANNELS < c.channels;
         for (i, strip) in strips.clone().enumerate() {
-            let (rows, cols) = (lanes.rows[i * taps_h + ty], lanes.cols[i * lanes.taps_w + tx]);
-            let src = source.wrapping_add(strip * NR);
-            let dst = packed.as_mut_ptr().add((i * kc + kk) * NR);
-            for j in 0..3 {
-                // A lane is set only where its input element lies inside this channel's plane.
-                let v = _mm512_maskz_loadu_ps(rows[j] & cols[j], src.wrapping_add(16 * j));
-                _mm512_storeu_ps(dst.add(16 * j), v);
-            }
+            let src = source.wrapping_add(strip * nr);
+            copy(lanes.rows[i * taps_h + ty] & lanes.cols[i * lanes.taps_w + tx], src, packed[(i * kc + kk) * nr..][..nr].as_mut_ptr());
             if ahead {
-                prefetch(src.wrapping_add(PREFETCH_CHANNELS * plane), NR);
+                prefetch(src.wrapping_add(PREFETCH_CHANNELS * plane), nr);
             }
         }
     }
