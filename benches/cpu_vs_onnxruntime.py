@@ -2,8 +2,9 @@
 """atrous's CPU path against ONNX Runtime's CPU Conv, side by side in one run.
 
 For each dilation in turn, runs `atrous bench --device cpu` and then ORT's Conv (or ConvTranspose)
-on the same shape, and prints both with their ratio and each one's dilation penalty (GFLOP/s at
-dilation d over GFLOP/s at dilation 1). Medians of the repeats. The penalty of the dilation-1 row
+on the same shape, taking turns --rounds times, and prints both with their ratio and each one's
+dilation penalty (GFLOP/s at dilation d over GFLOP/s at dilation 1). Each time is the median of
+its rounds' medians of --repeats runs. The penalty of the dilation-1 row
 is 1 by definition (the first dilation listed is the base).
 
     pip install onnxruntime onnx numpy
@@ -183,6 +184,10 @@ def main():
     parser.add_argument("--dilations", default="1,2,4,8,16")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="single ops: atrous and ORT take turns this many times per dilation, each timing --repeats "
+                             "runs; each one's time is the median of its rounds' medians (this machine's speed drifts "
+                             "within seconds)")
     args = parser.parse_args()
     if args.op == "resnet50":
         return bench_resnet(args)
@@ -198,23 +203,29 @@ def main():
             return json.load(f)[0]
 
     print(f"{args.op} {args.channels}->{args.channels}, {args.kernel}x{args.kernel}, stride {args.stride}, "
-          f"{args.size}x{args.size}, batch 1, {os.cpu_count()} threads, medians of {args.repeats} after {args.warmup} warm-up")
-    print(f"onnxruntime {ort.__version__} and `{args.atrous} bench --device cpu`, alternating per dilation")
+          f"{args.size}x{args.size}, batch 1, {os.cpu_count()} threads, medians of {args.rounds} rounds' medians of "
+          f"{args.repeats} after {args.warmup} warm-up")
+    print(f"onnxruntime {ort.__version__} and `{args.atrous} bench --device cpu`, taking turns {args.rounds} times per dilation")
     print(f"{'dilation':>8} {'GFLOP':>7} {'ORT ms':>8} {'ORT GFLOP/s':>12} {'atrous ms':>10} {'atrous GFLOP/s':>15} "
           f"{'atrous/ORT':>10} {'ORT penalty':>12} {'atrous penalty':>15}")
     base = {}
     with tempfile.TemporaryDirectory() as tmp:
         for dilation in [int(d) for d in args.dilations.split(",")]:
-            record = atrous_record(dilation, tmp)
-            padding = record["padding"][0] if isinstance(record["padding"], list) else record["padding"]
-            session, feeds = ort_session(args.op, args.channels, args.channels, args.kernel, args.stride, padding, dilation, args.size)
-            ort_ms = median_ms(session, feeds, args.warmup, args.repeats)
-            ort_gflops = record["gflop"] / (ort_ms / 1e3)
+            atrous_times, ort_times, session = [], [], None
+            for _ in range(args.rounds):
+                record = atrous_record(dilation, tmp)
+                atrous_times.append(record["median_ms"])
+                if session is None:
+                    padding = record["padding"][0] if isinstance(record["padding"], list) else record["padding"]
+                    session, feeds = ort_session(args.op, args.channels, args.channels, args.kernel, args.stride, padding, dilation, args.size)
+                ort_times.append(median_ms(session, feeds, args.warmup, args.repeats))
+            ort_ms, atrous_ms = float(np.median(ort_times)), float(np.median(atrous_times))
+            ort_gflops, atrous_gflops = record["gflop"] / (ort_ms / 1e3), record["gflop"] / (atrous_ms / 1e3)
             base.setdefault("ort", ort_gflops)
-            base.setdefault("atrous", record["gflops"])
-            print(f"{dilation:>8} {record['gflop']:>7.3f} {ort_ms:>8.2f} {ort_gflops:>12.1f} {record['median_ms']:>10.2f} "
-                  f"{record['gflops']:>15.1f} {record['gflops'] / ort_gflops:>10.2f} {ort_gflops / base['ort']:>12.2f} "
-                  f"{record['gflops'] / base['atrous']:>15.2f}")
+            base.setdefault("atrous", atrous_gflops)
+            print(f"{dilation:>8} {record['gflop']:>7.3f} {ort_ms:>8.2f} {ort_gflops:>12.1f} {atrous_ms:>10.2f} "
+                  f"{atrous_gflops:>15.1f} {atrous_gflops / ort_gflops:>10.2f} {ort_gflops / base['ort']:>12.2f} "
+                  f"{atrous_gflops / base['atrous']:>15.2f}")
 
 
 if __name__ == "__main__":
