@@ -336,8 +336,8 @@ fn blocked_conv_case() -> impl Strategy<Value = common::ConvCase> {
 }
 
 /// Stride-1 convolutions whose output is as wide as their input (`2·padding = dilation·(k − 1)`
-/// across, any padding down), which the AVX-512 kernel packs as shifted runs of each plane
-/// under lane masks: widths below and above a strip's 48 pixels (strips across several output
+/// across, any padding down), which the micro-kernels pack as shifted runs of each plane under
+/// lane masks: widths below and above a strip's 48 pixels (strips across several output
 /// rows), odd and even kernels, dilations up to past the map, K past one block of 256.
 fn same_width_conv_case() -> impl Strategy<Value = common::ConvCase> {
     let across = (1..=70usize, 1..=5usize, 1..=8usize);
@@ -356,6 +356,19 @@ fn same_width_conv_case() -> impl Strategy<Value = common::ConvCase> {
     })
 }
 
+/// The implicit GEMM on each micro-kernel, with and without leaving out padding taps, against
+/// the f64 reference.
+fn implicit_gemm_matches_reference(case: &common::ConvCase) -> Result<(), TestCaseError> {
+    let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
+    let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+    for_each_kernel(|kernel, skipping| {
+        let fast = cpu::conv2d_on(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), skipping, Some(kernel));
+        let d = difference(&fast, exact.data());
+        prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?}: {d} for {:?}", case.params);
+        Ok(())
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
@@ -363,28 +376,14 @@ proptest! {
     /// matches the f64 reference.
     #[test]
     fn implicit_gemm_conv2d_matches_reference(case in prop_oneof![common::gemm_conv_case(), blocked_conv_case()]) {
-        let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
-        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        for_each_kernel(|kernel, skipping| {
-            let fast = cpu::conv2d_on(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), skipping, Some(kernel));
-            let d = difference(&fast, exact.data());
-            prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?}: {d} for {:?}", case.params);
-            Ok(())
-        })?;
+        implicit_gemm_matches_reference(&case)?;
     }
 
     /// The same for the convolutions that keep their width, packed as shifted runs of each
-    /// plane by the AVX-512 kernel.
+    /// plane.
     #[test]
     fn implicit_gemm_same_width_conv2d_matches_reference(case in same_width_conv_case()) {
-        let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
-        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
-        for_each_kernel(|kernel, skipping| {
-            let fast = cpu::conv2d_on(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), skipping, Some(kernel));
-            let d = difference(&fast, exact.data());
-            prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?}: {d} for {:?}", case.params);
-            Ok(())
-        })?;
+        implicit_gemm_matches_reference(&case)?;
     }
 
     /// The transposed convolution phase by phase (strides, dilations, output_padding, groups)
