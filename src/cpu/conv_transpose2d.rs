@@ -149,14 +149,17 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
             // plus that pair's sum (the bias alone where the pair has no taps). Written once,
             // row by row, where filling the bias first and adding each phase into it after
             // read and wrote the output twice more (a sixth of a k4 s2 layer's time).
-            let sums_of = |rows: &Phase, cols: &Phase| phase_pairs.iter().position(|&(r, c)| std::ptr::eq(r, rows) && std::ptr::eq(c, cols)).map(|i| &dense[i]);
+            let mut pair_sums: Vec<Option<&[f32]>> = vec![None; row_phases.len() * col_phases.len()];
+            for (&(rows, cols), planes) in phase_pairs.iter().zip(&dense) {
+                pair_sums[rows.phase * col_phases.len() + cols.phase] = Some(planes);
+            }
             out.spare_capacity_mut().par_chunks_mut(out_plane).enumerate().filter(|(plane, _)| plane / cog % g.groups == group).for_each(|(plane, dst)| {
                 let (n, co) = (plane / g.c_out, plane % cog);
                 let b = bias.map_or(0.0, |b| b[plane % g.c_out]);
                 for rows in &row_phases {
                     for cols in &col_phases {
                         let phase_w = cols.axis.output;
-                        let sums = sums_of(rows, cols).map(|planes| &planes[(n * cog + co) * rows.axis.output * phase_w..][..rows.axis.output * phase_w]);
+                        let sums = pair_sums[rows.phase * col_phases.len() + cols.phase].map(|planes| &planes[(n * cog + co) * rows.axis.output * phase_w..][..rows.axis.output * phase_w]);
                         for q in 0..rows.axis.output {
                             let line = &mut dst[(rows.phase + q * g.stride.h) * g.output.w..][..g.output.w];
                             let outputs = line[cols.phase..].iter_mut().step_by(g.stride.w);

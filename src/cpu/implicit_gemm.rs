@@ -558,17 +558,17 @@ impl ShiftedLanes {
         let (taps_h, taps_w) = (c.rows.offsets.len(), c.cols.offsets.len());
         let pixels = c.rows.output * width;
         let mut lanes = ShiftedLanes { taps_w, rows: vec![0; strips.len() * taps_h], cols: vec![0; strips.len() * taps_w] };
-        let inside = |at: usize, offset: isize, len: usize| (0..len as isize).contains(&(at as isize + offset));
+        let (rows_inside, cols_inside): (Vec<_>, Vec<_>) = ((0..taps_h).map(|t| c.rows.inside(t)).collect(), (0..taps_w).map(|t| c.cols.inside(t)).collect());
         for (i, strip) in strips.enumerate() {
             for lane in 0..nr.min(pixels - strip * nr) {
                 let (y, x) = ((strip * nr + lane) / width, (strip * nr + lane) % width);
-                for (t, &offset) in c.rows.offsets.iter().enumerate() {
-                    if inside(y, offset, c.rows.input) {
+                for (t, inside) in rows_inside.iter().enumerate() {
+                    if inside.contains(&y) {
                         lanes.rows[i * taps_h + t] |= 1 << lane;
                     }
                 }
-                for (t, &offset) in c.cols.offsets.iter().enumerate() {
-                    if inside(x, offset, width) {
+                for (t, inside) in cols_inside.iter().enumerate() {
+                    if inside.contains(&x) {
                         lanes.cols[i * taps_w + t] |= 1 << lane;
                     }
                 }
