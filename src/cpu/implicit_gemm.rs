@@ -92,20 +92,34 @@ impl GemmKernel {
         }
     }
 
-    /// `c[mr × nr] = store(a · b)` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc` apart
-    /// (and the residual, where `store` has one, laid out as `c`).
+    /// `c[mr × cols'] = store(a · b)` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc`
+    /// apart (and the residual, where `store` has one, laid out as `c`), where `cols'` is `cols`
+    /// (at most `nr`) rounded up to whole vectors: a strip's last few pixels (a 65×65 map's last
+    /// strip holds one) take one vector's FMAs, not a whole strip's.
     ///
     /// # Safety
     /// The pointers must cover those extents, and the CPU must have the kernel's features
     /// (`detect`/`available` only return such kernels).
-    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
+    #[allow(clippy::too_many_arguments)] // the operands' pointers and extents
+    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, cols: usize) {
         #[cfg(target_arch = "x86_64")]
-        match self {
-            GemmKernel::Avx512 => tile_avx512(kc, a, b, c, ldc, store),
-            GemmKernel::Avx2 => tile_avx2(kc, a, b, c, ldc, store),
+        match (self, cols.div_ceil(self.nr() / self.vectors())) {
+            (GemmKernel::Avx512, 1) => tile_avx512::<1>(kc, a, b, c, ldc, store),
+            (GemmKernel::Avx512, 2) => tile_avx512::<2>(kc, a, b, c, ldc, store),
+            (GemmKernel::Avx512, _) => tile_avx512::<3>(kc, a, b, c, ldc, store),
+            (GemmKernel::Avx2, 1) => tile_avx2::<1>(kc, a, b, c, ldc, store),
+            (GemmKernel::Avx2, _) => tile_avx2::<2>(kc, a, b, c, ldc, store),
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc}, {store:?})")
+        unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc}, {store:?}, {cols})")
+    }
+
+    /// SIMD vectors per strip row.
+    fn vectors(self) -> usize {
+        match self {
+            GemmKernel::Avx512 => 3,
+            GemmKernel::Avx2 => 2,
+        }
     }
 }
 
@@ -128,12 +142,12 @@ struct TileStore {
 const STORE_AHEAD_ROWS: usize = 32;
 
 impl TileStore {
-    /// The K row at which a kernel of `kc` rows prefetches, or none (`usize::MAX`).
+    /// The K row at which a kernel of `kc` rows prefetches (`kc`: it does not).
     fn fetch_at(&self, kc: usize) -> usize {
         if self.finish.is_some() {
             kc.saturating_sub(STORE_AHEAD_ROWS)
         } else {
-            usize::MAX
+            kc
         }
     }
 
@@ -160,29 +174,35 @@ enum Start {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
+unsafe fn tile_avx512<const VECTORS: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); 3]; 8];
+    let mut acc = [[_mm512_setzero_ps(); VECTORS]; 8];
+    // `n` K rows from `ap` and `bp` on, in a loop that only steps the two pointers.
+    let steps = |acc: &mut [[__m512; VECTORS]; 8], mut ap: *const f32, mut bp: *const f32, n: usize| {
+        for _ in 0..n {
+            // The strip streams from L2 (a tile's weights hold L1); asking for it 8 K rows ahead
+            // ran the 3×3 and 1×1 layers 1–9% faster in this machine's slow phases, level in its
+            // fast ones.
+            let ahead = bp.wrapping_add(8 * 48);
+            for v in 0..VECTORS {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v).cast());
+            }
+            let bv: [__m512; VECTORS] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(16 * v)));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*ap.add(i));
+                for (sum, &bv) in row.iter_mut().zip(&bv) {
+                    *sum = _mm512_fmadd_ps(ai, bv, *sum);
+                }
+            }
+            ap = ap.add(8);
+            bp = bp.add(48);
+        }
+    };
     let fetch_at = store.fetch_at(kc);
-    for p in 0..kc {
-        if p == fetch_at {
-            store.prefetch(c, ldc, 8, 48);
-        }
-        let bp = b.add(p * 48);
-        // The strip streams from L2 (a tile's weights hold L1); asking for it 8 K rows ahead ran
-        // the 3×3 and 1×1 layers 1–9% faster in this machine's slow phases, level in its fast ones.
-        let ahead = bp.wrapping_add(8 * 48);
-        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16).cast());
-        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(32).cast());
-        let (b0, b1, b2) = (_mm512_loadu_ps(bp), _mm512_loadu_ps(bp.add(16)), _mm512_loadu_ps(bp.add(32)));
-        let ap = a.add(p * 8);
-        for (i, row) in acc.iter_mut().enumerate() {
-            let ai = _mm512_set1_ps(*ap.add(i));
-            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
-            row[2] = _mm512_fmadd_ps(ai, b2, row[2]);
-        }
+    steps(&mut acc, a, b, fetch_at);
+    if fetch_at < kc {
+        store.prefetch(c, ldc, 8, 16 * VECTORS);
+        steps(&mut acc, a.add(fetch_at * 8), b.add(fetch_at * 48), kc - fetch_at);
     }
     let zero = _mm512_setzero_ps();
     for (i, row) in acc.iter().enumerate() {
@@ -209,24 +229,29 @@ unsafe fn tile_avx512(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc:
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
+unsafe fn tile_avx2<const VECTORS: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
     use std::arch::x86_64::*;
     // 6 × 2 accumulators, 2 for B and 1 broadcast: 15 of the 16 ymm registers (4 × 3 needed a
     // 17th, and the accumulator spilled to the stack every step ran at half the peak).
-    let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+    let mut acc = [[_mm256_setzero_ps(); VECTORS]; 6];
+    let steps = |acc: &mut [[__m256; VECTORS]; 6], mut ap: *const f32, mut bp: *const f32, n: usize| {
+        for _ in 0..n {
+            let bv: [__m256; VECTORS] = std::array::from_fn(|v| _mm256_loadu_ps(bp.add(8 * v)));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = _mm256_set1_ps(*ap.add(i));
+                for (sum, &bv) in row.iter_mut().zip(&bv) {
+                    *sum = _mm256_fmadd_ps(ai, bv, *sum);
+                }
+            }
+            ap = ap.add(6);
+            bp = bp.add(16);
+        }
+    };
     let fetch_at = store.fetch_at(kc);
-    for p in 0..kc {
-        if p == fetch_at {
-            store.prefetch(c, ldc, 6, 16);
-        }
-        let bp = b.add(p * 16);
-        let (b0, b1) = (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)));
-        let ap = a.add(p * 6);
-        for (i, row) in acc.iter_mut().enumerate() {
-            let ai = _mm256_set1_ps(*ap.add(i));
-            row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
-            row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
-        }
+    steps(&mut acc, a, b, fetch_at);
+    if fetch_at < kc {
+        store.prefetch(c, ldc, 6, 8 * VECTORS);
+        steps(&mut acc, a.add(fetch_at * 6), b.add(fetch_at * 16), kc - fetch_at);
     }
     let zero = _mm256_setzero_ps();
     for (i, row) in acc.iter().enumerate() {
@@ -494,10 +519,12 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: T
                 unsafe {
                     if rows.len() == mr && cols.len() == nr {
                         let dst = out.out.add(rows.start * pixels + cols.start);
-                        kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last));
+                        kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last), nr);
                     } else {
-                        scratch.fill(0.0);
-                        kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, TileStore { start: Start::Accumulate, finish: None });
+                        // The sums alone, over whatever `scratch` holds: zeroing it first was a
+                        // `memset` per call, 1.5% of a ResNet pass's samples.
+                        let sums_only = TileStore { start: Start::Bias(None), finish: None };
+                        kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, sums_only, cols.len());
                         for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
                             for (col, &sum) in cols.clone().zip(sums) {
                                 out.store(row, col, sum, first, last);
