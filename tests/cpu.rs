@@ -526,3 +526,91 @@ proptest! {
         prop_assert!(d.within(1e-6), "{d} for {params:?} on {h}x{w}");
     }
 }
+
+/// 3×3 stride-1 convolutions for Winograd's F(2×2, 3×3), at any channel count (the fast path
+/// takes it only on wide layers; these call it directly): maps from 1×1 to 40×40, non-square,
+/// paddings up to 6 and dilations up to 12 per axis (phase grids of one output, patches wholly
+/// in padding), groups and batches, with a bias and an epilogue.
+fn winograd_case() -> impl Strategy<Value = (common::ConvCase, bool, u64)> {
+    let axis = (1..=40usize, 0..=6usize, 1..=12usize);
+    let sizes = (1..=2usize, 1..=2usize, 1..=24usize, 1..=24usize, any::<u64>(), any::<bool>());
+    (axis.clone(), axis, sizes, any::<bool>()).prop_map(|((h, ph, dh), (w, pw, dw), (batch, groups, cig, cog, seed, with_bias), relu)| {
+        let fit = |n: usize, d: usize, p: usize| n.max((2 * d + 1).saturating_sub(2 * p)).max(1);
+        let (h, w) = (fit(h, dh, ph), fit(w, dw, pw));
+        let case = common::ConvCase {
+            input: Tensor::random(vec![batch, groups * cig, h, w], seed),
+            weight: Tensor::random(vec![groups * cog, cig, 3, 3], seed ^ 1),
+            bias: with_bias.then(|| Tensor::random(vec![groups * cog], seed ^ 2)),
+            params: Conv2dParams { stride: Hw::square(1), padding: Hw::new(ph, pw), dilation: Hw::new(dh, dw), groups },
+        };
+        (case, relu, seed ^ 3)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+
+    /// Winograd's F(2×2, 3×3), its GEMMs on each micro-kernel, with the fused epilogue,
+    /// matches the f64 reference followed by the epilogue.
+    #[test]
+    fn winograd_matches_reference((case, relu, seed) in winograd_case()) {
+        let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
+        let exact = conv2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        let residual = Tensor::random(exact.shape().to_vec(), seed);
+        let expected = reference_with_epilogue(&exact, &residual, relu);
+        for kernel in cpu::GemmKernel::available() {
+            let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu };
+            let fast = cpu::conv2d_winograd(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), epilogue, kernel);
+            let d = difference(&fast, &expected);
+            prop_assert!(d.within(TOLERANCE), "{kernel:?}: {d} for {:?} on {:?}", case.params, case.input.shape());
+        }
+    }
+}
+
+/// Winograd on hand-computed sums: 3×3 ones over the values 1..=9 (padding 1: each output is
+/// the sum of its neighbourhood), and over 1..=25 at dilation 2 (padding 2: the corner reads
+/// 1, 3, 11, 13; the centre the nine values at even rows and columns, 117).
+#[test]
+fn winograd_reproduces_hand_computed_sums() {
+    let ones = Tensor::new(vec![1, 1, 3, 3], vec![1.0; 9]).unwrap();
+    let cases = [
+        (3, 1, 1, vec![12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0]),
+        (5, 2, 2, vec![28.0, 32.0, 48.0, 32.0, 36.0, 48.0, 52.0, 78.0, 52.0, 56.0, 72.0, 78.0, 117.0, 78.0, 84.0, 48.0, 52.0, 78.0, 52.0, 56.0, 68.0, 72.0, 108.0, 72.0, 76.0]),
+    ];
+    for (size, padding, dilation, want) in cases {
+        let x = Tensor::new(vec![1, 1, size, size], (1..=size * size).map(|v| v as f32).collect()).unwrap();
+        let p = Conv2dParams { padding: Hw::square(padding), dilation: Hw::square(dilation), ..Default::default() };
+        let g = p.geometry(x.shape(), ones.shape(), None).unwrap();
+        for kernel in cpu::GemmKernel::available() {
+            let got = cpu::conv2d_winograd(&g, x.data(), ones.data(), None, cpu::Epilogue::NONE, kernel);
+            assert_eq!(got, want, "{kernel:?}: {size}×{size} at dilation {dilation}");
+        }
+    }
+}
+
+/// The fast path takes Winograd on wide 3×3 stride-1 layers whose tiles mostly hold outputs
+/// (and agrees with the reference there), and not on narrow, strided, transposed or
+/// mostly-padding ones.
+#[test]
+fn the_fast_path_takes_winograd_on_wide_3x3_layers() {
+    let g = |c: usize, size: usize, k: usize, stride: usize, rate: usize| {
+        let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::square(rate * (k / 2)), dilation: Hw::square(rate), groups: 1 };
+        p.geometry(&[1, c, size, size], &[c, c, k, k], None).unwrap()
+    };
+    assert!(cpu::winograd_applies(&g(256, 65, 3, 1, 1)));
+    assert!(cpu::winograd_applies(&g(512, 65, 3, 1, 4)));
+    assert!(!cpu::winograd_applies(&g(128, 65, 3, 1, 1)), "narrow");
+    assert!(!cpu::winograd_applies(&g(256, 65, 3, 2, 1)), "strided");
+    assert!(!cpu::winograd_applies(&g(256, 65, 1, 1, 1)), "1×1");
+    assert!(!cpu::winograd_applies(&g(256, 65, 3, 1, 48)), "tiles mostly past the map or over padding");
+    let t = ConvTranspose2dParams { padding: Hw::square(1), ..Default::default() }.geometry(&[1, 256, 65, 65], &[256, 256, 3, 3], None).unwrap();
+    assert!(!cpu::winograd_applies(&t), "transposed");
+
+    let x = Tensor::random(vec![1, 256, 17, 13], 81);
+    let w = Tensor::random(vec![256, 256, 3, 3], 82);
+    let b = Tensor::random(vec![256], 83);
+    let p = Conv2dParams { padding: Hw::new(1, 2), dilation: Hw::new(1, 2), ..Default::default() };
+    assert!(cpu::winograd_applies(&p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap()));
+    let d = difference(conv2d(&Cpu, &x, &w, Some(&b), &p).unwrap().data(), conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().data());
+    assert!(d.within(TOLERANCE), "{d}");
+}

@@ -741,7 +741,7 @@ pub fn run(config: &BenchConfig, gpu: Option<&Gpu>, progress: &mut dyn FnMut(&st
                 }
             }
             let stats = summarize(&format!("CPU {} at dilation {}", case.op, case.dilation), TimingSource::Wall, &seconds)?;
-            records.push(Record::new(case, Device::Cpu, &runner.name, &runner.backend, TimingSource::Wall, cpu_kernel(), 1, stats));
+            records.push(Record::new(case, Device::Cpu, &runner.name, &runner.backend, TimingSource::Wall, crate::cpu::GemmKernel::name_for(crate::cpu::GemmKernel::from_env(), &case.geometry), 1, stats));
         }
     }
     fill_penalties(&mut records);

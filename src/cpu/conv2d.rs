@@ -97,9 +97,10 @@ pub fn skips_taps(g: &WindowGeometry, skipping: TapSkipping) -> bool {
     }
 }
 
-/// The fast convolution: the packed implicit GEMM ([`GemmKernel::from_env`]) on CPUs with AVX2
-/// or AVX-512 where each group has enough output channels to fill its tiles, else
-/// [`conv2d_sgemm`].
+/// The fast convolution on CPUs with AVX2 or AVX-512 ([`GemmKernel::from_env`]): Winograd's
+/// F(2×2, 3×3) on wide 3×3 stride-1 layers ([`winograd_applies`](super::winograd_applies)),
+/// else the packed implicit GEMM where each group has enough output channels to fill its
+/// tiles; elsewhere [`conv2d_sgemm`].
 pub fn conv2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping) -> Vec<f32> {
     conv2d_on(g, input, weight, bias, skipping, GemmKernel::from_env())
 }
@@ -110,9 +111,11 @@ pub fn conv2d_on(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option
 }
 
 /// [`conv2d_on`] followed by a network's `epilogue` (its residual `g`'s output shape): the
-/// implicit GEMM applies it as it stores each tile, the SGEMM path in a pass of its own.
+/// implicit GEMM applies it as it stores each tile, Winograd as it transforms each tile's sums
+/// back, the SGEMM path in a pass of its own.
 pub fn conv2d_with_epilogue(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, skipping: TapSkipping, kernel: Option<GemmKernel>) -> Vec<f32> {
     match kernel {
+        Some(kernel) if super::winograd::winograd_applies(g) => super::winograd::conv2d_winograd(g, input, weight, bias, epilogue, kernel),
         Some(kernel) if uses_implicit_gemm(g, skipping) => conv2d_implicit(kernel, g, input, weight, bias, epilogue, skipping),
         _ => {
             let mut out = conv2d_sgemm(g, input, weight, bias, skipping);

@@ -3,7 +3,8 @@
 //! - `*_reference`: a plain direct loop that accumulates in f64 — the gold standard for tests.
 //! - the fast form — what the GPU is compared against on real networks: on CPUs with AVX2 or
 //!   AVX-512, a packed implicit GEMM ([`GemmKernel`], `implicit_gemm.rs`; transposed
-//!   convolutions one output phase at a time); elsewhere, and for depthwise or narrow groups,
+//!   convolutions one output phase at a time), which wide 3×3 stride-1 layers run as the 16
+//!   GEMMs of Winograd's F(2×2, 3×3) (`winograd.rs`); elsewhere, and for depthwise or narrow groups,
 //!   im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over batch × groups with
 //!   rayon, where a forward convolution whose taps often read only padding runs tap by tap
 //!   instead ([`TapSkipping`]).
@@ -20,11 +21,13 @@ mod conv_transpose2d;
 mod implicit_gemm;
 mod pool2d;
 mod resample;
+mod winograd;
 
 pub use conv2d::{conv2d, conv2d_on, conv2d_with_epilogue, conv2d_reference, conv2d_sgemm, uses_implicit_gemm, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_on, conv_transpose2d_reference, conv_transpose2d_sgemm, skips_transposed_taps, TRANSPOSED_SKIP_BELOW};
 pub use implicit_gemm::GemmKernel;
 pub use pool2d::{avg_pool2d, avg_pool2d_reference, max_pool2d, max_pool2d_reference};
+pub use winograd::{conv2d_winograd, winograd_applies};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
 
 /// Whether the fast convolution leaves out the products of taps that read only zero padding
