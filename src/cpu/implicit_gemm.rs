@@ -95,7 +95,7 @@ impl GemmKernel {
     }
 
     /// Pixels per register tile (a *strip*).
-    fn nr(self) -> usize {
+    pub(super) fn nr(self) -> usize {
         match self {
             GemmKernel::Avx512 => 48,
             GemmKernel::Avx2 => 16,
@@ -446,9 +446,41 @@ pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, 
     if pixels == 0 || a.m == 0 {
         return;
     }
+    let tasks = tasks(kernel, a.m, pixels);
+    let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias, epilogue };
+    tasks.into_par_iter().for_each(|(tile_range, strip_range)| {
+        PACKED_B.with_borrow_mut(|packed| correlate_part(kernel, c, a, target, tile_range, strip_range, packed));
+    });
+}
+
+/// `out[m × pixels] = A · B` for a B packed as [`correlate`] packs its blocks, but whole: strip
+/// `s` (`nr` pixels, the last padded with zeros) holds its K rows of `nr` floats at `s · K ·
+/// nr`. Winograd's input transform writes its patches so, and its GEMMs pack nothing.
+pub(super) fn correlate_packed(kernel: GemmKernel, b: &[f32], pixels: usize, a: &PackedWeights, out: &mut [MaybeUninit<f32>]) {
+    let nr = kernel.nr();
+    assert_eq!(b.len(), pixels.div_ceil(nr) * a.k * nr);
+    assert_eq!(out.len(), a.m * pixels);
+    if pixels == 0 || a.m == 0 || a.k == 0 {
+        return;
+    }
+    let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias: None, epilogue: Epilogue::NONE };
+    tasks(kernel, a.m, pixels).into_par_iter().for_each(|(tile_range, block)| {
+        let mut scratch = vec![0.0f32; kernel.mr() * nr];
+        for k0 in (0..a.k).step_by(KC) {
+            let ks = k0..(k0 + KC).min(a.k);
+            let (first, last) = (k0 == 0, ks.end == a.k);
+            let strips = b[(block.start * a.k + k0) * nr..].as_ptr();
+            // SAFETY: the block's strips lie in `b` (asserted above), `K × nr` floats apart.
+            unsafe { multiply_block(kernel, a, target, tile_range.clone(), block.clone(), ks, strips, a.k * nr, (first, last), &mut scratch) };
+        }
+    });
+}
+
+/// The tasks of a product with `m` rows and `pixels` columns: (tiles, strips) pairs.
+fn tasks(kernel: GemmKernel, m: usize, pixels: usize) -> Vec<(Range<usize>, Range<usize>)> {
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let strips = pixels.div_ceil(nr);
-    let tiles = a.m.div_ceil(mr);
+    let tiles = m.div_ceil(mr);
     // One task per block of pixels, taken by whichever thread is free (a core that the VM or
     // another process slows down takes fewer). Blocks of at most BLOCK_PIXELS, as many as a
     // multiple of the threads, the strips shared out evenly: a 65×65 map in 11 blocks of 8
@@ -458,17 +490,13 @@ pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, 
     let threads = rayon::current_num_threads().max(1);
     let blocks = strips.div_ceil(BLOCK_PIXELS.div_ceil(nr)).next_multiple_of(threads).min(strips);
     let tile_chunks = if blocks >= 2 * threads { 1 } else { tiles.min((2 * threads).div_ceil(blocks)) };
-    let tasks: Vec<(Range<usize>, Range<usize>)> = (0..tile_chunks)
+    (0..tile_chunks)
         .flat_map(|i| {
             let tile_range = tiles * i / tile_chunks..tiles * (i + 1) / tile_chunks;
             (0..blocks).map(move |b| (tile_range.clone(), strips * b / blocks..strips * (b + 1) / blocks))
         })
         .filter(|(t, s)| !t.is_empty() && !s.is_empty())
-        .collect();
-    let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias, epilogue };
-    tasks.into_par_iter().for_each(|(tile_range, strip_range)| {
-        PACKED_B.with_borrow_mut(|packed| correlate_part(kernel, c, a, target, tile_range, strip_range, packed));
-    });
+        .collect()
 }
 
 /// One task of [`correlate`]: the tiles `tile_range` × the strips `block`.
@@ -516,29 +544,44 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: T
             Some(lanes) => pack_shifted_on(kernel, c, ks.clone(), block.clone(), lanes, packed),
             None => pack_block_on(kernel, c, ks.clone(), block.clone(), packed),
         }
-        for tile in tile_range.clone() {
-            let rows = tile * mr..((tile + 1) * mr).min(a.m);
-            let a_tile = a.data[(tile * a.k + ks.start) * mr..].as_ptr();
-            for (i, strip) in block.clone().enumerate() {
-                let cols = strip * nr..((strip + 1) * nr).min(pixels);
-                let b_strip = packed[i * kc * nr..][..kc * nr].as_ptr();
-                // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
-                // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
-                // which this task alone writes, and reads them only after its first K block
-                // wrote them; a partial one goes through `scratch`.
-                unsafe {
-                    if rows.len() == mr && cols.len() == nr {
-                        let dst = out.out.add(rows.start * pixels + cols.start);
-                        kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last), nr);
-                    } else {
-                        // The sums alone, over whatever `scratch` holds: zeroing it first was a
-                        // `memset` per call, 1.5% of a ResNet pass's samples.
-                        let sums_only = TileStore { start: Start::Bias(None), finish: None };
-                        kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, sums_only, cols.len());
-                        for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
-                            for (col, &sum) in cols.clone().zip(sums) {
-                                out.store(row, col, sum, first, last);
-                            }
+        // SAFETY: `packed` holds the block's strips of this K block, `kc × nr` floats apart.
+        unsafe { multiply_block(kernel, a, out, tile_range.clone(), block.clone(), ks.clone(), packed.as_ptr(), kc * nr, (first, last), &mut scratch) };
+    }
+}
+
+/// Multiplies the tiles `tile_range` by one K block `ks` of B over the strips `block`, strip `i`
+/// of the block at `b + i · strip_stride` (`ks.len() × nr` floats), storing per whether it is
+/// the first and/or last K block of these outputs.
+///
+/// # Safety
+/// `b` holds those strips.
+#[allow(clippy::too_many_arguments)] // one K block's operands
+unsafe fn multiply_block(kernel: GemmKernel, a: &PackedWeights, out: Target, tile_range: Range<usize>, block: Range<usize>, ks: Range<usize>, b: *const f32, strip_stride: usize, (first, last): (bool, bool), scratch: &mut [f32]) {
+    let (mr, nr) = (kernel.mr(), kernel.nr());
+    let kc = ks.len();
+    let pixels = out.pixels;
+    for tile in tile_range.clone() {
+        let rows = tile * mr..((tile + 1) * mr).min(a.m);
+        let a_tile = a.data[(tile * a.k + ks.start) * mr..].as_ptr();
+        for (i, strip) in block.clone().enumerate() {
+            let cols = strip * nr..((strip + 1) * nr).min(pixels);
+            let b_strip = b.add(i * strip_stride);
+            // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
+            // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
+            // which this task alone writes, and reads them only after its first K block
+            // wrote them; a partial one goes through `scratch`.
+            unsafe {
+                if rows.len() == mr && cols.len() == nr {
+                    let dst = out.out.add(rows.start * pixels + cols.start);
+                    kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last), nr);
+                } else {
+                    // The sums alone, over whatever `scratch` holds: zeroing it first was a
+                    // `memset` per call, 1.5% of a ResNet pass's samples.
+                    let sums_only = TileStore { start: Start::Bias(None), finish: None };
+                    kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, sums_only, cols.len());
+                    for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
+                        for (col, &sum) in cols.clone().zip(sums) {
+                            out.store(row, col, sum, first, last);
                         }
                     }
                 }

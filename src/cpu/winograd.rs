@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides};
+use super::implicit_gemm::{correlate_packed, GemmKernel, PackedWeights, WeightStrides};
 use super::Epilogue;
 use crate::shape::{ConvKind, Hw, WindowGeometry};
 
@@ -82,14 +82,14 @@ fn transform_sums([m0, m1, m2, m3]: [f32; 4]) -> [f32; 2] {
     [m0 + m1 + m2, m1 - m2 - m3]
 }
 
-/// A raw pointer that the tasks of the input transform share, each writing its own channel's
-/// rows of the transformed patches.
+/// A raw pointer that parallel tasks share, each writing its own elements of the buffer (in
+/// the transforms' `[point][channel][…]` layouts, a channel's are 16 runs far apart).
 #[derive(Clone, Copy)]
-struct Patches(*mut f32);
-// SAFETY: see `transform_input`: every task writes disjoint elements, and nothing reads them
-// until all tasks are done.
-unsafe impl Send for Patches {}
-unsafe impl Sync for Patches {}
+struct SharedWrites(*mut f32);
+// SAFETY: see the users: every task writes disjoint elements, and nothing reads them until all
+// tasks are done.
+unsafe impl Send for SharedWrites {}
+unsafe impl Sync for SharedWrites {}
 
 thread_local! {
     /// The transformed patches and the GEMMs' sums, kept between calls (as the implicit GEMM
@@ -114,39 +114,36 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
     );
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let (in_plane, pixels) = (g.input.h * g.input.w, g.output.h * g.output.w);
-    let rows = tile_axis(g.output.h, g.input.h, g.dilation.h, g.padding.h);
-    let cols = tile_axis(g.output.w, g.input.w, g.dilation.w, g.padding.w);
-    let tiles = rows.origins.len() * cols.origins.len();
+    let tiling = Tiling::new(g);
+    let tiles = tiling.tiles;
     let len = g.batch * g.c_out * pixels;
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    // The 16 GEMMs see the tiles as the pixels of a 1×1 convolution.
-    let pointwise = |n: usize| Axis { stride: 1, input: n, output: n, offsets: vec![0] };
     // Taken out of the thread-local, not borrowed: a rayon worker waiting on these GEMMs may
     // run another convolution's task meanwhile.
     let (mut patches, mut sums) = BUFFERS.take();
-    let (patches_used, sums_used) = (POINTS * cig * tiles, POINTS * cog * tiles);
+    // Each point's patches as its GEMM's packed B: strips of the kernel's width over the tiles.
+    let point_patches = tiles.div_ceil(kernel.nr()) * kernel.nr() * cig;
+    let (patches_used, sums_used) = (POINTS * point_patches, POINTS * cog * tiles);
     grow(&mut patches, patches_used);
     grow(&mut sums, sums_used);
     for group in 0..g.groups {
-        let transformed = transform_weights_of(&weight[group * cog * cig * 9..][..cog * cig * 9]);
+        let transformed = transform_weights_of(&weight[group * cog * cig * 9..][..cog * cig * 9], cog, cig);
         for n in 0..g.batch {
             let x = &input[(n * g.c_in + group * cig) * in_plane..][..cig * in_plane];
-            transform_input(kernel, x, g.input.h, g.input.w, &rows, &cols, cig, &mut patches[..patches_used]);
+            transform_input(kernel, x, &tiling, cig, &mut patches[..patches_used]);
             // The 16 GEMMs at once, so that the threads share out their blocks evenly.
             let patches = &patches[..patches_used];
             sums[..sums_used].par_chunks_exact_mut(cog * tiles).enumerate().for_each(|(point, point_sums)| {
-                let a = PackedWeights::new(kernel, cog, cig, &[0], &transformed[point..], WeightStrides { row: cig * POINTS, tap: 0, channel: POINTS });
-                let c = Correlation { rows: pointwise(1), cols: pointwise(tiles), channels: cig, input: &patches[point * cig * tiles..][..cig * tiles], skip_padding: false };
+                let a = PackedWeights::new(kernel, cog, cig, &[0], &transformed[point * cog * cig..][..cog * cig], WeightStrides { row: cig, tap: 0, channel: 1 });
                 // SAFETY: `f32` and `MaybeUninit<f32>` share their layout, and every value
                 // written is initialised.
                 let point_sums = unsafe { &mut *(point_sums as *mut [f32] as *mut [MaybeUninit<f32>]) };
-                correlate(kernel, &c, &a, None, Epilogue::NONE, point_sums);
+                correlate_packed(kernel, &patches[point * point_patches..][..point_patches], tiles, &a, point_sums);
             });
             let slab = (n * g.c_out + group * cog) * pixels..(n * g.c_out + (group + 1) * cog) * pixels;
             let group_bias = bias.map(|b| &b[group * cog..][..cog]);
             let residual = epilogue.residual.map(|r| &r[slab.clone()]);
-            let outputs = Outputs { out: g.output, rows: &rows, cols: &cols, dilation: g.dilation };
-            outputs.transform(kernel, &sums[..sums_used], group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab]);
+            transform_output(kernel, g, &tiling, &sums[..sums_used], group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab]);
         }
     }
     BUFFERS.set((patches, sums));
@@ -163,192 +160,167 @@ fn grow(buffer: &mut Vec<f32>, len: usize) {
     }
 }
 
-/// `U[co][ci][point] = (G·w[co][ci]·Gᵀ)[point]` for a group's `[cog, cig, 3, 3]` weights.
-fn transform_weights_of(weight: &[f32]) -> Vec<f32> {
-    let mut transformed = vec![0.0f32; weight.len() / 9 * POINTS];
-    transformed.par_chunks_exact_mut(POINTS).zip(weight.par_chunks_exact(9)).for_each(|(u, w)| {
-        // Along the kernel's columns, then its rows.
-        let columns: [[f32; 4]; 3] = std::array::from_fn(|kx| transform_weights([w[kx], w[3 + kx], w[6 + kx]]));
-        for a in 0..4 {
-            u[a * 4..][..4].copy_from_slice(&transform_weights([columns[0][a], columns[1][a], columns[2][a]]));
+/// `U[point][co][ci] = (G·w[co][ci]·Gᵀ)[point]` for a group's `[cog, cig, 3, 3]` weights, in
+/// parallel over the output channels.
+fn transform_weights_of(weight: &[f32], cog: usize, cig: usize) -> Vec<f32> {
+    let mut transformed = vec![0.0f32; POINTS * cog * cig];
+    let dst = SharedWrites(transformed.as_mut_ptr());
+    weight.par_chunks_exact(cig * 9).enumerate().for_each(|(co, w)| {
+        let dst = dst;
+        for (ci, w) in w.chunks_exact(9).enumerate() {
+            // Along the kernel's columns, then its rows.
+            let columns: [[f32; 4]; 3] = std::array::from_fn(|kx| transform_weights([w[kx], w[3 + kx], w[6 + kx]]));
+            for a in 0..4 {
+                for (b, u) in transform_weights([columns[0][a], columns[1][a], columns[2][a]]).into_iter().enumerate() {
+                    // SAFETY: `(point, co, ci)` lies in `transformed`, and only this task
+                    // (output channel `co`) writes it.
+                    unsafe { *dst.0.add(((a * 4 + b) * cog + co) * cig + ci) = u };
+                }
+            }
         }
     });
     transformed
 }
 
 /// Tiles per step of the transforms: their arithmetic runs on arrays this long, which the
-/// compiler turns into vector instructions as wide as the caller enables.
+/// compiler turns into vector instructions as wide as the caller enables. A divisor of every
+/// kernel's strip, so that a step's patches go to one strip of the packed B.
 const LANES: usize = 16;
 
-/// `V[point][c][tile] = (Bᵀ·patch·B)[point]` for each of `channels` planes of `x` (`height ×
-/// width`), in parallel over the channels.
-#[allow(clippy::too_many_arguments)] // the planes, their tiling and the destination
-fn transform_input(kernel: GemmKernel, x: &[f32], height: usize, width: usize, rows: &TileAxis, cols: &TileAxis, channels: usize, patches: &mut [f32]) {
-    let tiles = rows.origins.len() * cols.origins.len();
-    assert_eq!(patches.len(), POINTS * channels * tiles);
-    assert_eq!(x.len(), channels * height * width);
-    let dst = Patches(patches.as_mut_ptr());
-    x.par_chunks_exact(height * width).enumerate().for_each(|(c, plane)| {
+/// The tiling of one map: per tile, where its patch reads and where its outputs go.
+struct Tiling {
+    /// Tiles, row of tiles by row of tiles.
+    tiles: usize,
+    /// Per tile, then on to whole strips of the widest kernel: the patch's 16 input positions
+    /// (row-major) in a plane with a zero appended, which the positions over padding (and
+    /// every position of the tiles past the last) read.
+    patches: Vec<[u32; POINTS]>,
+    /// Per tile, its first output (row, column); the others lie a dilation down and across.
+    origins: Vec<(usize, usize)>,
+}
+
+impl Tiling {
+    fn new(g: &WindowGeometry) -> Self {
+        let rows = tile_axis(g.output.h, g.input.h, g.dilation.h, g.padding.h);
+        let cols = tile_axis(g.output.w, g.input.w, g.dilation.w, g.padding.w);
+        let tiles = rows.origins.len() * cols.origins.len();
+        let zero = g.input.h * g.input.w;
+        let position = |y: usize, x: usize| if y < g.input.h && x < g.input.w { y * g.input.w + x } else { zero };
+        let mut patches: Vec<[u32; POINTS]> = rows
+            .patches
+            .iter()
+            .flat_map(|ys| cols.patches.iter().map(move |xs| std::array::from_fn(|k| position(ys[k / 4], xs[k % 4]) as u32)))
+            .collect();
+        patches.resize(tiles.next_multiple_of(GemmKernel::Avx512.nr().max(GemmKernel::Avx2.nr())), [zero as u32; POINTS]);
+        let origins = rows.origins.iter().flat_map(|&y| cols.origins.iter().map(move |&x| (y, x))).collect();
+        Tiling { tiles, patches, origins }
+    }
+}
+
+/// `V[point][c][tile] = (Bᵀ·patch·B)[point]` for each of `channels` planes of `x`, in parallel
+/// over the channels, each point's laid out as its GEMM's packed B ([`PatchLayout`]).
+fn transform_input(kernel: GemmKernel, x: &[f32], tiling: &Tiling, channels: usize, patches: &mut [f32]) {
+    let layout = PatchLayout { tiles: tiling.tiles, channels, nr: kernel.nr() };
+    assert_eq!(patches.len(), POINTS * layout.point_len());
+    let plane_len = x.len() / channels;
+    assert!(tiling.patches.len() >= layout.tiles.next_multiple_of(layout.nr) && tiling.patches.iter().flatten().all(|&i| i as usize <= plane_len));
+    let dst = SharedWrites(patches.as_mut_ptr());
+    x.par_chunks_exact(plane_len).enumerate().for_each_init(Vec::new, |extended, (c, plane)| {
         let dst = dst;
-        let plane = PlaneTiles { plane, height, width, rows, cols };
-        // SAFETY: `kernel` runs on this CPU; the plane writes only its own channel's values.
+        extended.clear();
+        extended.extend_from_slice(plane);
+        extended.push(0.0);
+        // SAFETY: `kernel` runs on this CPU; the plane writes only its own channel's values,
+        // and reads only `extended` (every position checked above).
         unsafe {
             match kernel {
-                GemmKernel::Avx512 => plane.transform_avx512(dst, c, channels),
-                GemmKernel::Avx2 => plane.transform_avx2(dst, c, channels),
+                GemmKernel::Avx512 => transform_plane_avx512(extended, tiling, dst, c, &layout),
+                GemmKernel::Avx2 => transform_plane_avx2(extended, tiling, dst, c, &layout),
             }
         }
     });
 }
 
-/// One input plane and its tiles.
-struct PlaneTiles<'a> {
-    plane: &'a [f32],
-    height: usize,
-    width: usize,
-    rows: &'a TileAxis,
-    cols: &'a TileAxis,
+/// Where the transformed patches lie: point `p`'s as the packed B of its GEMM (K = the
+/// channels, the pixels = the tiles), `[p][strip][channel][nr]`, the last strip's lanes past
+/// the tiles zero.
+struct PatchLayout {
+    tiles: usize,
+    channels: usize,
+    nr: usize,
 }
 
-impl PlaneTiles<'_> {
-    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
-    unsafe fn transform_avx512(&self, dst: Patches, c: usize, channels: usize) {
-        self.transform(dst, c, channels)
+impl PatchLayout {
+    fn point_len(&self) -> usize {
+        self.tiles.div_ceil(self.nr) * self.channels * self.nr
     }
 
-    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
-    unsafe fn transform_avx2(&self, dst: Patches, c: usize, channels: usize) {
-        self.transform(dst, c, channels)
+    /// Where `(point, channel, tile)` lies; tiles `tile..` of the same strip follow it.
+    fn at(&self, point: usize, channel: usize, tile: usize) -> usize {
+        point * self.point_len() + (tile / self.nr * self.channels + channel) * self.nr + tile % self.nr
     }
+}
 
-    /// Writes this plane's (channel `c` of `channels`) transformed patches into `dst`, laid out
-    /// `[point][channel][tile]`.
-    ///
-    /// # Safety
-    /// `dst` holds `POINTS × channels × tiles` floats.
-    #[inline(always)]
-    unsafe fn transform(&self, dst: Patches, c: usize, channels: usize) {
-        let (width, columns) = (self.width, self.cols.origins.len());
-        let tiles = self.rows.origins.len() * columns;
-        // A row of tiles' four patch rows, each with a zero past its end for the columns that
-        // read padding (and all zeros for rows that do).
-        let mut padded = vec![0.0f32; 4 * (width + 1)];
-        for (ry, patch_rows) in self.rows.patches.iter().enumerate() {
-            for (i, &y) in patch_rows.iter().enumerate() {
-                let row = &mut padded[i * (width + 1)..][..width];
-                if y < self.height {
-                    row.copy_from_slice(&self.plane[y * width..][..width]);
-                } else {
-                    row.fill(0.0);
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+unsafe fn transform_plane_avx512(plane: &[f32], tiling: &Tiling, dst: SharedWrites, c: usize, layout: &PatchLayout) {
+    transform_plane(plane, tiling, dst, c, layout)
+}
+
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+unsafe fn transform_plane_avx2(plane: &[f32], tiling: &Tiling, dst: SharedWrites, c: usize, layout: &PatchLayout) {
+    transform_plane(plane, tiling, dst, c, layout)
+}
+
+/// Writes channel `c`'s transformed patches (from `plane`, with its zero appended) into `dst`,
+/// laid out as `layout`, the last strip's lanes past the tiles included (their patches all
+/// zero).
+///
+/// # Safety
+/// `dst` holds `POINTS × layout.point_len()` floats; every position of `tiling` lies in `plane`.
+#[inline(always)]
+unsafe fn transform_plane(plane: &[f32], tiling: &Tiling, dst: SharedWrites, c: usize, layout: &PatchLayout) {
+    for first in (0..layout.tiles.next_multiple_of(layout.nr)).step_by(LANES) {
+        let mut d = [[0.0f32; LANES]; POINTS];
+        for (lane, positions) in tiling.patches[first..first + LANES].iter().enumerate() {
+            for (k, &at) in positions.iter().enumerate() {
+                d[k][lane] = *plane.get_unchecked(at as usize);
+            }
+        }
+        let mut v = [[0.0f32; LANES]; POINTS];
+        for lane in 0..LANES {
+            // Along the patch's columns (i), then its rows (j).
+            let along_i: [[f32; 4]; 4] = std::array::from_fn(|j| transform_patch(std::array::from_fn(|i| d[i * 4 + j][lane])));
+            for a in 0..4 {
+                let along_j = transform_patch(std::array::from_fn(|j| along_i[j][a]));
+                for b in 0..4 {
+                    v[a * 4 + b][lane] = along_j[b];
                 }
             }
-            for start in (0..columns).step_by(LANES) {
-                let len = LANES.min(columns - start);
-                let mut d = [[0.0f32; LANES]; POINTS];
-                for (lane, xs) in self.cols.patches[start..start + len].iter().enumerate() {
-                    for i in 0..4 {
-                        for j in 0..4 {
-                            d[i * 4 + j][lane] = padded[i * (width + 1) + xs[j]];
-                        }
-                    }
-                }
-                let mut v = [[0.0f32; LANES]; POINTS];
-                for lane in 0..LANES {
-                    // Along the patch's columns (i), then its rows (j).
-                    let along_i: [[f32; 4]; 4] = std::array::from_fn(|j| transform_patch(std::array::from_fn(|i| d[i * 4 + j][lane])));
-                    for a in 0..4 {
-                        let along_j = transform_patch(std::array::from_fn(|j| along_i[j][a]));
-                        for b in 0..4 {
-                            v[a * 4 + b][lane] = along_j[b];
-                        }
-                    }
-                }
-                for (point, v) in v.iter().enumerate() {
-                    std::ptr::copy_nonoverlapping(v.as_ptr(), dst.0.add((point * channels + c) * tiles + ry * columns + start), len);
-                }
-            }
+        }
+        for (point, v) in v.iter().enumerate() {
+            // A step lies in one strip: a few vector moves.
+            dst.0.add(layout.at(point, c, first)).cast::<[f32; LANES]>().write_unaligned(*v);
         }
     }
 }
 
-/// Where the output transform writes: a map of `out` pixels tiled by `rows` × `cols`.
-struct Outputs<'a> {
-    out: Hw,
-    rows: &'a TileAxis,
-    cols: &'a TileAxis,
-    dilation: Hw,
-}
-
-impl Outputs<'_> {
-    /// `out[co] = epilogue(bias[co] + Aᵀ·M[co]·A)` from the sums `M[point][co][tile]`, every
-    /// pixel of each of the `out.len() / pixels` planes written, in parallel over the planes.
-    fn transform(&self, kernel: GemmKernel, sums: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
-        let pixels = self.out.h * self.out.w;
-        let tiles = self.rows.origins.len() * self.cols.origins.len();
-        let planes = out.len() / pixels;
-        assert_eq!(sums.len(), POINTS * planes * tiles);
-        out.par_chunks_exact_mut(pixels).enumerate().for_each(|(co, plane)| {
-            let sums = OutputSums { sums, planes, co, bias: bias.map_or(0.0, |b| b[co]), epilogue };
-            // SAFETY: `kernel` runs on this CPU.
-            unsafe {
-                match kernel {
-                    GemmKernel::Avx512 => self.plane_avx512(&sums, plane),
-                    GemmKernel::Avx2 => self.plane_avx2(&sums, plane),
-                }
-            }
-        });
-    }
-
-    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
-    unsafe fn plane_avx512(&self, sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
-        self.plane(sums, plane)
-    }
-
-    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
-    unsafe fn plane_avx2(&self, sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
-        self.plane(sums, plane)
-    }
-
-    /// Output plane `sums.co`, every pixel written.
-    #[inline(always)]
-    fn plane(&self, sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
-        let columns = self.cols.origins.len();
-        let tiles = self.rows.origins.len() * columns;
-        let pixels = plane.len();
-        for (ry, &oy) in self.rows.origins.iter().enumerate() {
-            for start in (0..columns).step_by(LANES) {
-                let len = LANES.min(columns - start);
-                let mut m = [[0.0f32; LANES]; POINTS];
-                for (point, m) in m.iter_mut().enumerate() {
-                    m[..len].copy_from_slice(&sums.sums[(point * sums.planes + sums.co) * tiles + ry * columns + start..][..len]);
-                }
-                // y[r · 2 + s]: the tile's output (r, s).
-                let mut y = [[0.0f32; LANES]; 4];
-                for lane in 0..LANES {
-                    // Along the patch's rows (a), then its columns (b).
-                    let along_a: [[f32; 2]; 4] = std::array::from_fn(|b| transform_sums(std::array::from_fn(|a| m[a * 4 + b][lane])));
-                    for r in 0..2 {
-                        let along_b = transform_sums(std::array::from_fn(|b| along_a[b][r]));
-                        for s in 0..2 {
-                            y[r * 2 + s][lane] = along_b[s] + sums.bias;
-                        }
-                    }
-                }
-                for (lane, &ox) in self.cols.origins[start..start + len].iter().enumerate() {
-                    for r in 0..2 {
-                        let oy = oy + r * self.dilation.h;
-                        for s in 0..2 {
-                            let ox = ox + s * self.dilation.w;
-                            if oy < self.out.h && ox < self.out.w {
-                                let at = oy * self.out.w + ox;
-                                plane[at].write(sums.epilogue.finish(y[r * 2 + s][lane], sums.co * pixels + at));
-                            }
-                        }
-                    }
-                }
+/// `out[co] = epilogue(bias[co] + Aᵀ·M[co]·A)` from the sums `M[point][co][tile]`, every pixel
+/// of each of the output planes (`out.len() / pixels` of them) written, in parallel over the
+/// planes.
+fn transform_output(kernel: GemmKernel, g: &WindowGeometry, tiling: &Tiling, sums: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
+    let pixels = g.output.h * g.output.w;
+    let planes = out.len() / pixels;
+    assert_eq!(sums.len(), POINTS * planes * tiling.tiles);
+    out.par_chunks_exact_mut(pixels).enumerate().for_each(|(co, plane)| {
+        let sums = OutputSums { sums, planes, co, bias: bias.map_or(0.0, |b| b[co]), epilogue };
+        // SAFETY: `kernel` runs on this CPU.
+        unsafe {
+            match kernel {
+                GemmKernel::Avx512 => output_plane_avx512(g, tiling, &sums, plane),
+                GemmKernel::Avx2 => output_plane_avx2(g, tiling, &sums, plane),
             }
         }
-    }
+    });
 }
 
 /// One output plane's share of the GEMMs' sums `[point][planes][tile]`, with its bias and the
@@ -359,4 +331,56 @@ struct OutputSums<'a> {
     co: usize,
     bias: f32,
     epilogue: Epilogue<'a>,
+}
+
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+unsafe fn output_plane_avx512(g: &WindowGeometry, tiling: &Tiling, sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
+    output_plane(g, tiling, sums, plane)
+}
+
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+unsafe fn output_plane_avx2(g: &WindowGeometry, tiling: &Tiling, sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
+    output_plane(g, tiling, sums, plane)
+}
+
+/// Output plane `sums.co`, every pixel written.
+#[inline(always)]
+fn output_plane(g: &WindowGeometry, tiling: &Tiling, sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
+    let (tiles, pixels) = (tiling.tiles, plane.len());
+    for first in (0..tiles).step_by(LANES) {
+        let len = LANES.min(tiles - first);
+        let mut m = [[0.0f32; LANES]; POINTS];
+        for (point, m) in m.iter_mut().enumerate() {
+            let from = &sums.sums[(point * sums.planes + sums.co) * tiles + first..];
+            if len == LANES {
+                *m = from[..LANES].try_into().expect("LANES sums");
+            } else {
+                m[..len].copy_from_slice(&from[..len]);
+            }
+        }
+        // y[r · 2 + s]: the tile's output (r, s).
+        let mut y = [[0.0f32; LANES]; 4];
+        for lane in 0..LANES {
+            // Along the patch's rows (a), then its columns (b).
+            let along_a: [[f32; 2]; 4] = std::array::from_fn(|b| transform_sums(std::array::from_fn(|a| m[a * 4 + b][lane])));
+            for r in 0..2 {
+                let along_b = transform_sums(std::array::from_fn(|b| along_a[b][r]));
+                for s in 0..2 {
+                    y[r * 2 + s][lane] = along_b[s] + sums.bias;
+                }
+            }
+        }
+        for (lane, &(oy, ox)) in tiling.origins[first..first + len].iter().enumerate() {
+            for r in 0..2 {
+                let oy = oy + r * g.dilation.h;
+                for s in 0..2 {
+                    let ox = ox + s * g.dilation.w;
+                    if oy < g.output.h && ox < g.output.w {
+                        let at = oy * g.output.w + ox;
+                        plane[at].write(sums.epilogue.finish(y[r * 2 + s][lane], sums.co * pixels + at));
+                    }
+                }
+            }
+        }
+    }
 }
