@@ -614,3 +614,24 @@ fn the_fast_path_takes_winograd_on_wide_3x3_layers() {
     let d = difference(conv2d(&Cpu, &x, &w, Some(&b), &p).unwrap().data(), conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().data());
     assert!(d.within(TOLERANCE), "{d}");
 }
+
+/// A map of more tiles than one chunk (1152): the chunks' patches, GEMMs and outputs each
+/// cover their own tiles, the last chunk a partial one.
+#[test]
+fn winograd_goes_chunk_by_chunk_on_large_maps() {
+    let x = Tensor::random(vec![2, 3, 75, 103], 91);
+    let w = Tensor::random(vec![5, 3, 3, 3], 92);
+    let b = Tensor::random(vec![5], 93);
+    for (dilation, padding) in [(Hw::square(1), Hw::square(1)), (Hw::new(2, 3), Hw::new(1, 3))] {
+        let p = Conv2dParams { padding, dilation, ..Default::default() };
+        let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
+        let exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap();
+        let residual = Tensor::random(exact.shape().to_vec(), 94);
+        let expected = reference_with_epilogue(&exact, &residual, true);
+        for kernel in cpu::GemmKernel::available() {
+            let fast = cpu::conv2d_winograd(&g, x.data(), w.data(), Some(b.data()), cpu::Epilogue { residual: Some(residual.data()), relu: true }, kernel);
+            let d = difference(&fast, &expected);
+            assert!(d.within(TOLERANCE), "{kernel:?} dilation {dilation}: {d}");
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! convolution does 36; the transforms are additions, per tile and channel.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -91,10 +92,21 @@ struct SharedWrites(*mut f32);
 unsafe impl Send for SharedWrites {}
 unsafe impl Sync for SharedWrites {}
 
+/// Tiles per chunk (at most): the transforms and GEMMs go chunk by chunk, so that the
+/// transformed patches and sums (16 × channels × tiles each) stay a few tens of MB whatever the
+/// map. Smaller chunks, in the caches between the steps, ran the GEMMs slower: 192 tiles 4–15%,
+/// 768 3% (BENCHMARKS.md). A multiple of every kernel's strip; a 65×65 map's 1089 tiles are
+/// one chunk.
+const CHUNK_TILES: usize = 1152;
+
+/// Buffers that each step writes in full before the next reads them.
+type Scratch = Vec<MaybeUninit<f32>>;
+
 thread_local! {
-    /// The transformed patches and the GEMMs' sums, kept between calls (as the implicit GEMM
-    /// keeps its packed blocks): tens of MB that would be faulted in afresh on every call.
-    static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// The transformed patches and the GEMMs' sums of a chunk, kept between calls (as the
+    /// implicit GEMM keeps its packed blocks), and never filled: zeroing them first faulted in
+    /// their tens of MB on one thread.
+    static BUFFERS: std::cell::RefCell<(Scratch, Scratch)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// The 3×3 stride-1 convolution `g` with its bias and `epilogue` (residual laid out as the
@@ -115,49 +127,68 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let (in_plane, pixels) = (g.input.h * g.input.w, g.output.h * g.output.w);
     let tiling = Tiling::new(g);
-    let tiles = tiling.tiles;
     let len = g.batch * g.c_out * pixels;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     // Taken out of the thread-local, not borrowed: a rayon worker waiting on these GEMMs may
     // run another convolution's task meanwhile.
     let (mut patches, mut sums) = BUFFERS.take();
-    // Each point's patches as its GEMM's packed B: strips of the kernel's width over the tiles.
-    let point_patches = tiles.div_ceil(kernel.nr()) * kernel.nr() * cig;
-    let (patches_used, sums_used) = (POINTS * point_patches, POINTS * cog * tiles);
-    grow(&mut patches, patches_used);
-    grow(&mut sums, sums_used);
+    let chunk_layout = |tiles: usize| PatchLayout { tiles, channels: cig, nr: kernel.nr() };
+    let chunk_tiles = CHUNK_TILES.min(tiling.tiles);
+    grow(&mut patches, POINTS * chunk_layout(chunk_tiles).point_len());
+    grow(&mut sums, POINTS * cog * chunk_tiles);
     for group in 0..g.groups {
         let transformed = transform_weights_of(&weight[group * cog * cig * 9..][..cog * cig * 9], cog, cig);
+        let packed: Vec<PackedWeights> = (0..POINTS)
+            .into_par_iter()
+            .map(|point| PackedWeights::new(kernel, cog, cig, &[0], &transformed[point * cog * cig..][..cog * cig], WeightStrides { row: cig, tap: 0, channel: 1 }))
+            .collect();
+        // Freed before the patches and sums are written: the allocator hands its pages on.
+        drop(transformed);
+        let group_bias = bias.map(|b| &b[group * cog..][..cog]);
         for n in 0..g.batch {
             let x = &input[(n * g.c_in + group * cig) * in_plane..][..cig * in_plane];
-            transform_input(kernel, x, &tiling, cig, &mut patches[..patches_used]);
-            // The 16 GEMMs at once, so that the threads share out their blocks evenly.
-            let patches = &patches[..patches_used];
-            sums[..sums_used].par_chunks_exact_mut(cog * tiles).enumerate().for_each(|(point, point_sums)| {
-                let a = PackedWeights::new(kernel, cog, cig, &[0], &transformed[point * cog * cig..][..cog * cig], WeightStrides { row: cig, tap: 0, channel: 1 });
-                // SAFETY: `f32` and `MaybeUninit<f32>` share their layout, and every value
-                // written is initialised.
-                let point_sums = unsafe { &mut *(point_sums as *mut [f32] as *mut [MaybeUninit<f32>]) };
-                correlate_packed(kernel, &patches[point * point_patches..][..point_patches], tiles, &a, point_sums);
-            });
             let slab = (n * g.c_out + group * cog) * pixels..(n * g.c_out + (group + 1) * cog) * pixels;
-            let group_bias = bias.map(|b| &b[group * cog..][..cog]);
             let residual = epilogue.residual.map(|r| &r[slab.clone()]);
-            transform_output(kernel, g, &tiling, &sums[..sums_used], group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab]);
+            for first in (0..tiling.tiles).step_by(CHUNK_TILES) {
+                let chunk = first..(first + CHUNK_TILES).min(tiling.tiles);
+                let layout = chunk_layout(chunk.len());
+                let patches = &mut patches[..POINTS * layout.point_len()];
+                transform_input(kernel, x, &tiling, chunk.clone(), &layout, patches);
+                // SAFETY: the input transform wrote every element.
+                let patches = unsafe { written(patches) };
+                // The 16 GEMMs at once, so that the threads share out their blocks evenly.
+                let sums = &mut sums[..POINTS * cog * chunk.len()];
+                sums.par_chunks_exact_mut(cog * chunk.len()).zip(patches.par_chunks_exact(layout.point_len())).zip(&packed).for_each(|((point_sums, b), a)| {
+                    correlate_packed(kernel, b, chunk.len(), a, point_sums);
+                });
+                // SAFETY: each GEMM wrote every element of its point's sums.
+                let sums = unsafe { written(sums) };
+                transform_output(kernel, g, &tiling, chunk, sums, group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab.clone()]);
+            }
         }
     }
     BUFFERS.set((patches, sums));
-    // SAFETY: the slabs of all (sample, group) pairs cover the output, and `Outputs::transform`
-    // writes every element of its slab.
+    // SAFETY: the slabs of all (sample, group) pairs cover the output, and the output transforms
+    // of a slab's chunks write every element of it.
     unsafe { out.set_len(len) };
     out
 }
 
-/// Grows (never shrinks) a kept buffer to `len`.
-fn grow(buffer: &mut Vec<f32>, len: usize) {
+/// Grows (never shrinks) a kept buffer to `len`, the new elements uninitialised.
+fn grow(buffer: &mut Scratch, len: usize) {
     if buffer.len() < len {
-        buffer.resize(len, 0.0);
+        buffer.reserve_exact(len - buffer.len());
+        // SAFETY: within the capacity, and `MaybeUninit` needs no initialisation.
+        unsafe { buffer.set_len(len) };
     }
+}
+
+/// `buffer` as the floats a step wrote into it.
+///
+/// # Safety
+/// Every element of `buffer` is initialised.
+unsafe fn written(buffer: &[MaybeUninit<f32>]) -> &[f32] {
+    &*(buffer as *const [MaybeUninit<f32>] as *const [f32])
 }
 
 /// `U[point][co][ci] = (G·w[co][ci]·Gᵀ)[point]` for a group's `[cog, cig, 3, 3]` weights, in
@@ -192,8 +223,8 @@ struct Tiling {
     /// Tiles, row of tiles by row of tiles.
     tiles: usize,
     /// Per tile, then on to whole strips of the widest kernel: the patch's 16 input positions
-    /// (row-major) in a plane with a zero appended, which the positions over padding (and
-    /// every position of the tiles past the last) read.
+    /// (row-major) in its plane, or the plane's size where it reads padding (as every position
+    /// of the tiles past the last does).
     patches: Vec<[u32; POINTS]>,
     /// Per tile, its first output (row, column); the others lie a dilation down and across.
     origins: Vec<(usize, usize)>,
@@ -217,25 +248,23 @@ impl Tiling {
     }
 }
 
-/// `V[point][c][tile] = (Bᵀ·patch·B)[point]` for each of `channels` planes of `x`, in parallel
-/// over the channels, each point's laid out as its GEMM's packed B ([`PatchLayout`]).
-fn transform_input(kernel: GemmKernel, x: &[f32], tiling: &Tiling, channels: usize, patches: &mut [f32]) {
-    let layout = PatchLayout { tiles: tiling.tiles, channels, nr: kernel.nr() };
+/// `V[point][c][tile] = (Bᵀ·patch·B)[point]` for the tiles `chunk` of each plane of `x`, in
+/// parallel over the planes, laid out as `layout` (its tiles the chunk's).
+fn transform_input(kernel: GemmKernel, x: &[f32], tiling: &Tiling, chunk: Range<usize>, layout: &PatchLayout, patches: &mut [MaybeUninit<f32>]) {
     assert_eq!(patches.len(), POINTS * layout.point_len());
-    let plane_len = x.len() / channels;
-    assert!(tiling.patches.len() >= layout.tiles.next_multiple_of(layout.nr) && tiling.patches.iter().flatten().all(|&i| i as usize <= plane_len));
-    let dst = SharedWrites(patches.as_mut_ptr());
-    x.par_chunks_exact(plane_len).enumerate().for_each_init(Vec::new, |extended, (c, plane)| {
+    assert_eq!(chunk.len(), layout.tiles);
+    let plane_len = x.len() / layout.channels;
+    let steps = chunk.start..chunk.start + chunk.len().next_multiple_of(layout.nr);
+    assert!(tiling.patches.len() >= steps.end && tiling.patches[steps.clone()].iter().flatten().all(|&i| i as usize <= plane_len));
+    let dst = SharedWrites(patches.as_mut_ptr().cast::<f32>());
+    x.par_chunks_exact(plane_len).enumerate().for_each(|(c, plane)| {
         let dst = dst;
-        extended.clear();
-        extended.extend_from_slice(plane);
-        extended.push(0.0);
         // SAFETY: `kernel` runs on this CPU; the plane writes only its own channel's values,
-        // and reads only `extended` (every position checked above).
+        // and reads only positions checked above.
         unsafe {
             match kernel {
-                GemmKernel::Avx512 => transform_plane_avx512(extended, tiling, dst, c, &layout),
-                GemmKernel::Avx2 => transform_plane_avx2(extended, tiling, dst, c, &layout),
+                GemmKernel::Avx512 => transform_plane_avx512(plane, &tiling.patches[steps.clone()], dst, c, layout),
+                GemmKernel::Avx2 => transform_plane_avx2(plane, &tiling.patches[steps.clone()], dst, c, layout),
             }
         }
     });
@@ -262,28 +291,32 @@ impl PatchLayout {
 }
 
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
-unsafe fn transform_plane_avx512(plane: &[f32], tiling: &Tiling, dst: SharedWrites, c: usize, layout: &PatchLayout) {
-    transform_plane(plane, tiling, dst, c, layout)
+unsafe fn transform_plane_avx512(plane: &[f32], patches: &[[u32; POINTS]], dst: SharedWrites, c: usize, layout: &PatchLayout) {
+    transform_plane(plane, patches, dst, c, layout)
 }
 
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
-unsafe fn transform_plane_avx2(plane: &[f32], tiling: &Tiling, dst: SharedWrites, c: usize, layout: &PatchLayout) {
-    transform_plane(plane, tiling, dst, c, layout)
+unsafe fn transform_plane_avx2(plane: &[f32], patches: &[[u32; POINTS]], dst: SharedWrites, c: usize, layout: &PatchLayout) {
+    transform_plane(plane, patches, dst, c, layout)
 }
 
-/// Writes channel `c`'s transformed patches (from `plane`, with its zero appended) into `dst`,
-/// laid out as `layout`, the last strip's lanes past the tiles included (their patches all
-/// zero).
+/// Writes channel `c`'s transformed `patches` (positions in `plane`, `plane.len()` for
+/// padding) into `dst`, laid out as `layout`, the last strip's lanes past the tiles included.
 ///
 /// # Safety
-/// `dst` holds `POINTS × layout.point_len()` floats; every position of `tiling` lies in `plane`.
+/// `dst` holds `POINTS × layout.point_len()` floats; `patches` covers the layout's strips, and
+/// its positions are at most `plane.len()`.
 #[inline(always)]
-unsafe fn transform_plane(plane: &[f32], tiling: &Tiling, dst: SharedWrites, c: usize, layout: &PatchLayout) {
+unsafe fn transform_plane(plane: &[f32], patches: &[[u32; POINTS]], dst: SharedWrites, c: usize, layout: &PatchLayout) {
+    let last = plane.len().saturating_sub(1);
     for first in (0..layout.tiles.next_multiple_of(layout.nr)).step_by(LANES) {
         let mut d = [[0.0f32; LANES]; POINTS];
-        for (lane, positions) in tiling.patches[first..first + LANES].iter().enumerate() {
+        for (lane, positions) in patches[first..first + LANES].iter().enumerate() {
             for (k, &at) in positions.iter().enumerate() {
-                d[k][lane] = *plane.get_unchecked(at as usize);
+                // Padding reads zero: a select, not a branch.
+                let at = at as usize;
+                let v = *plane.get_unchecked(at.min(last));
+                d[k][lane] = if at < plane.len() { v } else { 0.0 };
             }
         }
         let mut v = [[0.0f32; LANES]; POINTS];
@@ -304,20 +337,22 @@ unsafe fn transform_plane(plane: &[f32], tiling: &Tiling, dst: SharedWrites, c: 
     }
 }
 
-/// `out[co] = epilogue(bias[co] + Aᵀ·M[co]·A)` from the sums `M[point][co][tile]`, every pixel
-/// of each of the output planes (`out.len() / pixels` of them) written, in parallel over the
-/// planes.
-fn transform_output(kernel: GemmKernel, g: &WindowGeometry, tiling: &Tiling, sums: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
+/// `out[co] = epilogue(bias[co] + Aᵀ·M[co]·A)` for the tiles `chunk`, from their sums
+/// `M[point][co][tile]`: every pixel of theirs in each of the output planes (`out.len() /
+/// pixels` of them), in parallel over the planes.
+#[allow(clippy::too_many_arguments)] // the map, the chunk, its sums and where they go
+fn transform_output(kernel: GemmKernel, g: &WindowGeometry, tiling: &Tiling, chunk: Range<usize>, sums: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
     let pixels = g.output.h * g.output.w;
     let planes = out.len() / pixels;
-    assert_eq!(sums.len(), POINTS * planes * tiling.tiles);
+    assert_eq!(sums.len(), POINTS * planes * chunk.len());
+    let origins = &tiling.origins[chunk];
     out.par_chunks_exact_mut(pixels).enumerate().for_each(|(co, plane)| {
         let sums = OutputSums { sums, planes, co, bias: bias.map_or(0.0, |b| b[co]), epilogue };
         // SAFETY: `kernel` runs on this CPU.
         unsafe {
             match kernel {
-                GemmKernel::Avx512 => output_plane_avx512(g, tiling, &sums, plane),
-                GemmKernel::Avx2 => output_plane_avx2(g, tiling, &sums, plane),
+                GemmKernel::Avx512 => output_plane_avx512(g, origins, &sums, plane),
+                GemmKernel::Avx2 => output_plane_avx2(g, origins, &sums, plane),
             }
         }
     });
@@ -334,19 +369,19 @@ struct OutputSums<'a> {
 }
 
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
-unsafe fn output_plane_avx512(g: &WindowGeometry, tiling: &Tiling, sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
-    output_plane(g, tiling, sums, plane)
+unsafe fn output_plane_avx512(g: &WindowGeometry, origins: &[(usize, usize)], sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
+    output_plane(g, origins, sums, plane)
 }
 
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
-unsafe fn output_plane_avx2(g: &WindowGeometry, tiling: &Tiling, sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
-    output_plane(g, tiling, sums, plane)
+unsafe fn output_plane_avx2(g: &WindowGeometry, origins: &[(usize, usize)], sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
+    output_plane(g, origins, sums, plane)
 }
 
-/// Output plane `sums.co`, every pixel written.
+/// Output plane `sums.co`: every pixel of the tiles at `origins` (those of the sums).
 #[inline(always)]
-fn output_plane(g: &WindowGeometry, tiling: &Tiling, sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
-    let (tiles, pixels) = (tiling.tiles, plane.len());
+fn output_plane(g: &WindowGeometry, origins: &[(usize, usize)], sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
+    let (tiles, pixels) = (origins.len(), plane.len());
     for first in (0..tiles).step_by(LANES) {
         let len = LANES.min(tiles - first);
         let mut m = [[0.0f32; LANES]; POINTS];
@@ -370,7 +405,7 @@ fn output_plane(g: &WindowGeometry, tiling: &Tiling, sums: &OutputSums, plane: &
                 }
             }
         }
-        for (lane, &(oy, ox)) in tiling.origins[first..first + len].iter().enumerate() {
+        for (lane, &(oy, ox)) in origins[first..first + len].iter().enumerate() {
             for r in 0..2 {
                 let oy = oy + r * g.dilation.h;
                 for s in 0..2 {
