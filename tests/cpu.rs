@@ -588,9 +588,9 @@ fn winograd_reproduces_hand_computed_sums() {
     }
 }
 
-/// The fast path takes Winograd on wide 3×3 stride-1 layers whose tiles mostly hold outputs
-/// (and agrees with the reference there), and not on narrow, strided, transposed or
-/// mostly-padding ones.
+/// The fast path takes Winograd on wide 3×3 stride-1 layers whose tiles are many and mostly
+/// hold outputs (and agrees with the reference there), and not on narrow, small, strided,
+/// transposed or mostly-padding ones.
 #[test]
 fn the_fast_path_takes_winograd_on_wide_3x3_layers() {
     let g = |c: usize, size: usize, k: usize, stride: usize, rate: usize| {
@@ -599,16 +599,18 @@ fn the_fast_path_takes_winograd_on_wide_3x3_layers() {
     };
     assert!(cpu::winograd_applies(&g(256, 65, 3, 1, 1)));
     assert!(cpu::winograd_applies(&g(512, 65, 3, 1, 4)));
-    assert!(!cpu::winograd_applies(&g(128, 65, 3, 1, 1)), "narrow");
+    assert!(cpu::winograd_applies(&g(128, 65, 3, 1, 2)));
+    assert!(!cpu::winograd_applies(&g(64, 65, 3, 1, 1)), "narrow");
+    assert!(!cpu::winograd_applies(&g(512, 17, 3, 1, 1)), "few tiles");
     assert!(!cpu::winograd_applies(&g(256, 65, 3, 2, 1)), "strided");
     assert!(!cpu::winograd_applies(&g(256, 65, 1, 1, 1)), "1×1");
     assert!(!cpu::winograd_applies(&g(256, 65, 3, 1, 48)), "tiles mostly past the map or over padding");
     let t = ConvTranspose2dParams { padding: Hw::square(1), ..Default::default() }.geometry(&[1, 256, 65, 65], &[256, 256, 3, 3], None).unwrap();
     assert!(!cpu::winograd_applies(&t), "transposed");
 
-    let x = Tensor::random(vec![1, 256, 17, 13], 81);
-    let w = Tensor::random(vec![256, 256, 3, 3], 82);
-    let b = Tensor::random(vec![256], 83);
+    let x = Tensor::random(vec![1, 128, 33, 31], 81);
+    let w = Tensor::random(vec![128, 128, 3, 3], 82);
+    let b = Tensor::random(vec![128], 83);
     let p = Conv2dParams { padding: Hw::new(1, 2), dilation: Hw::new(1, 2), ..Default::default() };
     assert!(cpu::winograd_applies(&p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap()));
     let d = difference(conv2d(&Cpu, &x, &w, Some(&b), &p).unwrap().data(), conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().data());

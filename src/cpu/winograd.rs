@@ -22,23 +22,28 @@ use crate::shape::{ConvKind, Hw, WindowGeometry};
 const POINTS: usize = 16;
 
 /// Whether [`conv2d_winograd`] computes `g`, and the fast convolution sends it there: a 3×3
-/// stride-1 convolution whose groups have enough channels for the GEMMs to run near their peak,
-/// and whose tiles are not mostly past the map or over padding (a dilation near the map's size
-/// leaves phase grids of one or two outputs, and the direct path leaves out the taps that read
-/// only padding): there the GEMMs do at most this share of the direct path's multiply-adds.
+/// stride-1 convolution whose groups have enough channels, and whose maps enough tiles, for the
+/// GEMMs to run near their peak, and whose tiles are not mostly past the map or over padding (a
+/// dilation near the map's size leaves phase grids of one or two outputs, and the direct path
+/// leaves out the taps that read only padding): there the GEMMs do at most this share of the
+/// direct path's multiply-adds.
 pub fn winograd_applies(g: &WindowGeometry) -> bool {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     if g.kind != ConvKind::Forward || g.kernel != Hw::square(3) || g.stride != Hw::square(1) || cig < MIN_CHANNELS || cog < MIN_CHANNELS || !enabled() {
         return false;
     }
-    let tiles = (tile_axis(g.output.h, g.input.h, g.dilation.h, g.padding.h).origins.len() * tile_axis(g.output.w, g.input.w, g.dilation.w, g.padding.w).origins.len()) as u64;
-    let products = (g.batch * g.groups * POINTS * cig * cog) as u64 * tiles * 2;
-    (products as f64) <= MAX_SHARE * g.useful_flops() as f64
+    let tiles = tile_axis(g.output.h, g.input.h, g.dilation.h, g.padding.h).origins.len() * tile_axis(g.output.w, g.input.w, g.dilation.w, g.padding.w).origins.len();
+    let products = (g.batch * g.groups * POINTS * cig * cog * tiles * 2) as f64;
+    tiles >= MIN_TILES && products <= MAX_SHARE * g.useful_flops() as f64
 }
 
 /// Channels per group (in and out) below which the GEMMs' K or M is too short to pay for the
-/// transforms' passes over memory.
-const MIN_CHANNELS: usize = 256;
+/// transforms' passes over memory: 64 channels ran 0.9× the direct path, 128 1.06–1.13×, 256
+/// 1.2–1.4× (65×65 maps, BENCHMARKS.md).
+const MIN_CHANNELS: usize = 128;
+/// Tiles per map below which the GEMMs are too narrow: 81 (a 17×17 map) ran 0.6× the direct
+/// path, 289 (33×33) 1.0–1.06×, 441 1.1–1.3×.
+const MIN_TILES: usize = 256;
 /// The largest share of the direct path's useful multiply-adds that the GEMMs may do.
 const MAX_SHARE: f64 = 0.7;
 
