@@ -104,14 +104,13 @@ unsafe impl Sync for SharedWrites {}
 /// one chunk.
 const CHUNK_TILES: usize = 1152;
 
-/// Buffers that each step writes in full before the next reads them.
-type Scratch = Vec<MaybeUninit<f32>>;
-
-thread_local! {
-    /// The transformed patches and the GEMMs' sums of a chunk, kept between calls (as the
-    /// implicit GEMM keeps its packed blocks), and never filled: zeroing them first faulted in
-    /// their tens of MB on one thread.
-    static BUFFERS: std::cell::RefCell<(Scratch, Scratch)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+/// A buffer that each step writes in full before the next reads it: never filled first.
+/// Allocated per call: the `atrous` binary has glibc keep freed memory (`main.rs`), so these
+/// reuse the pages that a network's earlier layers freed, and its later layers reuse theirs;
+/// kept per thread between calls, they pinned tens of MB that the pass's later outputs then
+/// faulted in afresh (a ResNet-50's first pass 3–6% slower).
+fn scratch(len: usize) -> Box<[MaybeUninit<f32>]> {
+    Box::new_uninit_slice(len)
 }
 
 /// The 3×3 stride-1 convolution `g` with its bias and `epilogue` (residual laid out as the
@@ -134,13 +133,10 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
     let tiling = Tiling::new(g);
     let len = g.batch * g.c_out * pixels;
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    // Taken out of the thread-local, not borrowed: a rayon worker waiting on these GEMMs may
-    // run another convolution's task meanwhile.
-    let (mut patches, mut sums) = BUFFERS.take();
     let chunk_layout = |tiles: usize| PatchLayout { tiles, channels: cig, nr: kernel.nr() };
     let chunk_tiles = CHUNK_TILES.min(tiling.tiles);
-    grow(&mut patches, POINTS * chunk_layout(chunk_tiles).point_len());
-    grow(&mut sums, POINTS * cog * chunk_tiles);
+    let mut patches = scratch(POINTS * chunk_layout(chunk_tiles).point_len());
+    let mut sums = scratch(POINTS * cog * chunk_tiles);
     for group in 0..g.groups {
         let transformed = transform_weights_of(&weight[group * cog * cig * 9..][..cog * cig * 9], cog, cig);
         let packed: Vec<PackedWeights> = (0..POINTS)
@@ -172,20 +168,10 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
             }
         }
     }
-    BUFFERS.set((patches, sums));
     // SAFETY: the slabs of all (sample, group) pairs cover the output, and the output transforms
     // of a slab's chunks write every element of it.
     unsafe { out.set_len(len) };
     out
-}
-
-/// Grows (never shrinks) a kept buffer to `len`, the new elements uninitialised.
-fn grow(buffer: &mut Scratch, len: usize) {
-    if buffer.len() < len {
-        buffer.reserve_exact(len - buffer.len());
-        // SAFETY: within the capacity, and `MaybeUninit` needs no initialisation.
-        unsafe { buffer.set_len(len) };
-    }
 }
 
 /// `buffer` as the floats a step wrote into it.
