@@ -97,6 +97,14 @@ struct SharedWrites(*mut f32);
 unsafe impl Send for SharedWrites {}
 unsafe impl Sync for SharedWrites {}
 
+impl SharedWrites {
+    /// The element `at` (a method, so that closures capture the whole wrapper, not its
+    /// pointer).
+    fn at(self, at: usize) -> *mut f32 {
+        self.0.wrapping_add(at)
+    }
+}
+
 /// Tiles per chunk (at most): the transforms and GEMMs go chunk by chunk, so that the
 /// transformed patches and sums (16 × channels × tiles each) stay a few tens of MB whatever the
 /// map. Smaller chunks, in the caches between the steps, ran the GEMMs slower: 192 tiles 4–15%,
@@ -188,15 +196,14 @@ fn transform_weights_of(weight: &[f32], cog: usize, cig: usize) -> Vec<f32> {
     let mut transformed = vec![0.0f32; POINTS * cog * cig];
     let dst = SharedWrites(transformed.as_mut_ptr());
     weight.par_chunks_exact(cig * 9).enumerate().for_each(|(co, w)| {
-        let dst = dst;
         for (ci, w) in w.chunks_exact(9).enumerate() {
             // Along the kernel's columns, then its rows.
             let columns: [[f32; 4]; 3] = std::array::from_fn(|kx| transform_weights([w[kx], w[3 + kx], w[6 + kx]]));
-            for a in 0..4 {
-                for (b, u) in transform_weights([columns[0][a], columns[1][a], columns[2][a]]).into_iter().enumerate() {
+            for (a, row) in std::array::from_fn::<_, 4, _>(|a| transform_weights([columns[0][a], columns[1][a], columns[2][a]])).into_iter().enumerate() {
+                for (b, u) in row.into_iter().enumerate() {
                     // SAFETY: `(point, co, ci)` lies in `transformed`, and only this task
                     // (output channel `co`) writes it.
-                    unsafe { *dst.0.add(((a * 4 + b) * cog + co) * cig + ci) = u };
+                    unsafe { *dst.at(((a * 4 + b) * cog + co) * cig + ci) = u };
                 }
             }
         }
@@ -249,7 +256,6 @@ fn transform_input(kernel: GemmKernel, x: &[f32], tiling: &Tiling, chunk: Range<
     assert!(tiling.patches.len() >= steps.end && tiling.patches[steps.clone()].iter().flatten().all(|&i| i as usize <= plane_len));
     let dst = SharedWrites(patches.as_mut_ptr().cast::<f32>());
     x.par_chunks_exact(plane_len).enumerate().for_each(|(c, plane)| {
-        let dst = dst;
         // SAFETY: `kernel` runs on this CPU; the plane writes only its own channel's values,
         // and reads only positions checked above.
         unsafe {
@@ -323,7 +329,7 @@ unsafe fn transform_plane(plane: &[f32], patches: &[[u32; POINTS]], dst: SharedW
         }
         for (point, v) in v.iter().enumerate() {
             // A step lies in one strip: a few vector moves.
-            dst.0.add(layout.at(point, c, first)).cast::<[f32; LANES]>().write_unaligned(*v);
+            dst.at(layout.at(point, c, first)).cast::<[f32; LANES]>().write_unaligned(*v);
         }
     }
 }
