@@ -11,6 +11,7 @@
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -38,8 +39,8 @@ pub fn winograd_applies(g: &WindowGeometry) -> bool {
 }
 
 /// Channels per group (in and out) below which the GEMMs' K or M is too short to pay for the
-/// transforms' passes over memory: 64 channels ran 0.9× the direct path, 128 1.06–1.13×, 256
-/// 1.2–1.4× (65×65 maps, BENCHMARKS.md).
+/// transforms' passes over memory: 64 channels ran 0.6–0.9× the direct path, 128 0.93–1.13× (at
+/// dilation 2 1.1–1.2×), 256 1.2–1.4× (65×65 maps, BENCHMARKS.md).
 const MIN_CHANNELS: usize = 128;
 /// Tiles per map below which the GEMMs are too narrow: 81 (a 17×17 map) ran 0.6× the direct
 /// path, 289 (33×33) 1.0–1.06×, 441 1.1–1.3×.
@@ -113,12 +114,38 @@ impl SharedWrites {
 const CHUNK_TILES: usize = 1152;
 
 /// A buffer that each step writes in full before the next reads it: never filled first.
-/// Allocated per call: the `atrous` binary has glibc keep freed memory (`main.rs`), so these
-/// reuse the pages that a network's earlier layers freed, and its later layers reuse theirs;
-/// kept per thread between calls, they pinned tens of MB that the pass's later outputs then
-/// faulted in afresh (a ResNet-50's first pass 3–6% slower).
-fn scratch(len: usize) -> Box<[MaybeUninit<f32>]> {
-    Box::new_uninit_slice(len)
+type Scratch = Vec<MaybeUninit<f32>>;
+
+/// Whether the scratch is allocated afresh per call rather than kept per thread: see
+/// [`allocate_scratch_per_call`].
+static SCRATCH_PER_CALL: AtomicBool = AtomicBool::new(false);
+
+/// Has Winograd allocate its scratch per call rather than keep it per thread: for processes
+/// whose allocator keeps freed memory (the `atrous` binary has glibc do so, `main.rs`), where the
+/// scratch then reuses the pages that a network's earlier layers freed, and its later layers
+/// reuse the scratch's; kept, it pinned tens of MB that a ResNet-50 pass's later outputs faulted
+/// in afresh. Elsewhere glibc maps and unmaps buffers this large on every call, faulting them
+/// in each time, which made a 128-channel 65×65 layer 0.55× the direct path's speed.
+pub fn allocate_scratch_per_call(per_call: bool) {
+    SCRATCH_PER_CALL.store(per_call, Ordering::Relaxed);
+}
+
+thread_local! {
+    /// The transformed patches and the GEMMs' sums of a chunk, kept between calls (as the
+    /// implicit GEMM keeps its packed blocks) unless [`allocate_scratch_per_call`].
+    static SCRATCH: std::cell::RefCell<(Scratch, Scratch)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `buffer` with room for `len` elements, its contents undefined: the kept one, replaced where
+/// it is short (dropped first, not copied), or (per call) a fresh one.
+fn with_len(mut buffer: Scratch, len: usize) -> Scratch {
+    if SCRATCH_PER_CALL.load(Ordering::Relaxed) || buffer.len() < len {
+        drop(buffer);
+        buffer = Vec::with_capacity(len);
+        // SAFETY: within the capacity, and `MaybeUninit` needs no initialisation.
+        unsafe { buffer.set_len(len) };
+    }
+    buffer
 }
 
 /// The 3×3 stride-1 convolution `g` with its bias and `epilogue` (residual laid out as the
@@ -143,8 +170,11 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let chunk_layout = |tiles: usize| PatchLayout { tiles, channels: cig, nr: kernel.nr() };
     let chunk_tiles = CHUNK_TILES.min(tiling.tiles);
-    let mut patches = scratch(POINTS * chunk_layout(chunk_tiles).point_len());
-    let mut sums = scratch(POINTS * cog * chunk_tiles);
+    // Taken out of the thread-local, not borrowed: a rayon worker waiting on these GEMMs may
+    // run another convolution's task meanwhile.
+    let (patches, sums) = SCRATCH.take();
+    let mut patches = with_len(patches, POINTS * chunk_layout(chunk_tiles).point_len());
+    let mut sums = with_len(sums, POINTS * cog * chunk_tiles);
     for group in 0..g.groups {
         let transformed = transform_weights_of(&weight[group * cog * cig * 9..][..cog * cig * 9], cog, cig);
         let packed: Vec<PackedWeights> = (0..POINTS)
@@ -175,6 +205,9 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
                 transform_output(kernel, g, &tiling, chunk, sums, group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab.clone()]);
             }
         }
+    }
+    if !SCRATCH_PER_CALL.load(Ordering::Relaxed) {
+        SCRATCH.set((patches, sums));
     }
     // SAFETY: the slabs of all (sample, group) pairs cover the output, and the output transforms
     // of a slab's chunks write every element of it.
