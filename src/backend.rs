@@ -63,8 +63,9 @@ pub fn tap_skipping_from_env() -> bool {
 }
 
 /// The fast CPU path: a packed implicit GEMM on AVX-512/AVX2, wide 3×3 stride-1 layers as
-/// Winograd's F(2×2, 3×3) on it (else im2col / col2im around an SGEMM), parallel with rayon. Convolutions skip the taps that read only padding where that
-/// saves work ([`cpu::TapSkipping::Auto`]) unless `$ATROUS_TAP_SKIPPING` is `0`.
+/// Winograd's F(2×2, 3×3) on it (else im2col / col2im around an SGEMM), parallel with rayon.
+/// Convolutions skip the taps that read only padding where that saves work
+/// ([`cpu::TapSkipping::Auto`]) unless `$ATROUS_TAP_SKIPPING` is `0`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
 

@@ -460,7 +460,12 @@ pub(super) fn correlate_packed(kernel: GemmKernel, b: &[f32], pixels: usize, a: 
     let nr = kernel.nr();
     assert_eq!(b.len(), pixels.div_ceil(nr) * a.k * nr);
     assert_eq!(out.len(), a.m * pixels);
-    if pixels == 0 || a.m == 0 || a.k == 0 {
+    if a.k == 0 {
+        // No products: every sum is zero.
+        out.fill(MaybeUninit::new(0.0));
+        return;
+    }
+    if pixels == 0 || a.m == 0 {
         return;
     }
     let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias: None, epilogue: Epilogue::NONE };
