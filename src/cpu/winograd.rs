@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use super::implicit_gemm::{correlate_packed, GemmKernel, PackedWeights, WeightStrides};
-use super::Epilogue;
+use super::{tap_position, Epilogue};
 use crate::shape::{ConvKind, Hw, WindowGeometry};
 
 /// Transformed values per tile: a 4×4 patch.
@@ -57,18 +57,16 @@ fn enabled() -> bool {
 
 /// One axis's tiles, phase grid by phase grid: tile `i` covers outputs `origins[i]` and
 /// `origins[i] + dilation` (the second may lie past the map) and reads the inputs
-/// `patches[i][j]` for `j` in `0..4`, where `input` (one past the row) stands for padding.
+/// `patches[i][j]` for `j` in `0..4` (`None`: padding).
 struct TileAxis {
     origins: Vec<usize>,
-    patches: Vec<[usize; 4]>,
+    patches: Vec<[Option<usize>; 4]>,
 }
 
 fn tile_axis(output: usize, input: usize, dilation: usize, padding: usize) -> TileAxis {
     let origins: Vec<usize> = (0..dilation.min(output)).flat_map(|phase| (phase..output).step_by(2 * dilation)).collect();
-    let patches = origins
-        .iter()
-        .map(|&o| std::array::from_fn(|j| (o + j * dilation).checked_sub(padding).filter(|&i| i < input).unwrap_or(input)))
-        .collect();
+    // Patch element `j` is where tap `j` of output `o` reads.
+    let patches = origins.iter().map(|&o| std::array::from_fn(|j| tap_position(o, j, dilation, padding, input))).collect();
     TileAxis { origins, patches }
 }
 
@@ -267,7 +265,7 @@ impl Tiling {
         let cols = tile_axis(g.output.w, g.input.w, g.dilation.w, g.padding.w);
         let tiles = rows.origins.len() * cols.origins.len();
         let zero = g.input.h * g.input.w;
-        let position = |y: usize, x: usize| if y < g.input.h && x < g.input.w { y * g.input.w + x } else { zero };
+        let position = |y: Option<usize>, x: Option<usize>| y.zip(x).map_or(zero, |(y, x)| y * g.input.w + x);
         let mut patches: Vec<[u32; POINTS]> = rows
             .patches
             .iter()
