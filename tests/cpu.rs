@@ -456,6 +456,30 @@ fn implicit_gemm_pointwise_matches_reference() {
     }
 }
 
+/// Strided convolutions as a ResNet's stem and downsampling layers run them, on maps whose
+/// output rows are 1 to 17 pixels wide: the packing's row segments then take every length
+/// (whole vectors, a vector and a tail, tails alone) at every place in a strip, and at stride 2
+/// each reaches the input row's last float.
+#[test]
+fn implicit_gemm_strided_packing_matches_reference() {
+    for width in 1..=17 {
+        for (kernel_size, stride, padding) in [(7, 2, 3), (1, 2, 0), (3, 2, 1), (3, 3, 0)] {
+            let input = Hw::new(5, (width - 1) * stride + kernel_size - 2 * padding);
+            let x = Tensor::random(vec![1, 3, input.h, input.w], 95);
+            let w = Tensor::random(vec![13, 3, kernel_size, kernel_size], 96);
+            let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::square(padding), ..Default::default() };
+            let g = p.geometry(x.shape(), w.shape(), None).unwrap();
+            assert_eq!(g.output.w, width);
+            let exact = conv2d(&CpuReference, &x, &w, None, &p).unwrap();
+            for kernel in cpu::GemmKernel::available() {
+                let fast = cpu::conv2d_on(&g, x.data(), w.data(), None, TapSkipping::Off, Some(kernel));
+                let d = difference(&fast, exact.data());
+                assert!(d.within(TOLERANCE), "{kernel:?}: {d} for {kernel_size}×{kernel_size} stride {stride} on {input:?}");
+            }
+        }
+    }
+}
+
 /// `epilogue(reference)`: the f64 reference's output plus `residual`, then ReLU where `relu`.
 fn reference_with_epilogue(exact: &Tensor, residual: &Tensor, relu: bool) -> Vec<f32> {
     exact.data().iter().zip(residual.data()).map(|(&v, &r)| if relu { (v + r).max(0.0) } else { v + r }).collect()

@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::Epilogue;
+use super::{Epilogue, SharedWrites};
 
 /// The micro-kernels: which SIMD the packed GEMM runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -359,6 +359,36 @@ impl PackedWeights {
             }
         });
         PackedWeights { m, k, data }
+    }
+}
+
+impl PackedWeights {
+    /// `N` packings of `m × k` weights at once, in parallel over the tiles: element `(row, k)`
+    /// of packing `p` is `values(row, k)[p]` (Winograd's transformed weights, one packing per
+    /// point, computed together from one kernel's taps).
+    pub fn many<const N: usize>(kernel: GemmKernel, m: usize, k: usize, values: impl Fn(usize, usize) -> [f32; N] + Sync) -> [Self; N] {
+        let mr = kernel.mr();
+        let tiles = m.div_ceil(mr);
+        let len = tiles * mr * k;
+        let mut data: [Vec<f32>; N] = std::array::from_fn(|_| Vec::with_capacity(len));
+        let dsts: [SharedWrites; N] = std::array::from_fn(|p| SharedWrites(data[p].as_mut_ptr()));
+        (0..tiles).into_par_iter().for_each(|tile| {
+            for kk in 0..k {
+                for i in 0..mr {
+                    let row = tile * mr + i;
+                    let v = if row < m { values(row, kk) } else { [0.0; N] };
+                    for (dst, v) in dsts.iter().zip(v) {
+                        // SAFETY: within the capacity; this task alone writes its tile's elements.
+                        unsafe { dst.at((tile * k + kk) * mr + i).write(v) };
+                    }
+                }
+            }
+        });
+        data.map(|mut data| {
+            // SAFETY: the tiles wrote every element, rows past `m` included.
+            unsafe { data.set_len(len) };
+            PackedWeights { m, k, data }
+        })
     }
 }
 
@@ -763,13 +793,18 @@ fn prefetch(start: *const f32, len: usize) {
 /// Packs `B[ks, strips' pixels]` as `[strip][k][nr]`, pixels past the map zero: row `k` of B is
 /// what tap `k / channels` reads from plane `k % channels`, row segment by row segment.
 /// [`pack_block`] compiled for the kernel's instruction set, so that its short row segments
-/// are copied with masked vector moves (AVX-512) where a call to `memmove` per segment of a
-/// few dozen floats was most of the packing's time.
+/// are copied with vector moves (masked on AVX-512) where a call to `memmove` per segment of a
+/// few dozen floats was most of the packing's time (on AVX2 at stride 2, a scalar gather: 40%
+/// of a ResNet stem's).
 fn pack_block_on(kernel: GemmKernel, c: &Correlation, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
     match kernel {
         // SAFETY: `GemmKernel::Avx512` exists only where the CPU has AVX-512F.
         #[cfg(target_arch = "x86_64")]
         GemmKernel::Avx512 => unsafe { pack_block_avx512(c, ks, strips, packed) },
+        // SAFETY: `GemmKernel::Avx2` exists only where the CPU has AVX2.
+        #[cfg(target_arch = "x86_64")]
+        GemmKernel::Avx2 => unsafe { pack_block_avx2(c, ks, strips, packed) },
+        #[cfg(not(target_arch = "x86_64"))]
         _ => pack_block(c, ks, strips, kernel.nr(), packed, copy_segment),
     }
 }
@@ -780,6 +815,15 @@ unsafe fn pack_block_avx512(c: &Correlation, ks: Range<usize>, strips: Range<usi
     pack_block(c, ks, strips, GemmKernel::Avx512.nr(), packed, |dst, src, stride| {
         // SAFETY: this function runs only on CPUs with AVX-512F.
         unsafe { copy_segment_avx512(dst, src, stride) }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_block_avx2(c: &Correlation, ks: Range<usize>, strips: Range<usize>, packed: &mut [f32]) {
+    pack_block(c, ks, strips, GemmKernel::Avx2.nr(), packed, |dst, src, stride| {
+        // SAFETY: this function runs only on CPUs with AVX2.
+        unsafe { copy_segment_avx2(dst, src, stride) }
     })
 }
 
@@ -823,6 +867,52 @@ unsafe fn copy_segment_avx512(dst: &mut [f32], src: &[f32], stride: usize) {
                 let low = _mm512_maskz_loadu_ps(mask(reach.min(16)), from);
                 let high = _mm512_maskz_loadu_ps(mask(reach.saturating_sub(16)), from.wrapping_add(16));
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask(lanes), _mm512_permutex2var_ps(low, even, high));
+            }
+        }
+        _ => copy_segment(dst, src, stride),
+    }
+}
+
+/// [`copy_segment_avx512`] in AVX2's 8-float moves, the last few floats through a masked load
+/// and stored one by one (AMD's masked stores are slow): at stride 2 each 8 outputs are the
+/// even lanes of two loads, picked by a shuffle and a permute.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn copy_segment_avx2(dst: &mut [f32], src: &[f32], stride: usize) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    assert!(n == 0 || src.len() > (n - 1) * stride);
+    // Lanes `0..lanes` on.
+    let mask = |lanes: usize| _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    let mut store = |at: usize, lanes: usize, v: __m256| {
+        if lanes == 8 {
+            _mm256_storeu_ps(dst.as_mut_ptr().add(at), v);
+        } else {
+            let mut tail = [0.0f32; 8];
+            _mm256_storeu_ps(tail.as_mut_ptr(), v);
+            dst[at..at + lanes].copy_from_slice(&tail[..lanes]);
+        }
+    };
+    match stride {
+        1 => {
+            for i in (0..n).step_by(8) {
+                let lanes = (n - i).min(8);
+                let v = if lanes == 8 { _mm256_loadu_ps(src.as_ptr().add(i)) } else { _mm256_maskload_ps(src.as_ptr().add(i), mask(lanes)) };
+                store(i, lanes, v);
+            }
+        }
+        2 => {
+            for i in (0..n).step_by(8) {
+                let lanes = (n - i).min(8);
+                // The source floats these outputs read: 2·lanes − 1 from 2i.
+                let reach = 2 * lanes - 1;
+                let from = src.as_ptr().add(2 * i);
+                let low = if reach >= 8 { _mm256_loadu_ps(from) } else { _mm256_maskload_ps(from, mask(reach)) };
+                let high = _mm256_maskload_ps(from.wrapping_add(8), mask(reach.saturating_sub(8)));
+                // [l0 l2 h0 h2 | l4 l6 h4 h6], its 64-bit quarters reordered to 0, 2, 1, 3.
+                let evens = _mm256_shuffle_ps::<0b10_00_10_00>(low, high);
+                store(i, lanes, _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(evens))));
             }
         }
         _ => copy_segment(dst, src, stride),

@@ -145,6 +145,23 @@ fn sgemm_strided(
     }
 }
 
+/// A raw pointer that parallel tasks share, each writing its own elements of the buffer (in
+/// Winograd's layouts a task's elements are runs far apart, not one slice).
+#[derive(Clone, Copy)]
+struct SharedWrites(*mut f32);
+// SAFETY: see the users: every task writes disjoint elements, and nothing reads them until all
+// tasks are done.
+unsafe impl Send for SharedWrites {}
+unsafe impl Sync for SharedWrites {}
+
+impl SharedWrites {
+    /// The element `at` (a method, so that closures capture the whole wrapper, not its
+    /// pointer).
+    fn at(self, at: usize) -> *mut f32 {
+        self.0.wrapping_add(at)
+    }
+}
+
 /// Index of `base + tap·dilation − padding` if it lies in `0..size`.
 #[inline]
 fn tap_position(base: usize, tap: usize, dilation: usize, padding: usize, size: usize) -> Option<usize> {

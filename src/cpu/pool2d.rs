@@ -64,15 +64,18 @@ fn pool_separable<A: Copy + Send + Sync>(g: &WindowGeometry, input: &[f32], star
     let (in_plane, out_plane) = (g.input.h * g.input.w, g.output.h * g.output.w);
     let mut out = vec![0.0f32; g.output_shape().iter().product()];
     #[cfg(target_arch = "x86_64")]
-    let avx512 = is_x86_feature_detected!("avx512f");
+    let (avx512, avx2) = (is_x86_feature_detected!("avx512f"), is_x86_feature_detected!("avx2"));
     out.par_chunks_mut(out_plane).enumerate().for_each(|(plane, dst)| {
         let src = &input[plane * in_plane..][..in_plane];
-        // Compiled for AVX-512 where the CPU has it: the crate's baseline (SSE2) folded the rows
-        // 4 floats at a time.
+        // Compiled for AVX-512 or AVX2 where the CPU has them: the crate's baseline (SSE2)
+        // folded the rows 4 floats at a time.
         #[cfg(target_arch = "x86_64")]
         if avx512 {
             // SAFETY: this CPU has AVX-512F (checked above).
             return unsafe { pool_plane_avx512(g, src, dst, start, &step, &merge, &finish) };
+        } else if avx2 {
+            // SAFETY: this CPU has AVX2 (checked above).
+            return unsafe { pool_plane_avx2(g, src, dst, start, &step, &merge, &finish) };
         }
         pool_plane(g, src, dst, start, &step, &merge, &finish);
     });
@@ -82,6 +85,12 @@ fn pool_separable<A: Copy + Send + Sync>(g: &WindowGeometry, input: &[f32], star
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pool_plane_avx512<A: Copy>(g: &WindowGeometry, src: &[f32], dst: &mut [f32], start: A, step: &impl Fn(A, f32) -> A, merge: &impl Fn(A, A) -> A, finish: &impl Fn(A) -> f32) {
+    pool_plane(g, src, dst, start, step, merge, finish)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pool_plane_avx2<A: Copy>(g: &WindowGeometry, src: &[f32], dst: &mut [f32], start: A, step: &impl Fn(A, f32) -> A, merge: &impl Fn(A, A) -> A, finish: &impl Fn(A) -> f32) {
     pool_plane(g, src, dst, start, step, merge, finish)
 }
 
