@@ -102,26 +102,32 @@ impl GemmKernel {
         }
     }
 
-    /// `c[mr × cols'] = store(a · b)` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc`
+    /// `c[rows × cols'] = store(a · b)` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc`
     /// apart (and the residual, where `store` has one, laid out as `c`), where `cols'` is `cols`
     /// (at most `nr`) rounded up to whole vectors: a strip's last few pixels (a 65×65 map's last
-    /// strip holds one) take one vector's FMAs, not a whole strip's.
+    /// strip holds one) take one vector's FMAs, not a whole strip's. Of the `mr` rows, the AVX2
+    /// kernel computes only the pairs that hold the `rows` stored (a 64-channel layer's last
+    /// tile has 4 of its 6), and the AVX-512 kernel all 8.
     ///
     /// # Safety
-    /// The pointers must cover those extents, and the CPU must have the kernel's features
-    /// (`detect`/`available` only return such kernels).
+    /// The pointers must cover those extents (`c` and the residual `rows` rows), and the CPU must
+    /// have the kernel's features (`detect`/`available` only return such kernels).
     #[allow(clippy::too_many_arguments)] // the operands' pointers and extents
-    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, cols: usize) {
+    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, (rows, cols): (usize, usize)) {
         #[cfg(target_arch = "x86_64")]
-        match (self, cols.div_ceil(self.nr() / self.vectors())) {
-            (GemmKernel::Avx512, 1) => tile_avx512::<1>(kc, a, b, c, ldc, store),
-            (GemmKernel::Avx512, 2) => tile_avx512::<2>(kc, a, b, c, ldc, store),
-            (GemmKernel::Avx512, _) => tile_avx512::<3>(kc, a, b, c, ldc, store),
-            (GemmKernel::Avx2, 1) => tile_avx2::<1>(kc, a, b, c, ldc, store),
-            (GemmKernel::Avx2, _) => tile_avx2::<2>(kc, a, b, c, ldc, store),
+        match (self, rows.div_ceil(2), cols.div_ceil(self.nr() / self.vectors())) {
+            (GemmKernel::Avx512, _, 1) => tile_avx512::<1>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx512, _, 2) => tile_avx512::<2>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx512, _, _) => tile_avx512::<3>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, 1, 1) => tile_avx2::<2, 1>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, 1, _) => tile_avx2::<2, 2>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, 2, 1) => tile_avx2::<4, 1>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, 2, _) => tile_avx2::<4, 2>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, _, 1) => tile_avx2::<6, 1>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, _, _) => tile_avx2::<6, 2>(kc, a, b, c, ldc, store, rows),
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc}, {store:?}, {cols})")
+        unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc}, {store:?}, {rows}, {cols})")
     }
 
     /// SIMD vectors per strip row.
@@ -184,7 +190,7 @@ enum Start {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const VECTORS: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
+unsafe fn tile_avx512<const VECTORS: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, rows: usize) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); VECTORS]; 8];
     // `n` K rows from `ap` and `bp` on, in a loop that only steps the two pointers.
@@ -211,11 +217,11 @@ unsafe fn tile_avx512<const VECTORS: usize>(kc: usize, a: *const f32, b: *const 
     let fetch_at = store.fetch_at(kc);
     steps(&mut acc, a, b, fetch_at);
     if fetch_at < kc {
-        store.prefetch(c, ldc, 8, 16 * VECTORS);
+        store.prefetch(c, ldc, rows, 16 * VECTORS);
         steps(&mut acc, a.add(fetch_at * 8), b.add(fetch_at * 48), kc - fetch_at);
     }
     let zero = _mm512_setzero_ps();
-    for (i, row) in acc.iter().enumerate() {
+    for (i, row) in acc.iter().enumerate().take(rows) {
         let bias = match store.start {
             Start::Bias(Some(bias)) => _mm512_set1_ps(*bias.add(i)),
             _ => zero,
@@ -239,12 +245,13 @@ unsafe fn tile_avx512<const VECTORS: usize>(kc: usize, a: *const f32, b: *const 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const VECTORS: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore) {
+unsafe fn tile_avx2<const ROWS: usize, const VECTORS: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, rows: usize) {
     use std::arch::x86_64::*;
     // 6 × 2 accumulators, 2 for B and 1 broadcast: 15 of the 16 ymm registers (4 × 3 needed a
-    // 17th, and the accumulator spilled to the stack every step ran at half the peak).
-    let mut acc = [[_mm256_setzero_ps(); VECTORS]; 6];
-    let steps = |acc: &mut [[__m256; VECTORS]; 6], mut ap: *const f32, mut bp: *const f32, n: usize| {
+    // 17th, and the accumulator spilled to the stack every step ran at half the peak). A tile's
+    // last rows past the output channels are left out two by two.
+    let mut acc = [[_mm256_setzero_ps(); VECTORS]; ROWS];
+    let steps = |acc: &mut [[__m256; VECTORS]; ROWS], mut ap: *const f32, mut bp: *const f32, n: usize| {
         for _ in 0..n {
             let bv: [__m256; VECTORS] = std::array::from_fn(|v| _mm256_loadu_ps(bp.add(8 * v)));
             for (i, row) in acc.iter_mut().enumerate() {
@@ -260,11 +267,11 @@ unsafe fn tile_avx2<const VECTORS: usize>(kc: usize, a: *const f32, b: *const f3
     let fetch_at = store.fetch_at(kc);
     steps(&mut acc, a, b, fetch_at);
     if fetch_at < kc {
-        store.prefetch(c, ldc, 6, 8 * VECTORS);
+        store.prefetch(c, ldc, rows, 8 * VECTORS);
         steps(&mut acc, a.add(fetch_at * 6), b.add(fetch_at * 16), kc - fetch_at);
     }
     let zero = _mm256_setzero_ps();
-    for (i, row) in acc.iter().enumerate() {
+    for (i, row) in acc.iter().enumerate().take(rows) {
         let bias = match store.start {
             Start::Bias(Some(bias)) => _mm256_set1_ps(*bias.add(i)),
             _ => zero,
@@ -602,18 +609,18 @@ unsafe fn multiply_block(kernel: GemmKernel, a: &PackedWeights, out: Target, til
             let cols = strip * nr..((strip + 1) * nr).min(pixels);
             let b_strip = b.add(i * strip_stride);
             // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
-            // a whole tile writes `mr` rows of `nr` pixels of `out` (`m × pixels`),
-            // which this task alone writes, and reads them only after its first K block
-            // wrote them; a partial one goes through `scratch`.
+            // a tile of whole strips writes its rows (inside `m`) of `nr` pixels of `out` (`m ×
+            // pixels`), which this task alone writes, and reads them only after its first K
+            // block wrote them; a strip past the map's end goes through `scratch`.
             unsafe {
-                if rows.len() == mr && cols.len() == nr {
+                if cols.len() == nr {
                     let dst = out.out.add(rows.start * pixels + cols.start);
-                    kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last), nr);
+                    kernel.tile(kc, a_tile, b_strip, dst, pixels, out.tile_store(rows.start, cols.start, first, last), (rows.len(), nr));
                 } else {
                     // The sums alone, over whatever `scratch` holds: zeroing it first was a
                     // `memset` per call, 1.5% of a ResNet pass's samples.
                     let sums_only = TileStore { start: Start::Bias(None), finish: None };
-                    kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, sums_only, cols.len());
+                    kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, sums_only, (mr, cols.len()));
                     for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
                         for (col, &sum) in cols.clone().zip(sums) {
                             out.store(row, col, sum, first, last);
