@@ -11,7 +11,7 @@ is 1 by definition (the first dilation listed is the base).
     cargo build --release
     python3 benches/cpu_vs_onnxruntime.py            # 256→256, 3×3, 65×65, dilations 1..16
 
-    python3 benches/cpu_vs_onnxruntime.py --op resnet50 --output-stride 8 --size 513
+    python3 benches/cpu_vs_onnxruntime.py --op resnet50 --output-stride 8 --size 513 [--stages]
 
 Both use every core: ORT's intra-op threads default to the core count, atrous's rayon pool too.
 
@@ -24,7 +24,8 @@ fusions, its NCHWc layout), warm (the median of --repeats runs after --warmup); 
 processes (its first touch of every activation's memory included). Its warm time, timed as ORT
 is, comes from `atrous profile --device cpu --repeats 1` run after each: the pass after a
 warm-up pass in one process, the same network on atrous's seeded weights (the time does not
-depend on the values). Ratios are speeds: above 1, atrous is faster.
+depend on the values). Ratios are speeds: above 1, atrous is faster. With `--stages`, each stage's
+time follows: ORT's profiler's per-node times against `atrous profile`'s per-layer ones.
 """
 import argparse
 import json
@@ -170,6 +171,50 @@ def bench_resnet(args):
           "process (`atrous profile --repeats 1`, the same network on its seeded weights)")
     print(f"{'ORT ms':>8} {'atrous ms':>10} {'atrous/ORT':>10} {'warm ms':>8} {'warm/ORT':>8}")
     print(f"{ort_ms:>8.1f} {atrous_ms:>10.1f} {ort_ms / atrous_ms:>10.2f} {warm_ms:>8.1f} {ort_ms / warm_ms:>8.2f}")
+    if args.stages:
+        print_stages(args, model, feeds, warm_command)
+
+
+def print_stages(args, model, feeds, warm_command):
+    """Per stage, ORT's per-node times (its profiler: medians over --repeats passes after one) against
+    `atrous profile`'s (medians of --repeats passes after one), taken one after the other. ORT fuses each
+    convolution's batch norm, ReLU and residual into one node, so its Conv and MaxPool nodes, in the order
+    they run, are atrous's layers one for one."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count()
+    options.enable_profiling = True
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    for _ in range(args.repeats + 1):
+        session.run(None, feeds)
+    trace = session.end_profiling()
+    with open(trace) as f:
+        events = json.load(f)
+    os.remove(trace)
+    times, order = {}, []
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["args"].get("op_name") in ("Conv", "MaxPool"):
+            name = event["name"][: -len("_kernel_time")]
+            if name not in times:
+                order.append(name)
+            times.setdefault(name, []).append(event["dur"] / 1e3)
+    ort_layers = [float(np.median(times[name][1:])) for name in order]
+    with tempfile.TemporaryDirectory() as tmp:
+        profile = os.path.join(tmp, "profile.json")
+        command = warm_command[:]
+        command[command.index("--repeats") + 1] = str(args.repeats)
+        subprocess.run(command + ["--json", profile], check=True, capture_output=True, text=True)
+        with open(profile) as f:
+            stages = json.load(f)["devices"][0]["runs"][0]["stages"]
+    if sum(stage["layers"] for stage in stages) != len(ort_layers):
+        print(f"(ORT ran {len(ort_layers)} Conv/MaxPool nodes against atrous's {sum(s['layers'] for s in stages)} layers: no per-stage table)")
+        return
+    print("per stage, one after the other: ORT's profiler (per-node medians) and `atrous profile` (warm, medians)")
+    print(f"{'stage':>8} {'layers':>6} {'ORT ms':>8} {'atrous ms':>10} {'atrous/ORT':>10}")
+    first = 0
+    for stage in stages:
+        ort_stage = sum(ort_layers[first:first + stage["layers"]])
+        first += stage["layers"]
+        print(f"{stage['name']:>8} {stage['layers']:>6} {ort_stage:>8.1f} {stage['median_ms']:>10.1f} {ort_stage / stage['median_ms']:>10.2f}")
 
 
 def main():
@@ -177,6 +222,8 @@ def main():
     parser.add_argument("--atrous", default="target/release/atrous")
     parser.add_argument("--op", choices=["conv2d", "conv-transpose2d", "resnet50"], default="conv2d")
     parser.add_argument("--output-stride", type=int, default=8, help="with --op resnet50")
+    parser.add_argument("--stages", action="store_true",
+                        help="with --op resnet50: then each stage's time in ORT's profiler and in `atrous profile`")
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--size", type=int, default=65)
     parser.add_argument("--kernel", type=int, default=3)
