@@ -367,9 +367,7 @@ impl PackedWeights {
         });
         PackedWeights { m, k, data }
     }
-}
 
-impl PackedWeights {
     /// `N` packings of `m × k` weights at once, in parallel over the tiles: element `(row, k)`
     /// of packing `p` is `values(row, k)[p]` (Winograd's transformed weights, one packing per
     /// point, computed together from one kernel's taps).
