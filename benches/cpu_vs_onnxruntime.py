@@ -43,6 +43,14 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 
+def cpu_session(model, profiling=False):
+    """An ORT session of `model` on the CPU with every core, its profiler on where asked."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count()
+    options.enable_profiling = profiling
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
 def ort_session(op, c_in, c_out, kernel, stride, padding, dilation, size):
     attrs = dict(kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[padding] * 4, dilations=[dilation, dilation])
     w_shape = [c_out, c_in, kernel, kernel] if op == "conv2d" else [c_in, c_out, kernel, kernel]
@@ -53,9 +61,7 @@ def ort_session(op, c_in, c_out, kernel, stride, padding, dilation, size):
          helper.make_tensor_value_info("w", TensorProto.FLOAT, w_shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count()
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model)
     rng = np.random.default_rng(0)
     feeds = {"x": rng.uniform(-1, 1, (1, c_in, size, size)).astype(np.float32),
              "w": rng.uniform(-1, 1, w_shape).astype(np.float32)}
@@ -136,9 +142,7 @@ def bench_resnet(args):
     for name, value in graph.feeds.items():
         model.graph.initializer.append(onnx.numpy_helper.from_array(value, name))
     del model.graph.input[1:]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count()
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model)
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "resnet50.safetensors")
@@ -180,10 +184,7 @@ def print_stages(args, model, feeds, warm_command):
     `atrous profile`'s (medians of --repeats passes after one), taken one after the other. ORT fuses each
     convolution's batch norm, ReLU and residual into one node, so its Conv and MaxPool nodes, in the order
     they run, are atrous's layers one for one."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count()
-    options.enable_profiling = True
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model, profiling=True)
     for _ in range(args.repeats + 1):
         session.run(None, feeds)
     trace = session.end_profiling()
