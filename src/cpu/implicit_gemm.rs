@@ -347,6 +347,11 @@ pub(super) struct WeightStrides {
 }
 
 impl PackedWeights {
+    /// Rows (the product's M).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
     /// Packs `A[row, (j, c)] = weight(row, taps[j], c)` (K = `taps.len() · channels`,
     /// tap-major), read in place from `source` with `strides`: per tile and channel its rows'
     /// weights lie within a few cache lines, which the tile's other taps read again from L2.

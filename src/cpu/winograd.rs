@@ -94,6 +94,10 @@ fn transform_sums([m0, m1, m2, m3]: [f32; 4]) -> [f32; 2] {
 /// one chunk.
 const CHUNK_TILES: usize = 1152;
 
+/// GEMMs run at once ([`point_products`]); a divisor of 16. Two and four ran ResNet-50
+/// passes 1.02–1.03× as fast as all 16 at once (BENCHMARKS.md), one slower.
+const WAVE: usize = 4;
+
 /// A buffer that each step writes in full before the next reads it: never filled first.
 type Scratch = Vec<MaybeUninit<f32>>;
 
@@ -114,7 +118,7 @@ pub fn allocate_scratch_per_call(per_call: bool) {
 thread_local! {
     /// The transformed patches and the GEMMs' sums of a chunk, kept between calls (as the
     /// implicit GEMM keeps its packed blocks) unless [`allocate_scratch_per_call`].
-    static SCRATCH: std::cell::RefCell<(Scratch, Scratch)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `buffer` with room for `len` elements, its contents undefined: the kept one, replaced where
@@ -149,13 +153,11 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
     let tiling = Tiling::new(g);
     let len = g.batch * g.c_out * pixels;
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    let chunk_layout = |tiles: usize| PatchLayout { tiles, channels: cig, nr: kernel.nr() };
+    let chunk_layout = |tiles: usize| PatchLayout::new(tiles, cig, kernel.nr(), cog * tiles);
     let chunk_tiles = CHUNK_TILES.min(tiling.tiles);
     // Taken out of the thread-local, not borrowed: a rayon worker waiting on these GEMMs may
     // run another convolution's task meanwhile.
-    let (patches, sums) = SCRATCH.take();
-    let mut patches = with_len(patches, POINTS * chunk_layout(chunk_tiles).point_len());
-    let mut sums = with_len(sums, POINTS * cog * chunk_tiles);
+    let mut slots = with_len(SCRATCH.take(), (POINTS + WAVE) * chunk_layout(chunk_tiles).slot);
     for group in 0..g.groups {
         let w = &weight[group * cog * cig * 9..][..cog * cig * 9];
         // Packed as they are transformed: through a `[point][co][ci]` buffer first, the weights
@@ -169,23 +171,17 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
             for first in (0..tiling.tiles).step_by(CHUNK_TILES) {
                 let chunk = first..(first + CHUNK_TILES).min(tiling.tiles);
                 let layout = chunk_layout(chunk.len());
-                let patches = &mut patches[..POINTS * layout.point_len()];
-                transform_input(kernel, x, &tiling, chunk.clone(), &layout, patches);
-                // SAFETY: the input transform wrote every element.
-                let patches = unsafe { written(patches) };
-                // The 16 GEMMs at once, so that the threads share out their blocks evenly.
-                let sums = &mut sums[..POINTS * cog * chunk.len()];
-                sums.par_chunks_exact_mut(cog * chunk.len()).zip(patches.par_chunks_exact(layout.point_len())).zip(&packed).for_each(|((point_sums, b), a)| {
-                    correlate_packed(kernel, b, chunk.len(), a, point_sums);
-                });
+                let slots = &mut slots[..(POINTS + WAVE) * layout.slot];
+                transform_input(kernel, x, &tiling, chunk.clone(), &layout, &mut slots[WAVE * layout.slot..]);
+                point_products(kernel, &layout, &packed, slots);
                 // SAFETY: each GEMM wrote every element of its point's sums.
-                let sums = unsafe { written(sums) };
-                transform_output(kernel, g, &tiling, chunk, sums, group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab.clone()]);
+                let sums = unsafe { written(&slots[..POINTS * layout.slot]) };
+                transform_output(kernel, g, &tiling, chunk, sums, layout.slot, group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab.clone()]);
             }
         }
     }
     if !SCRATCH_PER_CALL.load(Ordering::Relaxed) {
-        SCRATCH.set((patches, sums));
+        SCRATCH.set(slots);
     }
     // SAFETY: the slabs of all (sample, group) pairs cover the output, and the output transforms
     // of a slab's chunks write every element of it.
@@ -199,6 +195,24 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
 /// Every element of `buffer` is initialised.
 unsafe fn written(buffer: &[MaybeUninit<f32>]) -> &[f32] {
     &*(buffer as *const [MaybeUninit<f32>] as *const [f32])
+}
+
+/// The 16 GEMMs of a chunk, WAVE at a time: `slots` holds the transformed patches of point `p`
+/// in slot `WAVE + p` ([`PatchLayout`]), and the GEMM of point `p` writes its sums into slot
+/// `p`, which held the patches of point `p − WAVE`, whose GEMM ran in the wave before. So the
+/// patches and sums share 16 + WAVE slots rather than taking 32 (a 512-channel 65×65 layer's
+/// scratch 45 MB, not 72), and the GEMMs of a wave still share out the threads.
+fn point_products(kernel: GemmKernel, layout: &PatchLayout, packed: &[PackedWeights; POINTS], slots: &mut [MaybeUninit<f32>]) {
+    assert_eq!(slots.len(), (POINTS + WAVE) * layout.slot);
+    let sums_len = packed[0].m() * layout.tiles;
+    for first in (0..POINTS).step_by(WAVE) {
+        let (sums, patches) = slots[first * layout.slot..].split_at_mut(WAVE * layout.slot);
+        // SAFETY: the input transform wrote every element of the patches' slots.
+        let patches = unsafe { written(&patches[..WAVE * layout.slot]) };
+        sums.par_chunks_exact_mut(layout.slot).zip(patches.par_chunks_exact(layout.slot)).zip(&packed[first..first + WAVE]).for_each(|((sums, b), a)| {
+            correlate_packed(kernel, &b[..layout.patches_len()], layout.tiles, a, &mut sums[..sums_len]);
+        });
+    }
 }
 
 /// `(G·w·Gᵀ)[point]` for each of the 16 points of one output and input channel's 3×3 weights
@@ -248,7 +262,7 @@ impl Tiling {
 /// `V[point][c][tile] = (Bᵀ·patch·B)[point]` for the tiles `chunk` of each plane of `x`, in
 /// parallel over the planes, laid out as `layout` (its tiles the chunk's).
 fn transform_input(kernel: GemmKernel, x: &[f32], tiling: &Tiling, chunk: Range<usize>, layout: &PatchLayout, patches: &mut [MaybeUninit<f32>]) {
-    assert_eq!(patches.len(), POINTS * layout.point_len());
+    assert!(patches.len() >= POINTS * layout.slot);
     assert_eq!(chunk.len(), layout.tiles);
     let plane_len = x.len() / layout.channels;
     let steps = chunk.start..chunk.start + chunk.len().next_multiple_of(layout.nr);
@@ -273,16 +287,26 @@ struct PatchLayout {
     tiles: usize,
     channels: usize,
     nr: usize,
+    /// Floats per point: a point's patches or its sums, whichever is longer.
+    slot: usize,
 }
 
 impl PatchLayout {
-    fn point_len(&self) -> usize {
+    /// `tiles` tiles of `channels` input channels in strips of `nr`, in slots that also hold
+    /// `sums` floats.
+    fn new(tiles: usize, channels: usize, nr: usize, sums: usize) -> Self {
+        let layout = PatchLayout { tiles, channels, nr, slot: 0 };
+        PatchLayout { slot: layout.patches_len().max(sums), ..layout }
+    }
+
+    /// Floats of one point's patches: whole strips.
+    fn patches_len(&self) -> usize {
         self.tiles.div_ceil(self.nr) * self.channels * self.nr
     }
 
     /// Where `(point, channel, tile)` lies; tiles `tile..` of the same strip follow it.
     fn at(&self, point: usize, channel: usize, tile: usize) -> usize {
-        point * self.point_len() + (tile / self.nr * self.channels + channel) * self.nr + tile % self.nr
+        point * self.slot + (tile / self.nr * self.channels + channel) * self.nr + tile % self.nr
     }
 }
 
@@ -300,7 +324,7 @@ unsafe fn transform_plane_avx2(plane: &[f32], patches: &[[u32; POINTS]], dst: Sh
 /// padding) into `dst`, laid out as `layout`, the last strip's lanes past the tiles included.
 ///
 /// # Safety
-/// `dst` holds `POINTS × layout.point_len()` floats; `patches` covers the layout's strips, and
+/// `dst` holds `POINTS × layout.slot` floats; `patches` covers the layout's strips, and
 /// its positions are at most `plane.len()`.
 #[inline(always)]
 unsafe fn transform_plane(plane: &[f32], patches: &[[u32; POINTS]], dst: SharedWrites, c: usize, layout: &PatchLayout) {
@@ -337,13 +361,13 @@ unsafe fn transform_plane(plane: &[f32], patches: &[[u32; POINTS]], dst: SharedW
 /// `M[point][co][tile]`: every pixel of theirs in each of the output planes (`out.len() /
 /// pixels` of them), in parallel over the planes.
 #[allow(clippy::too_many_arguments)] // the map, the chunk, its sums and where they go
-fn transform_output(kernel: GemmKernel, g: &WindowGeometry, tiling: &Tiling, chunk: Range<usize>, sums: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
+fn transform_output(kernel: GemmKernel, g: &WindowGeometry, tiling: &Tiling, chunk: Range<usize>, sums: &[f32], slot: usize, bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
     let pixels = g.output.h * g.output.w;
     let planes = out.len() / pixels;
-    assert_eq!(sums.len(), POINTS * planes * chunk.len());
+    assert!(slot >= planes * chunk.len() && sums.len() == POINTS * slot);
     let origins = &tiling.origins[chunk];
     out.par_chunks_exact_mut(pixels).enumerate().for_each(|(co, plane)| {
-        let sums = OutputSums { sums, planes, co, bias: bias.map_or(0.0, |b| b[co]), epilogue };
+        let sums = OutputSums { sums, slot, co, bias: bias.map_or(0.0, |b| b[co]), epilogue };
         // SAFETY: `kernel` runs on this CPU.
         unsafe {
             match kernel {
@@ -358,7 +382,8 @@ fn transform_output(kernel: GemmKernel, g: &WindowGeometry, tiling: &Tiling, chu
 /// epilogue.
 struct OutputSums<'a> {
     sums: &'a [f32],
-    planes: usize,
+    /// Floats from one point's sums to the next's.
+    slot: usize,
     co: usize,
     bias: f32,
     epilogue: Epilogue<'a>,
@@ -382,7 +407,7 @@ fn output_plane(g: &WindowGeometry, origins: &[(usize, usize)], sums: &OutputSum
         let len = LANES.min(tiles - first);
         let mut m = [[0.0f32; LANES]; POINTS];
         for (point, m) in m.iter_mut().enumerate() {
-            let from = &sums.sums[(point * sums.planes + sums.co) * tiles + first..];
+            let from = &sums.sums[point * sums.slot + sums.co * tiles + first..];
             if len == LANES {
                 *m = from[..LANES].try_into().expect("LANES sums");
             } else {
