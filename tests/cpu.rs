@@ -661,3 +661,90 @@ fn winograd_goes_chunk_by_chunk_on_large_maps() {
         }
     }
 }
+
+/// Undilated transposed convolutions whose kernel is twice their stride (any stride 1–3 per
+/// axis), for F(3×3, 2×2) per phase: maps from 1×1 to 24×24, non-square, paddings up to the
+/// kernel less one (outputs whose taps read only padding), output padding, groups and batches.
+fn transposed_winograd_case() -> impl Strategy<Value = common::TransposedCase> {
+    let axis = (1..=24usize, 1..=3usize, 0..=5usize, 0..=2usize);
+    let sizes = (1..=2usize, 1..=2usize, 1..=20usize, 1..=20usize, any::<u64>(), any::<bool>());
+    (axis.clone(), axis, sizes).prop_map(|((h, sh, ph, oph), (w, sw, pw, opw), (batch, groups, cig, cog, seed, with_bias))| {
+        let (kh, kw) = (2 * sh, 2 * sw);
+        // Valid: padding below the kernel, output padding below the stride, an output left.
+        let (ph, pw, oph, opw) = (ph.min(kh - 1), pw.min(kw - 1), oph.min(sh - 1), opw.min(sw - 1));
+        let fit = |n: usize, s: usize, k: usize, p: usize| n.max((2 * p + 2).saturating_sub(k).div_ceil(s) + 1);
+        let (h, w) = (fit(h, sh, kh, ph), fit(w, sw, kw, pw));
+        common::TransposedCase {
+            input: Tensor::random(vec![batch, groups * cig, h, w], seed),
+            weight: Tensor::random(vec![groups * cig, cog, kh, kw], seed ^ 1),
+            bias: with_bias.then(|| Tensor::random(vec![groups * cog], seed ^ 2)),
+            params: ConvTranspose2dParams { stride: Hw::new(sh, sw), padding: Hw::new(ph, pw), output_padding: Hw::new(oph, opw), dilation: Hw::square(1), groups },
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+
+    /// F(3×3, 2×2) per output phase, its GEMMs on each micro-kernel, matches the f64 reference.
+    #[test]
+    fn transposed_winograd_matches_reference(case in transposed_winograd_case()) {
+        let g = case.params.geometry(case.input.shape(), case.weight.shape(), case.bias.as_ref().map(Tensor::shape)).unwrap();
+        let exact = conv_transpose2d(&CpuReference, &case.input, &case.weight, case.bias.as_ref(), &case.params).unwrap();
+        for kernel in cpu::GemmKernel::available() {
+            let fast = cpu::conv_transpose2d_winograd(&g, case.input.data(), case.weight.data(), case.bias.as_ref().map(Tensor::data), kernel);
+            let d = difference(&fast, exact.data());
+            prop_assert!(d.within(TOLERANCE), "{kernel:?}: {d} for {:?} on {:?}", case.params, case.input.shape());
+        }
+    }
+}
+
+/// F(3×3, 2×2) on hand-computed sums. A 2×2 kernel at stride 1 scatters each input times the
+/// kernel: input 1, 2, 3 in a row, kernel rows (1, 10) and (100, 1000) give the rows 1, 12, 23,
+/// 30 and 100 times them. A 4×4 kernel at stride 2, padding 1, from a single 1: the output is
+/// the kernel's middle 2×2 (taps 1 and 2 of each axis).
+#[test]
+fn transposed_winograd_reproduces_hand_computed_sums() {
+    let cases = [
+        (vec![1, 1, 1, 3], vec![1.0, 2.0, 3.0], vec![1.0, 10.0, 100.0, 1000.0], 1, 0, vec![1.0, 12.0, 23.0, 30.0, 100.0, 1200.0, 2300.0, 3000.0]),
+        (vec![1, 1, 1, 1], vec![1.0], (1..=16).map(|v| v as f32).collect(), 2, 1, vec![6.0, 7.0, 10.0, 11.0]),
+    ];
+    for (shape, x, w, stride, padding, expected) in cases {
+        let k = 2 * stride;
+        let x = Tensor::new(shape, x).unwrap();
+        let w = Tensor::new(vec![1, 1, k, k], w).unwrap();
+        let p = ConvTranspose2dParams { stride: Hw::square(stride), padding: Hw::square(padding), ..Default::default() };
+        let g = p.geometry(x.shape(), w.shape(), None).unwrap();
+        for kernel in cpu::GemmKernel::available() {
+            let got = cpu::conv_transpose2d_winograd(&g, x.data(), w.data(), None, kernel);
+            assert_eq!(got, expected, "{kernel:?} at stride {stride}");
+        }
+    }
+}
+
+/// The fast transposed path takes F(3×3, 2×2) on wide undilated layers whose kernel is twice
+/// the stride (and agrees with the reference there), not on narrow, small, dilated or other
+/// kernels.
+#[test]
+fn the_fast_path_takes_winograd_on_wide_k4_s2_transposed_layers() {
+    let g = |c: usize, size: usize, k: usize, stride: usize, dilation: usize| {
+        let p = ConvTranspose2dParams { stride: Hw::square(stride), padding: Hw::square(1), dilation: Hw::square(dilation), ..Default::default() };
+        p.geometry(&[1, c, size, size], &[c, c, k, k], None).unwrap()
+    };
+    assert!(cpu::transposed_winograd_applies(&g(256, 33, 4, 2, 1)));
+    assert!(cpu::transposed_winograd_applies(&g(128, 65, 4, 2, 1)));
+    assert!(cpu::transposed_winograd_applies(&g(256, 33, 2, 1, 1)));
+    assert!(!cpu::transposed_winograd_applies(&g(64, 33, 4, 2, 1)), "narrow");
+    assert!(!cpu::transposed_winograd_applies(&g(256, 9, 4, 2, 1)), "few tiles");
+    assert!(!cpu::transposed_winograd_applies(&g(256, 33, 4, 2, 2)), "dilated");
+    assert!(!cpu::transposed_winograd_applies(&g(256, 33, 3, 2, 1)), "kernel not twice the stride");
+    assert!(!cpu::winograd_applies(&g(256, 33, 4, 2, 1)), "the forward Winograd's");
+
+    let x = Tensor::random(vec![1, 128, 29, 27], 101);
+    let w = Tensor::random(vec![128, 128, 4, 6], 102);
+    let b = Tensor::random(vec![128], 103);
+    let p = ConvTranspose2dParams { stride: Hw::new(2, 3), padding: Hw::new(1, 2), output_padding: Hw::new(1, 0), ..Default::default() };
+    assert!(cpu::transposed_winograd_applies(&p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap()));
+    let d = difference(conv_transpose2d(&Cpu, &x, &w, Some(&b), &p).unwrap().data(), conv_transpose2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().data());
+    assert!(d.within(TOLERANCE), "{d}");
+}

@@ -59,6 +59,7 @@ pub fn conv_transpose2d(g: &WindowGeometry, input: &[f32], weight: &[f32], bias:
 /// [`conv_transpose2d`] on the given micro-kernel, or (`None`) on [`conv_transpose2d_sgemm`].
 pub fn conv_transpose2d_on(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, skipping: TapSkipping, kernel: Option<GemmKernel>) -> Vec<f32> {
     match kernel {
+        Some(kernel) if super::winograd::transposed_winograd_applies(g) => super::winograd::conv_transpose2d_winograd(g, input, weight, bias, kernel),
         Some(kernel) if g.c_out_per_group() >= 4 && !skips_transposed_taps(g, skipping) => conv_transpose2d_by_phase(kernel, g, input, weight, bias, skipping),
         _ => conv_transpose2d_sgemm(g, input, weight, bias, skipping),
     }

@@ -62,11 +62,14 @@ impl GemmKernel {
     }
 
     /// [`GemmKernel::name`] of the path that computes `g` (a convolution, transposed or not):
-    /// `winograd-f2x2+…` where [`conv2d`](super::conv2d) takes Winograd's F(2×2, 3×3) on it.
+    /// `winograd-f2x2+…` where [`conv2d`](super::conv2d) takes Winograd's F(2×2, 3×3) on it,
+    /// `winograd-f3x3+…` where the transposed convolution takes F(3×3, 2×2) per phase.
     pub fn name_for(kernel: Option<Self>, g: &crate::shape::WindowGeometry) -> &'static str {
         match kernel {
             Some(GemmKernel::Avx512) if super::winograd_applies(g) => "winograd-f2x2+implicit-gemm-avx512",
             Some(GemmKernel::Avx2) if super::winograd_applies(g) => "winograd-f2x2+implicit-gemm-avx2",
+            Some(GemmKernel::Avx512) if super::transposed_winograd_applies(g) => "winograd-f3x3+implicit-gemm-avx512",
+            Some(GemmKernel::Avx2) if super::transposed_winograd_applies(g) => "winograd-f3x3+implicit-gemm-avx2",
             _ => Self::name(kernel),
         }
     }

@@ -27,7 +27,7 @@ pub use conv2d::{conv2d, conv2d_on, conv2d_with_epilogue, conv2d_reference, conv
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_on, conv_transpose2d_reference, conv_transpose2d_sgemm, skips_transposed_taps, TRANSPOSED_SKIP_BELOW};
 pub use implicit_gemm::GemmKernel;
 pub use pool2d::{avg_pool2d, avg_pool2d_reference, max_pool2d, max_pool2d_reference};
-pub use winograd::{allocate_scratch_per_call, conv2d_winograd, winograd_applies};
+pub use winograd::{allocate_scratch_per_call, conv2d_winograd, conv_transpose2d_winograd, transposed_winograd_applies, winograd_applies};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
 
 /// Whether the fast convolution leaves out the products of taps that read only zero padding

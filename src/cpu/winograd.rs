@@ -8,6 +8,13 @@
 //! × tiles`) on the packed implicit GEMM, and each tile's 16 sums are transformed back into its
 //! 2×2 outputs. That is 16 multiply-adds per 4 outputs and input channel where the direct
 //! convolution does 36; the transforms are additions, per tile and channel.
+//!
+//! A transposed convolution whose kernel is twice its stride (k4 s2, a decoder's usual
+//! upsampling) is, in each output phase, a 2×2 correlation of the input: F(3×3, 2×2), the same
+//! 4×4 patches and input transform, 16 multiply-adds per 9 outputs where the direct phase does
+//! 36. Its phases' tiles are placed so that all of them read the same patches: one input
+//! transform, and GEMMs whose rows are every phase's output channels
+//! ([`conv_transpose2d_winograd`]).
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -87,6 +94,18 @@ fn transform_sums([m0, m1, m2, m3]: [f32; 4]) -> [f32; 2] {
     [m0 + m1 + m2, m1 - m2 - m3]
 }
 
+/// `G'·g` for the two weights of a phase's kernel row or column (F(3, 2): its G is F(2, 3)'s
+/// output transform, its output transform F(2, 3)'s G; the halves moved here from the sums).
+fn transform_phase_weights([g0, g1]: [f32; 2]) -> [f32; 4] {
+    [g0, 0.5 * (g0 + g1), 0.5 * (g0 - g1), -g1]
+}
+
+/// `A'ᵀ·m`: F(3, 2)'s three outputs of four sums.
+#[inline(always)]
+fn transform_phase_sums([m0, m1, m2, m3]: [f32; 4]) -> [f32; 3] {
+    [m0 + m1 + m2, m1 - m2, m1 + m2 + m3]
+}
+
 /// Tiles per chunk (at most): the transforms and GEMMs go chunk by chunk, so that the
 /// transformed patches and sums (16 × channels × tiles each) stay a few tens of MB whatever the
 /// map. Smaller chunks, in the caches between the steps, ran the GEMMs slower: 192 tiles 4–15%,
@@ -149,42 +168,287 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
         g.stride
     );
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
-    let (in_plane, pixels) = (g.input.h * g.input.w, g.output.h * g.output.w);
     let tiling = Tiling::new(g);
-    let len = g.batch * g.c_out * pixels;
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    let chunk_layout = |tiles: usize| PatchLayout::new(tiles, cig, kernel.nr(), cog * tiles);
-    let chunk_tiles = CHUNK_TILES.min(tiling.tiles);
-    // Taken out of the thread-local, not borrowed: a rayon worker waiting on these GEMMs may
-    // run another convolution's task meanwhile.
-    let mut slots = with_len(SCRATCH.take(), (POINTS + WAVE) * chunk_layout(chunk_tiles).slot);
-    for group in 0..g.groups {
-        let w = &weight[group * cog * cig * 9..][..cog * cig * 9];
+    let pack = |w: &[f32]| {
         // Packed as they are transformed: through a `[point][co][ci]` buffer first, the weights
         // of a 512-channel layer made 16 MB more to write and read: 10–15% of its time.
-        let packed = PackedWeights::many(kernel, cog, cig, |co, ci| transformed_weights(&w[(co * cig + ci) * 9..][..9]));
+        PackedWeights::many(kernel, cog, cig, |co, ci| transformed_weights(&w[(co * cig + ci) * 9..][..9]))
+    };
+    let finish = |group: usize, slab: Range<usize>, chunk: Range<usize>, sums: &[f32], slot: usize, out: &mut [MaybeUninit<f32>]| {
         let group_bias = bias.map(|b| &b[group * cog..][..cog]);
+        let residual = epilogue.residual.map(|r| &r[slab]);
+        transform_output(kernel, g, &tiling, chunk, sums, slot, group_bias, Epilogue { residual, ..epilogue }, out);
+    };
+    winograd_passes(kernel, g, input, weight, (&tiling.patches, tiling.tiles), cog, pack, finish)
+}
+
+/// Whether [`conv_transpose2d_winograd`] computes `g` and the fast transposed convolution sends
+/// it there: kernel twice the stride on both axes, no dilation, and groups wide enough for the
+/// GEMMs (as [`winograd_applies`]) over enough tiles.
+pub fn transposed_winograd_applies(g: &WindowGeometry) -> bool {
+    let phase_pair = |k: usize, s: usize| k == 2 * s;
+    g.kind == ConvKind::Transposed
+        && phase_pair(g.kernel.h, g.stride.h)
+        && phase_pair(g.kernel.w, g.stride.w)
+        && g.dilation == Hw::square(1)
+        && g.c_in_per_group() >= MIN_CHANNELS
+        && g.c_out_per_group() >= MIN_CHANNELS
+        && g.input.h * g.input.w >= MIN_TRANSPOSED_PIXELS
+        && enabled()
+}
+
+/// Input pixels below which the transposed GEMMs are too narrow (a tile per 9 of them): 17×17
+/// ran 0.86–1.0× the phase path, 33×33 1.03× at 128 channels, 1.3–1.4× at 256 and 512.
+const MIN_TRANSPOSED_PIXELS: usize = 24 * 24;
+
+/// One axis of a transposed convolution whose kernel is twice its stride, undilated: output
+/// phase `r` (outputs `r + stride·j`) takes input `j + offset` times tap `taps[0]` plus input
+/// `j + offset + 1` times tap `taps[1]`. Its tiles (3 outputs of every phase) read patches of 4
+/// inputs from `starts[t]`, 3 apart: phase `r`'s tile `t` computes its outputs `starts[t] −
+/// offset + 0..3`, those inside `0..outputs`.
+struct PhaseAxis {
+    phases: Vec<AxisPhase>,
+    starts: Vec<isize>,
+}
+
+struct AxisPhase {
+    phase: usize,
+    offset: isize,
+    taps: [usize; 2],
+    outputs: usize,
+}
+
+fn phase_axis(kernel: usize, stride: usize, padding: usize, output: usize) -> PhaseAxis {
+    debug_assert_eq!(kernel, 2 * stride);
+    let phases: Vec<AxisPhase> = (0..stride.min(output))
+        .map(|phase| {
+            // Output o = i·stride + t − padding: in phase r the taps t ≡ r + padding (mod
+            // stride), t0 and t0 + stride, read inputs j + q and j + q − 1.
+            let t0 = (phase + padding) % stride;
+            let q = ((phase + padding - t0) / stride) as isize;
+            AxisPhase { phase, offset: q - 1, taps: [t0 + stride, t0], outputs: (output - phase).div_ceil(stride) }
+        })
+        .collect();
+    let first = phases.iter().map(|p| p.offset).min().unwrap_or(0);
+    let tiles = phases.iter().map(|p| (p.outputs as isize + p.offset - first).max(0) as usize).max().unwrap_or(0).div_ceil(3);
+    PhaseAxis { phases, starts: (0..tiles).map(|t| first + 3 * t as isize).collect() }
+}
+
+/// The transposed convolution `g` (kernel twice its stride, undilated) with its bias by
+/// F(3×3, 2×2) in each output phase, the phases' GEMMs at once on `kernel` ([`winograd_passes`]:
+/// a GEMM's rows are every phase's output channels, its columns the shared patches), group by
+/// group and sample by sample. The fast transposed convolution sends here the convolutions
+/// [`transposed_winograd_applies`] to; this takes any channel count (tests use few).
+///
+/// # Panics
+/// If `g` is not such a transposed convolution.
+pub fn conv_transpose2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, kernel: GemmKernel) -> Vec<f32> {
+    assert!(
+        g.kind == ConvKind::Transposed && g.kernel.h == 2 * g.stride.h && g.kernel.w == 2 * g.stride.w && g.dilation == Hw::square(1),
+        "F(3×3, 2×2) per phase computes undilated transposed convolutions whose kernel is twice the stride, not a {}×{} kernel at stride {} and dilation {}",
+        g.kernel.h,
+        g.kernel.w,
+        g.stride,
+        g.dilation
+    );
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let rows = phase_axis(g.kernel.h, g.stride.h, g.padding.h, g.output.h);
+    let cols = phase_axis(g.kernel.w, g.stride.w, g.padding.w, g.output.w);
+    let phases: Vec<(&AxisPhase, &AxisPhase)> = rows.phases.iter().flat_map(|r| cols.phases.iter().map(move |c| (r, c))).collect();
+    let tiles = rows.starts.len() * cols.starts.len();
+    let zero = (g.input.h * g.input.w) as u32;
+    let inside = |start: isize, i: usize, size: usize| usize::try_from(start + i as isize).ok().filter(|&p| p < size);
+    let mut positions: Vec<[u32; POINTS]> = rows
+        .starts
+        .iter()
+        .flat_map(|&y| cols.starts.iter().map(move |&x| (y, x)))
+        .map(|(y, x)| std::array::from_fn(|k| inside(y, k / 4, g.input.h).zip(inside(x, k % 4, g.input.w)).map_or(zero, |(y, x)| (y * g.input.w + x) as u32)))
+        .collect();
+    positions.resize(tiles.next_multiple_of(GemmKernel::Avx512.nr().max(GemmKernel::Avx2.nr())), [zero; POINTS]);
+    let taps = g.kernel.h * g.kernel.w;
+    // Per phase, where its 2×2 weights lie in a kernel.
+    let phase_taps: Vec<[usize; 4]> = phases.iter().map(|(rp, cp)| std::array::from_fn(|uv| rp.taps[uv / 2] * g.kernel.w + cp.taps[uv % 2])).collect();
+    // GEMM row `co · phases + phase`: a tile's rows are the phases of one or two output
+    // channels, which read the same kernel. Worked out once, not per weight (two divisions).
+    let gemm_rows: Vec<(usize, usize)> = (0..cog).flat_map(|co| (0..phases.len()).map(move |phase| (co, phase))).collect();
+    let pack = |w: &[f32]| {
+        // The group's weight [cig, cog, kH, kW] as [cog, cig, kH, kW] first, so that a tile reads
+        // its kernels in order, channel after channel: read in place, each a cache line 16 KB
+        // from the next, they were most of the packing's time.
+        let mut by_output = Vec::with_capacity(w.len());
+        by_output.spare_capacity_mut().par_chunks_exact_mut(cig * taps).enumerate().for_each(|(co, dst)| {
+            for (ci, d) in dst.chunks_exact_mut(taps).enumerate() {
+                for (d, &v) in d.iter_mut().zip(&w[(ci * cog + co) * taps..][..taps]) {
+                    d.write(v);
+                }
+            }
+        });
+        // SAFETY: the loop above wrote every element.
+        unsafe { by_output.set_len(w.len()) };
+        PackedWeights::many(kernel, gemm_rows.len(), cig, |row, ci| {
+            let (co, phase) = gemm_rows[row];
+            let kernel = &by_output[(co * cig + ci) * taps..][..taps];
+            let [a, b, c, d] = phase_taps[phase].map(|t| kernel[t]);
+            transformed_phase_weights([[a, b], [c, d]])
+        })
+    };
+    let finish = |group: usize, _: Range<usize>, chunk: Range<usize>, sums: &[f32], slot: usize, out: &mut [MaybeUninit<f32>]| {
+        let pixels = g.output.h * g.output.w;
+        let tiles_w = cols.starts.len();
+        let starts: Vec<(isize, isize)> = chunk.clone().map(|t| (rows.starts[t / tiles_w], cols.starts[t % tiles_w])).collect();
+        out.par_chunks_exact_mut(pixels).enumerate().for_each(|(co, plane)| {
+            let bias = bias.map_or(0.0, |b| b[group * cog + co]);
+            for (index, (rp, cp)) in phases.iter().enumerate() {
+                let sums = PhaseSums { sums, slot, row: co * phases.len() + index, tiles: chunk.len(), bias };
+                // SAFETY: `kernel` runs on this CPU.
+                unsafe {
+                    match kernel {
+                        GemmKernel::Avx512 => phase_output_avx512(g, &starts, (rp, cp), &sums, plane),
+                        GemmKernel::Avx2 => phase_output_avx2(g, &starts, (rp, cp), &sums, plane),
+                    }
+                }
+            }
+        });
+    };
+    winograd_passes(kernel, g, input, weight, (&positions, tiles), phases.len() * cog, pack, finish)
+}
+
+/// `(G'·g·G'ᵀ)[point]` for each of the 16 points of one phase's 2×2 weights `g` (of one output
+/// and input channel): along the kernel's columns, then its rows.
+fn transformed_phase_weights(g: [[f32; 2]; 2]) -> [f32; POINTS] {
+    let columns = [transform_phase_weights(g[0]), transform_phase_weights(g[1])];
+    let mut points = [0.0; POINTS];
+    for b in 0..4 {
+        let rows = transform_phase_weights([columns[0][b], columns[1][b]]);
+        for a in 0..4 {
+            points[a * 4 + b] = rows[a];
+        }
+    }
+    points
+}
+
+/// One output channel's and phase's share of the GEMMs' sums: row `row` of each point's
+/// `[rows][tiles]`, the points `slot` floats apart.
+struct PhaseSums<'a> {
+    sums: &'a [f32],
+    slot: usize,
+    row: usize,
+    tiles: usize,
+    bias: f32,
+}
+
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+unsafe fn phase_output_avx512(g: &WindowGeometry, starts: &[(isize, isize)], phase: (&AxisPhase, &AxisPhase), sums: &PhaseSums, plane: &mut [MaybeUninit<f32>]) {
+    phase_output(g, starts, phase, sums, plane)
+}
+
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+unsafe fn phase_output_avx2(g: &WindowGeometry, starts: &[(isize, isize)], phase: (&AxisPhase, &AxisPhase), sums: &PhaseSums, plane: &mut [MaybeUninit<f32>]) {
+    phase_output(g, starts, phase, sums, plane)
+}
+
+/// The outputs of one phase `(rows, cols)` in one output plane from the tiles of `sums`, whose
+/// patches start at `starts`: each tile's 3×3, `A'ᵀ·M·A'`, plus the bias, where it lies inside
+/// the phase.
+#[inline(always)]
+fn phase_output(g: &WindowGeometry, starts: &[(isize, isize)], (rp, cp): (&AxisPhase, &AxisPhase), sums: &PhaseSums, plane: &mut [MaybeUninit<f32>]) {
+    let (sy, sx) = (g.stride.h, g.stride.w);
+    for first in (0..starts.len()).step_by(LANES) {
+        let len = LANES.min(starts.len() - first);
+        let mut m = [[0.0f32; LANES]; POINTS];
+        for (point, m) in m.iter_mut().enumerate() {
+            let from = &sums.sums[point * sums.slot + sums.row * sums.tiles + first..];
+            if len == LANES {
+                *m = from[..LANES].try_into().expect("LANES sums");
+            } else {
+                m[..len].copy_from_slice(&from[..len]);
+            }
+        }
+        // y[a · 3 + b]: the tile's output (a, b).
+        let mut y = [[0.0f32; LANES]; 9];
+        for lane in 0..LANES {
+            let along_a: [[f32; 3]; 4] = std::array::from_fn(|b| transform_phase_sums(std::array::from_fn(|a| m[a * 4 + b][lane])));
+            for a in 0..3 {
+                let along_b = transform_phase_sums(std::array::from_fn(|b| along_a[b][a]));
+                for b in 0..3 {
+                    y[a * 3 + b][lane] = along_b[b] + sums.bias;
+                }
+            }
+        }
+        for (lane, &(y0, x0)) in starts[first..first + len].iter().enumerate() {
+            let (jy, jx) = (y0 - rp.offset, x0 - cp.offset);
+            if jy >= 0 && jx >= 0 && jy as usize + 3 <= rp.outputs && jx as usize + 3 <= cp.outputs {
+                // All nine inside the phase (most tiles): no checks.
+                let at = (rp.phase + jy as usize * sy) * g.output.w + cp.phase + jx as usize * sx;
+                let plane = &mut plane[at..][..2 * sy * g.output.w + 2 * sx + 1];
+                for a in 0..3 {
+                    for b in 0..3 {
+                        plane[a * sy * g.output.w + b * sx].write(y[a * 3 + b][lane]);
+                    }
+                }
+                continue;
+            }
+            for a in 0..3 {
+                let Some(jy) = usize::try_from(jy + a as isize).ok().filter(|&j| j < rp.outputs) else { continue };
+                let oy = rp.phase + jy * sy;
+                for b in 0..3 {
+                    if let Some(jx) = usize::try_from(jx + b as isize).ok().filter(|&j| j < cp.outputs) {
+                        plane[oy * g.output.w + cp.phase + jx * sx].write(y[a * 3 + b][lane]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What both Winograd convolutions do, group by group (the group's weights `weight`-sized
+/// slices, packed by `pack` into the 16 GEMMs' `m` rows), sample by sample and chunk by chunk of
+/// the `tiles` tiles: the input transform of the patches at `positions` ([`Tiling::patches`]),
+/// the GEMMs, and `finish(group, slab, chunk, sums, slot, out)`, which writes every output of
+/// the chunk's tiles into `out`, the sample's and group's slab `slab` of the output, from the
+/// chunk's sums (a point's `slot` floats apart). Every output lies in some tile.
+#[allow(clippy::too_many_arguments)] // the convolution, its tiles and its two steps
+fn winograd_passes(
+    kernel: GemmKernel,
+    g: &WindowGeometry,
+    input: &[f32],
+    weight: &[f32],
+    (positions, tiles): (&[[u32; POINTS]], usize),
+    m: usize,
+    pack: impl Fn(&[f32]) -> [PackedWeights; POINTS],
+    finish: impl Fn(usize, Range<usize>, Range<usize>, &[f32], usize, &mut [MaybeUninit<f32>]),
+) -> Vec<f32> {
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let (in_plane, pixels) = (g.input.h * g.input.w, g.output.h * g.output.w);
+    let len = g.batch * g.c_out * pixels;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let chunk_layout = |tiles: usize| PatchLayout::new(tiles, cig, kernel.nr(), m * tiles);
+    // Taken out of the thread-local, not borrowed: a rayon worker waiting on these GEMMs may
+    // run another convolution's task meanwhile.
+    let mut slots = with_len(SCRATCH.take(), (POINTS + WAVE) * chunk_layout(CHUNK_TILES.min(tiles)).slot);
+    let group_weights = weight.len() / g.groups;
+    for group in 0..g.groups {
+        let packed = pack(&weight[group * group_weights..][..group_weights]);
         for n in 0..g.batch {
             let x = &input[(n * g.c_in + group * cig) * in_plane..][..cig * in_plane];
             let slab = (n * g.c_out + group * cog) * pixels..(n * g.c_out + (group + 1) * cog) * pixels;
-            let residual = epilogue.residual.map(|r| &r[slab.clone()]);
-            for first in (0..tiling.tiles).step_by(CHUNK_TILES) {
-                let chunk = first..(first + CHUNK_TILES).min(tiling.tiles);
+            for first in (0..tiles).step_by(CHUNK_TILES) {
+                let chunk = first..(first + CHUNK_TILES).min(tiles);
                 let layout = chunk_layout(chunk.len());
                 let slots = &mut slots[..(POINTS + WAVE) * layout.slot];
-                transform_input(kernel, x, &tiling, chunk.clone(), &layout, &mut slots[WAVE * layout.slot..]);
+                transform_input(kernel, x, positions, chunk.clone(), &layout, &mut slots[WAVE * layout.slot..]);
                 point_products(kernel, &layout, &packed, slots);
                 // SAFETY: each GEMM wrote every element of its point's sums.
                 let sums = unsafe { written(&slots[..POINTS * layout.slot]) };
-                transform_output(kernel, g, &tiling, chunk, sums, layout.slot, group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab.clone()]);
+                finish(group, slab.clone(), chunk, sums, layout.slot, &mut out.spare_capacity_mut()[slab.clone()]);
             }
         }
     }
     if !SCRATCH_PER_CALL.load(Ordering::Relaxed) {
         SCRATCH.set(slots);
     }
-    // SAFETY: the slabs of all (sample, group) pairs cover the output, and the output transforms
-    // of a slab's chunks write every element of it.
+    // SAFETY: the slabs of all (sample, group) pairs cover the output, and `finish` writes
+    // every output of a slab's chunks, which cover it.
     unsafe { out.set_len(len) };
     out
 }
@@ -259,22 +523,23 @@ impl Tiling {
     }
 }
 
-/// `V[point][c][tile] = (Bᵀ·patch·B)[point]` for the tiles `chunk` of each plane of `x`, in
-/// parallel over the planes, laid out as `layout` (its tiles the chunk's).
-fn transform_input(kernel: GemmKernel, x: &[f32], tiling: &Tiling, chunk: Range<usize>, layout: &PatchLayout, patches: &mut [MaybeUninit<f32>]) {
+/// `V[point][c][tile] = (Bᵀ·patch·B)[point]` for the tiles `chunk` of each plane of `x` (patch
+/// positions as [`Tiling::patches`]), in parallel over the planes, laid out as `layout` (its
+/// tiles the chunk's).
+fn transform_input(kernel: GemmKernel, x: &[f32], positions: &[[u32; POINTS]], chunk: Range<usize>, layout: &PatchLayout, patches: &mut [MaybeUninit<f32>]) {
     assert!(patches.len() >= POINTS * layout.slot);
     assert_eq!(chunk.len(), layout.tiles);
     let plane_len = x.len() / layout.channels;
     let steps = chunk.start..chunk.start + chunk.len().next_multiple_of(layout.nr);
-    assert!(tiling.patches.len() >= steps.end && tiling.patches[steps.clone()].iter().flatten().all(|&i| i as usize <= plane_len));
+    assert!(positions.len() >= steps.end && positions[steps.clone()].iter().flatten().all(|&i| i as usize <= plane_len));
     let dst = SharedWrites(patches.as_mut_ptr().cast::<f32>());
     x.par_chunks_exact(plane_len).enumerate().for_each(|(c, plane)| {
         // SAFETY: `kernel` runs on this CPU; the plane writes only its own channel's values,
         // and reads only positions checked above.
         unsafe {
             match kernel {
-                GemmKernel::Avx512 => transform_plane_avx512(plane, &tiling.patches[steps.clone()], dst, c, layout),
-                GemmKernel::Avx2 => transform_plane_avx2(plane, &tiling.patches[steps.clone()], dst, c, layout),
+                GemmKernel::Avx512 => transform_plane_avx512(plane, &positions[steps.clone()], dst, c, layout),
+                GemmKernel::Avx2 => transform_plane_avx2(plane, &positions[steps.clone()], dst, c, layout),
             }
         }
     });
