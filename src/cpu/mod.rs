@@ -4,7 +4,8 @@
 //! - the fast form — what the GPU is compared against on real networks: on CPUs with AVX2 or
 //!   AVX-512, a packed implicit GEMM ([`GemmKernel`], `implicit_gemm.rs`; transposed
 //!   convolutions one output phase at a time), which wide 3×3 stride-1 layers run as the 16
-//!   GEMMs of Winograd's F(2×2, 3×3) (`winograd.rs`); elsewhere, and for depthwise or narrow
+//!   GEMMs of Winograd's F(2×2, 3×3) and wide k = 2s transposed ones as F(3×3, 2×2) per phase
+//!   (`winograd.rs`); elsewhere, and for depthwise or narrow
 //!   groups, im2col (or GEMM + col2im) on the `gemm` crate's SGEMM, parallel over batch × groups with
 //!   rayon, where a forward convolution whose taps often read only padding runs tap by tap
 //!   instead ([`TapSkipping`]).
