@@ -355,15 +355,7 @@ fn phase_output(g: &WindowGeometry, starts: &[(isize, isize)], (rp, cp): (&AxisP
     let (sy, sx) = (g.stride.h, g.stride.w);
     for first in (0..starts.len()).step_by(LANES) {
         let len = LANES.min(starts.len() - first);
-        let mut m = [[0.0f32; LANES]; POINTS];
-        for (point, m) in m.iter_mut().enumerate() {
-            let from = &sums.sums[point * sums.slot + sums.row * sums.tiles + first..];
-            if len == LANES {
-                *m = from[..LANES].try_into().expect("LANES sums");
-            } else {
-                m[..len].copy_from_slice(&from[..len]);
-            }
-        }
+        let m = lanes_of_sums(sums.sums, sums.slot, sums.row * sums.tiles + first, len);
         // y[a · 3 + b]: the tile's output (a, b).
         let mut y = [[0.0f32; LANES]; 9];
         for lane in 0..LANES {
@@ -664,21 +656,29 @@ unsafe fn output_plane_avx2(g: &WindowGeometry, origins: &[(usize, usize)], sums
     output_plane(g, origins, sums, plane)
 }
 
+/// `m[point][lane]`: the `len` (at most LANES) sums from `at` on of each point (`slot` floats
+/// apart in `sums`), the rest zero.
+#[inline(always)]
+fn lanes_of_sums(sums: &[f32], slot: usize, at: usize, len: usize) -> [[f32; LANES]; POINTS] {
+    let mut m = [[0.0f32; LANES]; POINTS];
+    for (point, m) in m.iter_mut().enumerate() {
+        let from = &sums[point * slot + at..];
+        if len == LANES {
+            *m = from[..LANES].try_into().expect("LANES sums");
+        } else {
+            m[..len].copy_from_slice(&from[..len]);
+        }
+    }
+    m
+}
+
 /// Output plane `sums.co`: every pixel of the tiles at `origins` (those of the sums).
 #[inline(always)]
 fn output_plane(g: &WindowGeometry, origins: &[(usize, usize)], sums: &OutputSums, plane: &mut [MaybeUninit<f32>]) {
     let (tiles, pixels) = (origins.len(), plane.len());
     for first in (0..tiles).step_by(LANES) {
         let len = LANES.min(tiles - first);
-        let mut m = [[0.0f32; LANES]; POINTS];
-        for (point, m) in m.iter_mut().enumerate() {
-            let from = &sums.sums[point * sums.slot + sums.co * tiles + first..];
-            if len == LANES {
-                *m = from[..LANES].try_into().expect("LANES sums");
-            } else {
-                m[..len].copy_from_slice(&from[..len]);
-            }
-        }
+        let m = lanes_of_sums(sums.sums, sums.slot, sums.co * tiles + first, len);
         // y[r · 2 + s]: the tile's output (r, s).
         let mut y = [[0.0f32; LANES]; 4];
         for lane in 0..LANES {
