@@ -12,6 +12,7 @@ is 1 by definition (the first dilation listed is the base).
     python3 benches/cpu_vs_onnxruntime.py            # 256→256, 3×3, 65×65, dilations 1..16
 
     python3 benches/cpu_vs_onnxruntime.py --op resnet50 --output-stride 8 --size 513 [--stages]
+    python3 benches/cpu_vs_onnxruntime.py --op transposed-vs-forward --size 33
 
 Both use every core: ORT's intra-op threads default to the core count, atrous's rayon pool too.
 
@@ -26,6 +27,10 @@ is, comes from `atrous profile --device cpu --repeats 1` run after each: the pas
 warm-up pass in one process, the same network on atrous's seeded weights (the time does not
 depend on the values). Ratios are speeds: above 1, atrous is faster. With `--stages`, each stage's
 time follows: ORT's profiler's per-node times against `atrous profile`'s per-layer ones.
+
+`--op transposed-vs-forward` needs no ORT: atrous's own GFLOP/s on the transposed k4 s2 layer
+(--channels, --size×--size in) against the forward 3×3 one of about the same output (2·size − 1),
+the two taking turns --rounds times, each round's ratio and their median.
 """
 import argparse
 import json
@@ -221,7 +226,7 @@ def print_stages(args, model, feeds, warm_command):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--atrous", default="target/release/atrous")
-    parser.add_argument("--op", choices=["conv2d", "conv-transpose2d", "resnet50"], default="conv2d")
+    parser.add_argument("--op", choices=["conv2d", "conv-transpose2d", "resnet50", "transposed-vs-forward"], default="conv2d")
     parser.add_argument("--output-stride", type=int, default=8, help="with --op resnet50")
     parser.add_argument("--stages", action="store_true",
                         help="with --op resnet50: then each stage's time in ORT's profiler and in `atrous profile`")
@@ -240,15 +245,31 @@ def main():
     if args.op == "resnet50":
         return bench_resnet(args)
 
-    def atrous_record(dilation, tmp):
+    def atrous_record(dilation, tmp, op=args.op, size=args.size, kernel=args.kernel, stride=args.stride):
         path = os.path.join(tmp, f"atrous_{dilation}.json")
-        command = [args.atrous, "bench", "--op", args.op, "--device", "cpu", "--channels", str(args.channels),
-                   "--size", str(args.size), "--kernel", str(args.kernel), "--stride", str(args.stride),
+        command = [args.atrous, "bench", "--op", op, "--device", "cpu", "--channels", str(args.channels),
+                   "--size", str(size), "--kernel", str(kernel), "--stride", str(stride),
                    "--dilations", str(dilation), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
                    "--json", path]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         with open(path) as f:
             return json.load(f)[0]
+
+    if args.op == "transposed-vs-forward":
+        forward_size = 2 * args.size - 1
+        print(f"atrous GFLOP/s, {args.channels}->{args.channels}: conv-transpose2d 4x4 stride 2 on {args.size}x{args.size} "
+              f"against conv2d 3x3 on {forward_size}x{forward_size}, taking turns {args.rounds} times, medians of {args.repeats}")
+        print(f"{'round':>5} {'transposed':>11} {'forward':>8} {'ratio':>6}")
+        ratios = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for turn in range(args.rounds):
+                transposed = atrous_record(1, tmp, "conv-transpose2d", args.size, 4, 2)
+                forward = atrous_record(1, tmp, "conv2d", forward_size, 3, 1)
+                t, f = (r["gflop"] / (r["median_ms"] / 1e3) for r in (transposed, forward))
+                ratios.append(t / f)
+                print(f"{turn + 1:>5} {t:>11.1f} {f:>8.1f} {t / f:>6.2f}")
+        print(f"median transposed / forward: {float(np.median(ratios)):.2f}")
+        return
 
     print(f"{args.op} {args.channels}->{args.channels}, {args.kernel}x{args.kernel}, stride {args.stride}, "
           f"{args.size}x{args.size}, batch 1, {os.cpu_count()} threads, medians of {args.rounds} rounds' medians of "
