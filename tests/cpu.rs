@@ -748,3 +748,22 @@ fn the_fast_path_takes_winograd_on_wide_k4_s2_transposed_layers() {
     let d = difference(conv_transpose2d(&Cpu, &x, &w, Some(&b), &p).unwrap().data(), conv_transpose2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().data());
     assert!(d.within(TOLERANCE), "{d}");
 }
+
+/// On a layer as wide as a decoder's (256→256 k4 s2 on 33×33, whose sums run over 256 channels
+/// and whose transform-domain values are several times the outputs), F(3×3, 2×2) stays within
+/// the tolerance to which `--compare` holds a GPU's single op against this path (it measures
+/// about 7e-5 against the f64 reference; the phase path 3e-5).
+#[test]
+fn transposed_winograd_stays_within_the_op_tolerance_on_a_wide_layer() {
+    let x = Tensor::random(vec![1, 256, 33, 33], 111);
+    let w = Tensor::random(vec![256, 256, 4, 4], 112);
+    let b = Tensor::random(vec![256], 113);
+    let p = ConvTranspose2dParams { stride: Hw::square(2), padding: Hw::square(1), ..Default::default() };
+    let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
+    let exact = conv_transpose2d(&CpuReference, &x, &w, Some(&b), &p).unwrap();
+    for kernel in cpu::GemmKernel::available() {
+        let fast = cpu::conv_transpose2d_winograd(&g, x.data(), w.data(), Some(b.data()), kernel);
+        let d = difference(&fast, exact.data());
+        assert!(d.within(atrous::compare::OP_TOLERANCE), "{kernel:?}: {d}");
+    }
+}
