@@ -186,15 +186,17 @@ pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: 
 /// it there: kernel twice the stride on both axes, no dilation, and groups wide enough for the
 /// GEMMs (as [`winograd_applies`]) over enough tiles.
 pub fn transposed_winograd_applies(g: &WindowGeometry) -> bool {
-    let phase_pair = |k: usize, s: usize| k == 2 * s;
-    g.kind == ConvKind::Transposed
-        && phase_pair(g.kernel.h, g.stride.h)
-        && phase_pair(g.kernel.w, g.stride.w)
-        && g.dilation == Hw::square(1)
+    computes_phase_pairs(g)
         && g.c_in_per_group() >= MIN_CHANNELS
         && g.c_out_per_group() >= MIN_CHANNELS
         && g.input.h * g.input.w >= MIN_TRANSPOSED_PIXELS
         && enabled()
+}
+
+/// Whether `g` is a transposed convolution that [`conv_transpose2d_winograd`] computes: kernel
+/// twice the stride on both axes (two taps per phase), undilated.
+fn computes_phase_pairs(g: &WindowGeometry) -> bool {
+    g.kind == ConvKind::Transposed && g.kernel.h == 2 * g.stride.h && g.kernel.w == 2 * g.stride.w && g.dilation == Hw::square(1)
 }
 
 /// Input pixels below which the transposed GEMMs are too narrow (a tile per 9 of them): 17×17
@@ -244,7 +246,7 @@ fn phase_axis(kernel: usize, stride: usize, padding: usize, output: usize) -> Ph
 /// If `g` is not such a transposed convolution.
 pub fn conv_transpose2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, kernel: GemmKernel) -> Vec<f32> {
     assert!(
-        g.kind == ConvKind::Transposed && g.kernel.h == 2 * g.stride.h && g.kernel.w == 2 * g.stride.w && g.dilation == Hw::square(1),
+        computes_phase_pairs(g),
         "F(3×3, 2×2) per phase computes undilated transposed convolutions whose kernel is twice the stride, not a {}×{} kernel at stride {} and dilation {}",
         g.kernel.h,
         g.kernel.w,
@@ -256,15 +258,10 @@ pub fn conv_transpose2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f3
     let cols = phase_axis(g.kernel.w, g.stride.w, g.padding.w, g.output.w);
     let phases: Vec<(&AxisPhase, &AxisPhase)> = rows.phases.iter().flat_map(|r| cols.phases.iter().map(move |c| (r, c))).collect();
     let tiles = rows.starts.len() * cols.starts.len();
-    let zero = (g.input.h * g.input.w) as u32;
-    let inside = |start: isize, i: usize, size: usize| usize::try_from(start + i as isize).ok().filter(|&p| p < size);
-    let mut positions: Vec<[u32; POINTS]> = rows
-        .starts
-        .iter()
-        .flat_map(|&y| cols.starts.iter().map(move |&x| (y, x)))
-        .map(|(y, x)| std::array::from_fn(|k| inside(y, k / 4, g.input.h).zip(inside(x, k % 4, g.input.w)).map_or(zero, |(y, x)| (y * g.input.w + x) as u32)))
-        .collect();
-    positions.resize(tiles.next_multiple_of(GemmKernel::Avx512.nr().max(GemmKernel::Avx2.nr())), [zero; POINTS]);
+    let patches = |starts: &[isize], size: usize| -> Vec<[Option<usize>; 4]> {
+        starts.iter().map(|&start| std::array::from_fn(|i| usize::try_from(start + i as isize).ok().filter(|&p| p < size))).collect()
+    };
+    let positions = patch_positions(&patches(&rows.starts, g.input.h), &patches(&cols.starts, g.input.w), g.input);
     let taps = g.kernel.h * g.kernel.w;
     // Per phase, where its 2×2 weights lie in a kernel.
     let phase_taps: Vec<[usize; 4]> = phases.iter().map(|(rp, cp)| std::array::from_fn(|uv| rp.taps[uv / 2] * g.kernel.w + cp.taps[uv % 2])).collect();
@@ -502,17 +499,22 @@ impl Tiling {
         let rows = tile_axis(g.output.h, g.input.h, g.dilation.h, g.padding.h);
         let cols = tile_axis(g.output.w, g.input.w, g.dilation.w, g.padding.w);
         let tiles = rows.origins.len() * cols.origins.len();
-        let zero = g.input.h * g.input.w;
-        let position = |y: Option<usize>, x: Option<usize>| y.zip(x).map_or(zero, |(y, x)| y * g.input.w + x);
-        let mut patches: Vec<[u32; POINTS]> = rows
-            .patches
-            .iter()
-            .flat_map(|ys| cols.patches.iter().map(move |xs| std::array::from_fn(|k| position(ys[k / 4], xs[k % 4]) as u32)))
-            .collect();
-        patches.resize(tiles.next_multiple_of(GemmKernel::Avx512.nr().max(GemmKernel::Avx2.nr())), [zero as u32; POINTS]);
+        let patches = patch_positions(&rows.patches, &cols.patches, g.input);
         let origins = rows.origins.iter().flat_map(|&y| cols.origins.iter().map(move |&x| (y, x))).collect();
         Tiling { tiles, patches, origins }
     }
+}
+
+/// The gather table of the patches `rows × cols` (row-major; per axis the input positions a
+/// patch reads, `None` for padding) of an `input`-sized plane, as [`Tiling::patches`]: padding
+/// and the tiles past the last, up to whole strips of the widest kernel, read position
+/// `input.h · input.w`.
+fn patch_positions(rows: &[[Option<usize>; 4]], cols: &[[Option<usize>; 4]], input: Hw) -> Vec<[u32; POINTS]> {
+    let zero = input.h * input.w;
+    let position = |y: Option<usize>, x: Option<usize>| y.zip(x).map_or(zero, |(y, x)| y * input.w + x) as u32;
+    let mut patches: Vec<[u32; POINTS]> = rows.iter().flat_map(|ys| cols.iter().map(move |xs| std::array::from_fn(|k| position(ys[k / 4], xs[k % 4])))).collect();
+    patches.resize((rows.len() * cols.len()).next_multiple_of(GemmKernel::Avx512.nr().max(GemmKernel::Avx2.nr())), [zero as u32; POINTS]);
+    patches
 }
 
 /// `V[point][c][tile] = (Bᵀ·patch·B)[point]` for the tiles `chunk` of each plane of `x` (patch
