@@ -146,6 +146,18 @@ fn sgemm_strided(
     }
 }
 
+/// Floats per cache line.
+const LINE_FLOATS: usize = 16;
+
+/// `buffer` from its first cache-line boundary on: a buffer made [`LINE_FLOATS`] longer than it
+/// needs holds its contents there, so that the micro-kernels' vector loads of a packed operand
+/// never straddle two lines. glibc's large blocks start 16 bytes past a page, and with every
+/// load of the packed B split, the GEMMs ran 5–8% slower (BENCHMARKS.md).
+fn cache_aligned<T>(buffer: &mut [T]) -> &mut [T] {
+    let offset = buffer.as_ptr().align_offset(LINE_FLOATS * 4).min(buffer.len());
+    &mut buffer[offset..]
+}
+
 /// A raw pointer that parallel tasks share, each writing its own elements of the buffer (in
 /// Winograd's layouts a task's elements are runs far apart, not one slice).
 #[derive(Clone, Copy)]

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use super::implicit_gemm::{correlate_packed, GemmKernel, PackedWeights};
-use super::{tap_position, Epilogue, SharedWrites};
+use super::{cache_aligned, tap_position, Epilogue, SharedWrites, LINE_FLOATS};
 use crate::shape::{ConvKind, Hw, WindowGeometry};
 
 /// Transformed values per tile: a 4×4 patch.
@@ -414,7 +414,8 @@ fn winograd_passes(
     let chunk_layout = |tiles: usize| PatchLayout::new(tiles, cig, kernel.nr(), m * tiles);
     // Taken out of the thread-local, not borrowed: a rayon worker waiting on these GEMMs may
     // run another convolution's task meanwhile.
-    let mut slots = with_len(SCRATCH.take(), (POINTS + WAVE) * chunk_layout(CHUNK_TILES.min(tiles)).slot);
+    let mut scratch = with_len(SCRATCH.take(), (POINTS + WAVE) * chunk_layout(CHUNK_TILES.min(tiles)).slot + LINE_FLOATS);
+    let slots = cache_aligned(&mut scratch);
     let group_weights = weight.len() / g.groups;
     for group in 0..g.groups {
         let packed = pack(&weight[group * group_weights..][..group_weights]);
@@ -434,7 +435,7 @@ fn winograd_passes(
         }
     }
     if !SCRATCH_PER_CALL.load(Ordering::Relaxed) {
-        SCRATCH.set(slots);
+        SCRATCH.set(scratch);
     }
     // SAFETY: the slabs of all (sample, group) pairs cover the output, and `finish` writes
     // every output of a slab's chunks, which cover it.
@@ -546,7 +547,8 @@ struct PatchLayout {
     tiles: usize,
     channels: usize,
     nr: usize,
-    /// Floats per point: a point's patches or its sums, whichever is longer.
+    /// Floats per point: a point's patches or its sums, whichever is longer, in whole cache
+    /// lines (each point's slot starts on one).
     slot: usize,
 }
 
@@ -555,7 +557,7 @@ impl PatchLayout {
     /// `sums` floats.
     fn new(tiles: usize, channels: usize, nr: usize, sums: usize) -> Self {
         let layout = PatchLayout { tiles, channels, nr, slot: 0 };
-        PatchLayout { slot: layout.patches_len().max(sums), ..layout }
+        PatchLayout { slot: layout.patches_len().max(sums).next_multiple_of(LINE_FLOATS), ..layout }
     }
 
     /// Floats of one point's patches: whole strips.
