@@ -79,12 +79,7 @@ impl Backend for Cpu {
     }
 
     fn convolve(&self, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>, Error> {
-        Ok(match g.kind {
-            ConvKind::Forward => cpu::conv2d(g, input, weight, bias, cpu::TapSkipping::from_env()),
-            ConvKind::Transposed => cpu::conv_transpose2d(g, input, weight, bias, cpu::TapSkipping::from_env()),
-            ConvKind::MaxPool => cpu::max_pool2d(g, input),
-            ConvKind::AvgPool => cpu::avg_pool2d(g, input),
-        })
+        Ok(cpu::PreparedConv::new(g, weight).convolve(input, bias))
     }
 }
 

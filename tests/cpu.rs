@@ -767,3 +767,55 @@ fn transposed_winograd_stays_within_the_op_tolerance_on_a_wide_layer() {
         assert!(d.within(atrous::compare::OP_TOLERANCE), "{kernel:?}: {d}");
     }
 }
+
+/// Weights made ready once give what the per-call path gives, bit for bit, call after call: on
+/// wide layers that take Winograd (forward and transposed, whose transformed weights it keeps)
+/// and on one that does not (a 1×1 layer, its weights kept as given). Winograd's are made for a
+/// convolution at any batch size.
+#[test]
+fn prepared_weights_give_the_per_call_results() {
+    let forward = Conv2dParams { padding: Hw::square(2), dilation: Hw::square(2), ..Default::default() };
+    let transposed = ConvTranspose2dParams { stride: Hw::square(2), padding: Hw::square(1), ..Default::default() };
+    let cases = [
+        (forward.geometry(&[1, 128, 33, 33], &[128, 128, 3, 3], Some(&[128])).unwrap(), true),
+        (transposed.geometry(&[1, 128, 24, 24], &[128, 128, 4, 4], Some(&[128])).unwrap(), true),
+        (Conv2dParams::default().geometry(&[1, 64, 17, 17], &[32, 64, 1, 1], Some(&[32])).unwrap(), false),
+    ];
+    for (g, takes_winograd) in cases {
+        let w = Tensor::random(g.weight_shape().unwrap().to_vec(), 121);
+        let b = Tensor::random(vec![g.c_out], 122);
+        assert_eq!(cpu::winograd_applies(&g) || cpu::transposed_winograd_applies(&g), takes_winograd, "{g:?}");
+        let prepared = cpu::PreparedConv::new(&g, w.data());
+        for seed in [123, 124] {
+            let x = Tensor::random(g.input_shape().to_vec(), seed);
+            let per_call = atrous::backend::Backend::convolve(&Cpu, &g, x.data(), w.data(), Some(b.data())).unwrap();
+            assert_eq!(prepared.convolve(x.data(), Some(b.data())), per_call, "{g:?}");
+        }
+        if takes_winograd {
+            let kernel = cpu::GemmKernel::available()[0];
+            let weights = cpu::WinogradWeights::new(&g, w.data(), kernel);
+            let g = atrous::shape::WindowGeometry { batch: 2, ..g };
+            let x = Tensor::random(g.input_shape().to_vec(), 125);
+            let (once, per_call) = match g.kind {
+                atrous::shape::ConvKind::Forward => (
+                    cpu::conv2d_winograd_prepared(&g, x.data(), &weights, Some(b.data()), cpu::Epilogue::NONE),
+                    cpu::conv2d_winograd(&g, x.data(), w.data(), Some(b.data()), cpu::Epilogue::NONE, kernel),
+                ),
+                _ => (cpu::conv_transpose2d_winograd_prepared(&g, x.data(), &weights, Some(b.data())), cpu::conv_transpose2d_winograd(&g, x.data(), w.data(), Some(b.data()), kernel)),
+            };
+            assert_eq!(once, per_call, "{g:?} at batch 2");
+        }
+    }
+}
+
+/// Winograd's prepared weights are refused on a convolution they were not made for.
+#[test]
+#[should_panic(expected = "Winograd weights made for")]
+fn winograd_weights_are_refused_on_another_convolution() {
+    let made_for = Conv2dParams { padding: Hw::square(1), ..Default::default() }.geometry(&[1, 8, 9, 9], &[8, 8, 3, 3], None).unwrap();
+    let other = Conv2dParams { padding: Hw::square(2), dilation: Hw::square(2), ..Default::default() }.geometry(&[1, 8, 9, 9], &[8, 8, 3, 3], None).unwrap();
+    let w = Tensor::random(vec![8, 8, 3, 3], 131);
+    let kernel = cpu::GemmKernel::available()[0];
+    let weights = cpu::WinogradWeights::new(&made_for, w.data(), kernel);
+    cpu::conv2d_winograd_prepared(&other, Tensor::random(vec![1, 8, 9, 9], 132).data(), &weights, None, cpu::Epilogue::NONE);
+}

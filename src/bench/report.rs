@@ -110,7 +110,7 @@ pub fn format_table(report: &BenchReport) -> String {
         let timing = match (runner.device, runner.timing) {
             (Device::Gpu, super::TimingSource::Timestamp) => "timestamp queries around each dispatch",
             (Device::Gpu, super::TimingSource::Wall) => "wall clock around submit + wait",
-            (Device::Cpu, _) => "wall clock around each convolution",
+            (Device::Cpu, _) => "wall clock around each convolution, its weights prepared once before",
         };
         out.push_str(&format!("{}: {} — timing: {} ({timing})\n", runner.device.name().to_uppercase(), runner.description, runner.timing));
     }

@@ -17,6 +17,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::shape::{ConvKind, WindowGeometry};
+
 mod conv2d;
 mod conv_transpose2d;
 mod implicit_gemm;
@@ -28,8 +30,52 @@ pub use conv2d::{conv2d, conv2d_on, conv2d_with_epilogue, conv2d_reference, conv
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_on, conv_transpose2d_reference, conv_transpose2d_sgemm, skips_transposed_taps, TRANSPOSED_SKIP_BELOW};
 pub use implicit_gemm::GemmKernel;
 pub use pool2d::{avg_pool2d, avg_pool2d_reference, max_pool2d, max_pool2d_reference};
-pub use winograd::{allocate_scratch_per_call, conv2d_winograd, conv_transpose2d_winograd, transposed_winograd_applies, winograd_applies};
+pub use winograd::{allocate_scratch_per_call, conv2d_winograd, conv2d_winograd_prepared, conv_transpose2d_winograd, conv_transpose2d_winograd_prepared, transposed_winograd_applies, winograd_applies, WinogradWeights};
 pub use resample::{bilinear_taps, concat_channels, resize_bilinear};
+
+/// A convolution (or pooling) with its weights made ready for the fast path once, to run on
+/// many inputs, as a benchmark's repeats do and as ONNX Runtime's sessions pre-pack theirs: where
+/// it takes Winograd, the transformed, packed weights ([`WinogradWeights`]); elsewhere the
+/// weights as given, which those paths pack per call.
+pub struct PreparedConv<'w> {
+    geometry: WindowGeometry,
+    weights: PreparedWeights<'w>,
+}
+
+enum PreparedWeights<'w> {
+    Winograd(WinogradWeights),
+    AsGiven(&'w [f32]),
+}
+
+impl<'w> PreparedConv<'w> {
+    /// `g` with its `weight` ready for [`GemmKernel::from_env`].
+    pub fn new(g: &WindowGeometry, weight: &'w [f32]) -> Self {
+        let winograd = match (GemmKernel::from_env(), g.kind) {
+            (Some(kernel), ConvKind::Forward) if winograd_applies(g) => Some(kernel),
+            (Some(kernel), ConvKind::Transposed) if transposed_winograd_applies(g) => Some(kernel),
+            _ => None,
+        };
+        let weights = match winograd {
+            Some(kernel) => PreparedWeights::Winograd(WinogradWeights::new(g, weight, kernel)),
+            None => PreparedWeights::AsGiven(weight),
+        };
+        PreparedConv { geometry: *g, weights }
+    }
+
+    /// `input` convolved (or pooled) with these weights and `bias`, as [`conv2d`],
+    /// [`conv_transpose2d`], [`max_pool2d`] or [`avg_pool2d`] computes it.
+    pub fn convolve(&self, input: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let g = &self.geometry;
+        match (&self.weights, g.kind) {
+            (PreparedWeights::Winograd(weights), ConvKind::Forward) => conv2d_winograd_prepared(g, input, weights, bias, Epilogue::NONE),
+            (PreparedWeights::Winograd(weights), _) => conv_transpose2d_winograd_prepared(g, input, weights, bias),
+            (PreparedWeights::AsGiven(weight), ConvKind::Forward) => conv2d(g, input, weight, bias, TapSkipping::from_env()),
+            (PreparedWeights::AsGiven(weight), ConvKind::Transposed) => conv_transpose2d(g, input, weight, bias, TapSkipping::from_env()),
+            (_, ConvKind::MaxPool) => max_pool2d(g, input),
+            (_, ConvKind::AvgPool) => avg_pool2d(g, input),
+        }
+    }
+}
 
 /// Whether the fast convolution leaves out the products of taps that read only zero padding
 /// (the sums are the same either way, up to the order of additions).

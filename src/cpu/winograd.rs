@@ -160,26 +160,77 @@ fn with_len(mut buffer: Scratch, len: usize) -> Scratch {
 /// # Panics
 /// If `g` is not a 3×3 stride-1 convolution.
 pub fn conv2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, kernel: GemmKernel) -> Vec<f32> {
-    assert!(
-        g.kind == ConvKind::Forward && g.kernel == Hw::square(3) && g.stride == Hw::square(1),
-        "Winograd F(2×2, 3×3) computes forward 3×3 stride-1 convolutions, not a {}×{} kernel at stride {}",
-        g.kernel.h,
-        g.kernel.w,
-        g.stride
-    );
-    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    conv2d_winograd_prepared(g, input, &WinogradWeights::new(g, weight, kernel), bias, epilogue)
+}
+
+/// [`conv2d_winograd`] with its weights transformed and packed already.
+///
+/// # Panics
+/// If `weights` were not made for `g`.
+pub fn conv2d_winograd_prepared(g: &WindowGeometry, input: &[f32], weights: &WinogradWeights, bias: Option<&[f32]>, epilogue: Epilogue) -> Vec<f32> {
+    weights.check(g);
+    let (kernel, cog) = (weights.kernel, g.c_out_per_group());
     let tiling = Tiling::new(g);
-    let pack = |w: &[f32]| {
-        // Packed as they are transformed: through a `[point][co][ci]` buffer first, the weights
-        // of a 512-channel layer made 16 MB more to write and read: 10–15% of its time.
-        PackedWeights::many(kernel, cog, cig, |co, ci| transformed_weights(&w[(co * cig + ci) * 9..][..9]))
-    };
     let finish = |group: usize, slab: Range<usize>, chunk: Range<usize>, sums: &[f32], slot: usize, out: &mut [MaybeUninit<f32>]| {
         let group_bias = bias.map(|b| &b[group * cog..][..cog]);
         let residual = epilogue.residual.map(|r| &r[slab]);
         transform_output(kernel, g, &tiling, chunk, sums, slot, group_bias, Epilogue { residual, ..epilogue }, out);
     };
-    winograd_passes(kernel, g, input, weight, (&tiling.patches, tiling.tiles), cog, pack, finish)
+    winograd_passes(kernel, g, input, &weights.groups, (&tiling.patches, tiling.tiles), cog, finish)
+}
+
+/// A convolution's weights as Winograd's GEMMs multiply by them, group by group: for a forward
+/// 3×3 stride-1 convolution F(2×2, 3×3)'s `G·w·Gᵀ`, for a transposed one (kernel twice the
+/// stride, undilated) F(3×3, 2×2)'s per phase, each point's packed for `kernel`. Made once per
+/// call by [`conv2d_winograd`] and [`conv_transpose2d_winograd`], or once for many calls
+/// ([`PreparedConv`](super::PreparedConv)): a transposed 256-channel layer's are 17 MB, a fifth
+/// of its time on a 33×33 map.
+pub struct WinogradWeights {
+    kernel: GemmKernel,
+    geometry: WindowGeometry,
+    groups: Vec<[PackedWeights; POINTS]>,
+}
+
+impl WinogradWeights {
+    /// # Panics
+    /// If `g` is neither a forward 3×3 stride-1 convolution nor a transposed one whose kernel is
+    /// twice its stride, undilated.
+    pub fn new(g: &WindowGeometry, weight: &[f32], kernel: GemmKernel) -> Self {
+        if g.kind == ConvKind::Forward {
+            assert!(
+                g.kernel == Hw::square(3) && g.stride == Hw::square(1),
+                "Winograd F(2×2, 3×3) computes forward 3×3 stride-1 convolutions, not a {}×{} kernel at stride {}",
+                g.kernel.h,
+                g.kernel.w,
+                g.stride
+            );
+        } else {
+            assert!(
+                computes_phase_pairs(g),
+                "F(3×3, 2×2) per phase computes undilated transposed convolutions whose kernel is twice the stride, not a {}×{} kernel at stride {} and dilation {}",
+                g.kernel.h,
+                g.kernel.w,
+                g.stride,
+                g.dilation
+            );
+        }
+        let pack = |w: &[f32]| if g.kind == ConvKind::Forward { forward_weights(g, w, kernel) } else { transposed_weights(g, w, kernel) };
+        let groups = weight.chunks_exact(weight.len() / g.groups).map(pack).collect();
+        WinogradWeights { kernel, geometry: *g, groups }
+    }
+
+    /// Panics unless these weights were made for `g` (at any batch size).
+    fn check(&self, g: &WindowGeometry) {
+        assert!(WindowGeometry { batch: g.batch, ..self.geometry } == *g, "Winograd weights made for {:?} used on {g:?}", self.geometry);
+    }
+}
+
+/// One group's forward weights `w` (`[cog, cig, 3, 3]`) transformed and packed. Packed as they
+/// are transformed: through a `[point][co][ci]` buffer first, the weights of a 512-channel
+/// layer made 16 MB more to write and read: 10–15% of its time.
+fn forward_weights(g: &WindowGeometry, w: &[f32], kernel: GemmKernel) -> [PackedWeights; POINTS] {
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    PackedWeights::many(kernel, cog, cig, |co, ci| transformed_weights(&w[(co * cig + ci) * 9..][..9]))
 }
 
 /// Whether [`conv_transpose2d_winograd`] computes `g` and the fast transposed convolution sends
@@ -245,15 +296,17 @@ fn phase_axis(kernel: usize, stride: usize, padding: usize, output: usize) -> Ph
 /// # Panics
 /// If `g` is not such a transposed convolution.
 pub fn conv_transpose2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, kernel: GemmKernel) -> Vec<f32> {
-    assert!(
-        computes_phase_pairs(g),
-        "F(3×3, 2×2) per phase computes undilated transposed convolutions whose kernel is twice the stride, not a {}×{} kernel at stride {} and dilation {}",
-        g.kernel.h,
-        g.kernel.w,
-        g.stride,
-        g.dilation
-    );
-    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    conv_transpose2d_winograd_prepared(g, input, &WinogradWeights::new(g, weight, kernel), bias)
+}
+
+/// [`conv_transpose2d_winograd`] with its weights transformed and packed already.
+///
+/// # Panics
+/// If `weights` were not made for `g`.
+pub fn conv_transpose2d_winograd_prepared(g: &WindowGeometry, input: &[f32], weights: &WinogradWeights, bias: Option<&[f32]>) -> Vec<f32> {
+    weights.check(g);
+    let kernel = weights.kernel;
+    let cog = g.c_out_per_group();
     let rows = phase_axis(g.kernel.h, g.stride.h, g.padding.h, g.output.h);
     let cols = phase_axis(g.kernel.w, g.stride.w, g.padding.w, g.output.w);
     let phases: Vec<(&AxisPhase, &AxisPhase)> = rows.phases.iter().flat_map(|r| cols.phases.iter().map(move |c| (r, c))).collect();
@@ -262,33 +315,6 @@ pub fn conv_transpose2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f3
         starts.iter().map(|&start| std::array::from_fn(|i| usize::try_from(start + i as isize).ok().filter(|&p| p < size))).collect()
     };
     let positions = patch_positions(&patches(&rows.starts, g.input.h), &patches(&cols.starts, g.input.w), g.input);
-    let taps = g.kernel.h * g.kernel.w;
-    // Per phase, where its 2×2 weights lie in a kernel.
-    let phase_taps: Vec<[usize; 4]> = phases.iter().map(|(rp, cp)| std::array::from_fn(|uv| rp.taps[uv / 2] * g.kernel.w + cp.taps[uv % 2])).collect();
-    // GEMM row `co · phases + phase`: a tile's rows are the phases of one or two output
-    // channels, which read the same kernel. Worked out once, not per weight (two divisions).
-    let gemm_rows: Vec<(usize, usize)> = (0..cog).flat_map(|co| (0..phases.len()).map(move |phase| (co, phase))).collect();
-    let pack = |w: &[f32]| {
-        // The group's weight [cig, cog, kH, kW] as [cog, cig, kH, kW] first, so that a tile reads
-        // its kernels in order, channel after channel: read in place, each a cache line 16 KB
-        // from the next, they were most of the packing's time.
-        let mut by_output = Vec::with_capacity(w.len());
-        by_output.spare_capacity_mut().par_chunks_exact_mut(cig * taps).enumerate().for_each(|(co, dst)| {
-            for (ci, d) in dst.chunks_exact_mut(taps).enumerate() {
-                for (d, &v) in d.iter_mut().zip(&w[(ci * cog + co) * taps..][..taps]) {
-                    d.write(v);
-                }
-            }
-        });
-        // SAFETY: the loop above wrote every element.
-        unsafe { by_output.set_len(w.len()) };
-        PackedWeights::many(kernel, gemm_rows.len(), cig, |row, ci| {
-            let (co, phase) = gemm_rows[row];
-            let kernel = &by_output[(co * cig + ci) * taps..][..taps];
-            let [a, b, c, d] = phase_taps[phase].map(|t| kernel[t]);
-            transformed_phase_weights([[a, b], [c, d]])
-        })
-    };
     let finish = |group: usize, _: Range<usize>, chunk: Range<usize>, sums: &[f32], slot: usize, out: &mut [MaybeUninit<f32>]| {
         let pixels = g.output.h * g.output.w;
         let tiles_w = cols.starts.len();
@@ -307,8 +333,43 @@ pub fn conv_transpose2d_winograd(g: &WindowGeometry, input: &[f32], weight: &[f3
             }
         });
     };
-    winograd_passes(kernel, g, input, weight, (&positions, tiles), phases.len() * cog, pack, finish)
+    winograd_passes(kernel, g, input, &weights.groups, (&positions, tiles), phases.len() * cog, finish)
 }
+
+/// One group's transposed weights `w` (`[cig, cog, kH, kW]`) transformed per phase and packed,
+/// GEMM row `co · phases + phase`.
+fn transposed_weights(g: &WindowGeometry, w: &[f32], kernel: GemmKernel) -> [PackedWeights; POINTS] {
+    let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+    let rows = phase_axis(g.kernel.h, g.stride.h, g.padding.h, g.output.h);
+    let cols = phase_axis(g.kernel.w, g.stride.w, g.padding.w, g.output.w);
+    let phases: Vec<(&AxisPhase, &AxisPhase)> = rows.phases.iter().flat_map(|r| cols.phases.iter().map(move |c| (r, c))).collect();
+    let taps = g.kernel.h * g.kernel.w;
+    // Per phase, where its 2×2 weights lie in a kernel.
+    let phase_taps: Vec<[usize; 4]> = phases.iter().map(|(rp, cp)| std::array::from_fn(|uv| rp.taps[uv / 2] * g.kernel.w + cp.taps[uv % 2])).collect();
+    // GEMM row `co · phases + phase`: a tile's rows are the phases of one or two output
+    // channels, which read the same kernel. Worked out once, not per weight (two divisions).
+    let gemm_rows: Vec<(usize, usize)> = (0..cog).flat_map(|co| (0..phases.len()).map(move |phase| (co, phase))).collect();
+    // The group's weight [cig, cog, kH, kW] as [cog, cig, kH, kW] first, so that a tile reads
+    // its kernels in order, channel after channel: read in place, each a cache line 16 KB
+    // from the next, they were most of the packing's time.
+    let mut by_output = Vec::with_capacity(w.len());
+    by_output.spare_capacity_mut().par_chunks_exact_mut(cig * taps).enumerate().for_each(|(co, dst)| {
+        for (ci, d) in dst.chunks_exact_mut(taps).enumerate() {
+            for (d, &v) in d.iter_mut().zip(&w[(ci * cog + co) * taps..][..taps]) {
+                d.write(v);
+            }
+        }
+    });
+    // SAFETY: the loop above wrote every element.
+    unsafe { by_output.set_len(w.len()) };
+    PackedWeights::many(kernel, gemm_rows.len(), cig, |row, ci| {
+        let (co, phase) = gemm_rows[row];
+        let kernel = &by_output[(co * cig + ci) * taps..][..taps];
+        let [a, b, c, d] = phase_taps[phase].map(|t| kernel[t]);
+        transformed_phase_weights([[a, b], [c, d]])
+    })
+}
+
 
 /// `(G'·g·G'ᵀ)[point]` for each of the 16 points of one phase's 2×2 weights `g` (of one output
 /// and input channel): along the kernel's columns, then its rows.
@@ -390,8 +451,8 @@ fn phase_output(g: &WindowGeometry, starts: &[(isize, isize)], (rp, cp): (&AxisP
     }
 }
 
-/// What both Winograd convolutions do, group by group (the group's weights `weight`-sized
-/// slices, packed by `pack` into the 16 GEMMs' `m` rows), sample by sample and chunk by chunk of
+/// What both Winograd convolutions do, group by group (the group's packed `weights`, the 16
+/// GEMMs' `m` rows), sample by sample and chunk by chunk of
 /// the `tiles` tiles: the input transform of the patches at `positions` ([`Tiling::patches`]),
 /// the GEMMs, and `finish(group, slab, chunk, sums, slot, out)`, which writes every output of
 /// the chunk's tiles into `out`, the sample's and group's slab `slab` of the output, from the
@@ -401,10 +462,9 @@ fn winograd_passes(
     kernel: GemmKernel,
     g: &WindowGeometry,
     input: &[f32],
-    weight: &[f32],
+    weights: &[[PackedWeights; POINTS]],
     (positions, tiles): (&[[u32; POINTS]], usize),
     m: usize,
-    pack: impl Fn(&[f32]) -> [PackedWeights; POINTS],
     finish: impl Fn(usize, Range<usize>, Range<usize>, &[f32], usize, &mut [MaybeUninit<f32>]),
 ) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
@@ -416,9 +476,7 @@ fn winograd_passes(
     // run another convolution's task meanwhile.
     let mut scratch = with_len(SCRATCH.take(), (POINTS + WAVE) * chunk_layout(CHUNK_TILES.min(tiles)).slot + LINE_FLOATS);
     let slots = cache_aligned(&mut scratch);
-    let group_weights = weight.len() / g.groups;
-    for group in 0..g.groups {
-        let packed = pack(&weight[group * group_weights..][..group_weights]);
+    for (group, packed) in weights.iter().enumerate() {
         for n in 0..g.batch {
             let x = &input[(n * g.c_in + group * cig) * in_plane..][..cig * in_plane];
             let slab = (n * g.c_out + group * cog) * pixels..(n * g.c_out + (group + 1) * cog) * pixels;
@@ -427,7 +485,7 @@ fn winograd_passes(
                 let layout = chunk_layout(chunk.len());
                 let slots = &mut slots[..(POINTS + WAVE) * layout.slot];
                 transform_input(kernel, x, positions, chunk.clone(), &layout, &mut slots[WAVE * layout.slot..]);
-                point_products(kernel, &layout, &packed, slots);
+                point_products(kernel, &layout, packed, slots);
                 // SAFETY: each GEMM wrote every element of its point's sums.
                 let sums = unsafe { written(&slots[..POINTS * layout.slot]) };
                 finish(group, slab.clone(), chunk, sums, layout.slot, &mut out.spare_capacity_mut()[slab.clone()]);
