@@ -401,6 +401,57 @@ proptest! {
     }
 }
 
+/// K longer than two blocks of the widest K block (512 rows where a core has 2 MB of L2, else
+/// 256): 130 channels × 3×3 taps = 1170 rows, so that the first, middle and last K blocks all
+/// store (onto the bias, onto what they stored before, with the residual and ReLU), at stride 1
+/// (shifted packing) and 2, with and without leaving out padding taps, on each micro-kernel.
+#[test]
+fn implicit_gemm_runs_k_longer_than_two_blocks() {
+    let x = Tensor::random(vec![1, 130, 23, 19], 141);
+    let w = Tensor::random(vec![20, 130, 3, 3], 142);
+    let b = Tensor::random(vec![20], 143);
+    for stride in [1, 2] {
+        let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::square(2), dilation: Hw::square(2), ..Default::default() };
+        let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
+        assert!(!cpu::winograd_applies(&g) && cpu::uses_implicit_gemm(&g, TapSkipping::Auto));
+        let residual = Tensor::random(g.output_shape().to_vec(), 144);
+        let mut exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().into_data();
+        for (e, r) in exact.iter_mut().zip(residual.data()) {
+            *e = (*e + r).max(0.0);
+        }
+        for_each_kernel(|kernel, skipping| {
+            let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu: true };
+            let fast = cpu::conv2d_with_epilogue(&g, x.data(), w.data(), Some(b.data()), epilogue, skipping, Some(kernel));
+            let d = difference(&fast, &exact);
+            prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?} stride {stride}: {d}");
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
+/// Winograd's GEMMs (K = the input channels) past two K blocks, forward and transposed, on each
+/// micro-kernel: 1100 channels = 512 + 512 + 76 rows (or four blocks of 256 and one of 76), on
+/// maps of more tiles than a strip holds (whole strips and a partial one).
+#[test]
+fn winograd_gemms_run_k_longer_than_two_blocks() {
+    let x = Tensor::random(vec![1, 1100, 14, 15], 151);
+    let forward = Conv2dParams { padding: Hw::square(1), ..Default::default() };
+    let w = Tensor::random(vec![8, 1100, 3, 3], 152);
+    let g = forward.geometry(x.shape(), w.shape(), None).unwrap();
+    let exact = conv2d(&CpuReference, &x, &w, None, &forward).unwrap();
+    let transposed = ConvTranspose2dParams { stride: Hw::square(2), padding: Hw::square(1), ..Default::default() };
+    let wt = Tensor::random(vec![1100, 8, 4, 4], 153);
+    let gt = transposed.geometry(x.shape(), wt.shape(), None).unwrap();
+    let exact_t = conv_transpose2d(&CpuReference, &x, &wt, None, &transposed).unwrap();
+    for kernel in cpu::GemmKernel::available() {
+        let d = difference(&cpu::conv2d_winograd(&g, x.data(), w.data(), None, cpu::Epilogue::NONE, kernel), exact.data());
+        assert!(d.within(TOLERANCE), "{kernel:?} forward: {d}");
+        let d = difference(&cpu::conv_transpose2d_winograd(&gt, x.data(), wt.data(), None, kernel), exact_t.data());
+        assert!(d.within(TOLERANCE), "{kernel:?} transposed: {d}");
+    }
+}
+
 /// Transposed convolutions as networks use them (k4 s2, k3 s2 with output_padding, stride 3,
 /// dilated, 1×1 inputs), wide enough for several tiles, blocks and K blocks per phase.
 #[test]
