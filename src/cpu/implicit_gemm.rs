@@ -604,7 +604,7 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: T
     for (index, ks) in k_blocks.iter().enumerate() {
         let (first, last) = (index == 0, index + 1 == k_blocks.len());
         let kc = ks.len();
-        // Grown, never shrunk: a last, shorter K block (576 = 256 + 256 + 64) shrank it, and
+        // Grown, never shrunk: a last, shorter K block (576 rows as 512 + 64) shrank it, and
         // the next block's growth zeroed hundreds of KB again.
         let len = block.len() * kc * nr;
         if packed.len() < len + LINE_FLOATS {
