@@ -370,7 +370,6 @@ fn transposed_weights(g: &WindowGeometry, w: &[f32], kernel: GemmKernel) -> [Pac
     })
 }
 
-
 /// `(G'·g·G'ᵀ)[point]` for each of the 16 points of one phase's 2×2 weights `g` (of one output
 /// and input channel): along the kernel's columns, then its rows.
 fn transformed_phase_weights(g: [[f32; 2]; 2]) -> [f32; POINTS] {
