@@ -483,8 +483,10 @@ fn implicit_gemm_conv_transpose2d_matches_reference_on_wide_layers() {
     }
 }
 
-/// 1×1 stride-1 convolutions, whose packing copies the input planes' strips as they are: maps
-/// smaller than a strip, partial last strips, several blocks, groups, batches, K past a block.
+/// 1×1 stride-1 convolutions, whose packing copies the input planes' strips as they are and
+/// whose weights the kernels read in place: maps smaller than a strip, partial last strips,
+/// several blocks, groups, batches, output channels that fill no kernel's last tile (5, 9, 13),
+/// K past one block and past two (1100 = 512 + 512 + 76), with the residual and ReLU.
 #[test]
 fn implicit_gemm_pointwise_matches_reference() {
     for (size, cig, cog, groups, batch) in [
@@ -492,16 +494,22 @@ fn implicit_gemm_pointwise_matches_reference() {
         (Hw::new(5, 7), 17, 9, 2, 2),
         (Hw::new(33, 31), 300, 12, 1, 1),
         (Hw::new(29, 29), 8, 40, 3, 2),
+        (Hw::new(9, 11), 1100, 13, 1, 1),
     ] {
         let x = Tensor::random(vec![batch, groups * cig, size.h, size.w], 91);
         let w = Tensor::random(vec![groups * cog, cig, 1, 1], 92);
         let b = Tensor::random(vec![groups * cog], 93);
         let p = Conv2dParams { groups, ..Default::default() };
         let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
-        let exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap();
+        let residual = Tensor::random(g.output_shape().to_vec(), 94);
+        let mut exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().into_data();
+        for (e, r) in exact.iter_mut().zip(residual.data()) {
+            *e = (*e + r).max(0.0);
+        }
         for kernel in cpu::GemmKernel::available() {
-            let fast = cpu::conv2d_on(&g, x.data(), w.data(), Some(b.data()), TapSkipping::Auto, Some(kernel));
-            let d = difference(&fast, exact.data());
+            let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu: true };
+            let fast = cpu::conv2d_with_epilogue(&g, x.data(), w.data(), Some(b.data()), epilogue, TapSkipping::Auto, Some(kernel));
+            let d = difference(&fast, &exact);
             assert!(d.within(TOLERANCE), "{kernel:?}: {d} for {cig}→{cog} ×{groups} on {size:?}");
         }
     }

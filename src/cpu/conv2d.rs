@@ -2,7 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides};
+use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides, Weights};
 use super::{intersect, positions_inside, sgemm, sgemm_strided, tap_position, Epilogue, TapSkipping};
 use crate::shape::WindowGeometry;
 
@@ -147,7 +147,14 @@ fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight
     let strides = WeightStrides { row: cig * taps, tap: 1, channel: taps };
     for group in 0..g.groups {
         let w = &weight[group * cog * cig * taps..][..cog * cig * taps];
-        let a = PackedWeights::new(kernel, cog, cig, &all_taps, w, strides);
+        let packed;
+        // A 1×1 kernel's weights `[cog, cig]` are A as it is, read in place.
+        let a = if taps == 1 {
+            Weights::Rows { data: w, m: cog, k: cig }
+        } else {
+            packed = PackedWeights::new(kernel, cog, cig, &all_taps, w, strides);
+            Weights::Packed(&packed)
+        };
         for n in 0..g.batch {
             let c = Correlation {
                 rows: rows.clone(),
@@ -159,7 +166,7 @@ fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight
             let slab = (n * g.c_out + group * cog) * pixels..(n * g.c_out + (group + 1) * cog) * pixels;
             let group_bias = bias.map(|b| &b[group * cog..][..cog]);
             let residual = epilogue.residual.map(|r| &r[slab.clone()]);
-            correlate(kernel, &c, &a, group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab]);
+            correlate(kernel, &c, a, group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab]);
         }
     }
     // SAFETY: the slabs of all (sample, group) pairs cover the output, and `correlate` writes

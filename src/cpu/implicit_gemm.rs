@@ -105,7 +105,8 @@ impl GemmKernel {
         }
     }
 
-    /// `c[rows × cols'] = store(a · b)` for `a` = `[kc][mr]`, `b` = `[kc][nr]`, `c` rows `ldc`
+    /// `c[rows × cols'] = store(a · b)` for `a` the tile's `mr × kc` weights ([`WeightTile`]),
+    /// `b` = `[kc][nr]`, `c` rows `ldc`
     /// apart (and the residual, where `store` has one, laid out as `c`), where `cols'` is `cols`
     /// (at most `nr`) rounded up to whole vectors: a strip's last few pixels (a 65×65 map's last
     /// strip holds one) take one vector's FMAs, not a whole strip's. Of the `mr` rows, the AVX2
@@ -116,21 +117,33 @@ impl GemmKernel {
     /// The pointers must cover those extents (`c` and the residual `rows` rows), and the CPU must
     /// have the kernel's features (`detect`/`available` only return such kernels).
     #[allow(clippy::too_many_arguments)] // the operands' pointers and extents
-    unsafe fn tile(self, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, (rows, cols): (usize, usize)) {
+    unsafe fn tile(self, kc: usize, a: WeightTile, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, (rows, cols): (usize, usize)) {
         #[cfg(target_arch = "x86_64")]
-        match (self, rows.div_ceil(2), cols.div_ceil(self.nr() / self.vectors())) {
-            (GemmKernel::Avx512, _, 1) => tile_avx512::<1>(kc, a, b, c, ldc, store, rows),
-            (GemmKernel::Avx512, _, 2) => tile_avx512::<2>(kc, a, b, c, ldc, store, rows),
-            (GemmKernel::Avx512, _, _) => tile_avx512::<3>(kc, a, b, c, ldc, store, rows),
-            (GemmKernel::Avx2, 1, 1) => tile_avx2::<2, 1>(kc, a, b, c, ldc, store, rows),
-            (GemmKernel::Avx2, 1, _) => tile_avx2::<2, 2>(kc, a, b, c, ldc, store, rows),
-            (GemmKernel::Avx2, 2, 1) => tile_avx2::<4, 1>(kc, a, b, c, ldc, store, rows),
-            (GemmKernel::Avx2, 2, _) => tile_avx2::<4, 2>(kc, a, b, c, ldc, store, rows),
-            (GemmKernel::Avx2, _, 1) => tile_avx2::<6, 1>(kc, a, b, c, ldc, store, rows),
-            (GemmKernel::Avx2, _, _) => tile_avx2::<6, 2>(kc, a, b, c, ldc, store, rows),
+        match a.row_stride {
+            None => self.tile_on::<false>(kc, a.at, 0, b, c, ldc, store, (rows, cols)),
+            Some(stride) => self.tile_on::<true>(kc, a.at, stride, b, c, ldc, store, (rows, cols)),
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("no x86 kernels here ({kc}, {a:?}, {b:?}, {c:?}, {ldc}, {store:?}, {rows}, {cols})")
+    }
+
+    /// [`GemmKernel::tile`] for weights packed in tiles (`IN_ROWS` false) or read in place, rows
+    /// `row_stride` floats apart.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)] // as `tile`, the weights' layout spelt out
+    unsafe fn tile_on<const IN_ROWS: bool>(self, kc: usize, a: *const f32, row_stride: usize, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, (rows, cols): (usize, usize)) {
+        let a = (a, row_stride);
+        match (self, rows.div_ceil(2), cols.div_ceil(self.nr() / self.vectors())) {
+            (GemmKernel::Avx512, _, 1) => tile_avx512::<1, IN_ROWS>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx512, _, 2) => tile_avx512::<2, IN_ROWS>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx512, _, _) => tile_avx512::<3, IN_ROWS>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, 1, 1) => tile_avx2::<2, 1, IN_ROWS>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, 1, _) => tile_avx2::<2, 2, IN_ROWS>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, 2, 1) => tile_avx2::<4, 1, IN_ROWS>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, 2, _) => tile_avx2::<4, 2, IN_ROWS>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, _, 1) => tile_avx2::<6, 1, IN_ROWS>(kc, a, b, c, ldc, store, rows),
+            (GemmKernel::Avx2, _, _) => tile_avx2::<6, 2, IN_ROWS>(kc, a, b, c, ldc, store, rows),
+        }
     }
 
     /// SIMD vectors per strip row.
@@ -193,8 +206,9 @@ enum Start {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const VECTORS: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, rows: usize) {
+unsafe fn tile_avx512<const VECTORS: usize, const IN_ROWS: bool>(kc: usize, (a, row_stride): (*const f32, usize), b: *const f32, c: *mut f32, ldc: usize, store: TileStore, rows: usize) {
     use std::arch::x86_64::*;
+    let (offsets, k_step) = weight_offsets::<8, IN_ROWS>(8, row_stride, rows);
     let mut acc = [[_mm512_setzero_ps(); VECTORS]; 8];
     // `n` K rows from `ap` and `bp` on, in a loop that only steps the two pointers.
     let steps = |acc: &mut [[__m512; VECTORS]; 8], mut ap: *const f32, mut bp: *const f32, n: usize| {
@@ -207,13 +221,13 @@ unsafe fn tile_avx512<const VECTORS: usize>(kc: usize, a: *const f32, b: *const 
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v).cast());
             }
             let bv: [__m512; VECTORS] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(16 * v)));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*ap.add(i));
+            for (row, &offset) in acc.iter_mut().zip(&offsets) {
+                let ai = _mm512_set1_ps(*ap.add(offset));
                 for (sum, &bv) in row.iter_mut().zip(&bv) {
                     *sum = _mm512_fmadd_ps(ai, bv, *sum);
                 }
             }
-            ap = ap.add(8);
+            ap = ap.add(k_step);
             bp = bp.add(48);
         }
     };
@@ -221,7 +235,7 @@ unsafe fn tile_avx512<const VECTORS: usize>(kc: usize, a: *const f32, b: *const 
     steps(&mut acc, a, b, fetch_at);
     if fetch_at < kc {
         store.prefetch(c, ldc, rows, 16 * VECTORS);
-        steps(&mut acc, a.add(fetch_at * 8), b.add(fetch_at * 48), kc - fetch_at);
+        steps(&mut acc, a.add(fetch_at * k_step), b.add(fetch_at * 48), kc - fetch_at);
     }
     let zero = _mm512_setzero_ps();
     for (i, row) in acc.iter().enumerate().take(rows) {
@@ -248,8 +262,9 @@ unsafe fn tile_avx512<const VECTORS: usize>(kc: usize, a: *const f32, b: *const 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const ROWS: usize, const VECTORS: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, store: TileStore, rows: usize) {
+unsafe fn tile_avx2<const ROWS: usize, const VECTORS: usize, const IN_ROWS: bool>(kc: usize, (a, row_stride): (*const f32, usize), b: *const f32, c: *mut f32, ldc: usize, store: TileStore, rows: usize) {
     use std::arch::x86_64::*;
+    let (offsets, k_step) = weight_offsets::<ROWS, IN_ROWS>(6, row_stride, rows);
     // 6 × 2 accumulators, 2 for B and 1 broadcast: 15 of the 16 ymm registers (4 × 3 needed a
     // 17th, and the accumulator spilled to the stack every step ran at half the peak). A tile's
     // last rows past the output channels are left out two by two.
@@ -257,13 +272,13 @@ unsafe fn tile_avx2<const ROWS: usize, const VECTORS: usize>(kc: usize, a: *cons
     let steps = |acc: &mut [[__m256; VECTORS]; ROWS], mut ap: *const f32, mut bp: *const f32, n: usize| {
         for _ in 0..n {
             let bv: [__m256; VECTORS] = std::array::from_fn(|v| _mm256_loadu_ps(bp.add(8 * v)));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm256_set1_ps(*ap.add(i));
+            for (row, &offset) in acc.iter_mut().zip(&offsets) {
+                let ai = _mm256_set1_ps(*ap.add(offset));
                 for (sum, &bv) in row.iter_mut().zip(&bv) {
                     *sum = _mm256_fmadd_ps(ai, bv, *sum);
                 }
             }
-            ap = ap.add(6);
+            ap = ap.add(k_step);
             bp = bp.add(16);
         }
     };
@@ -271,7 +286,7 @@ unsafe fn tile_avx2<const ROWS: usize, const VECTORS: usize>(kc: usize, a: *cons
     steps(&mut acc, a, b, fetch_at);
     if fetch_at < kc {
         store.prefetch(c, ldc, rows, 8 * VECTORS);
-        steps(&mut acc, a.add(fetch_at * 6), b.add(fetch_at * 16), kc - fetch_at);
+        steps(&mut acc, a.add(fetch_at * k_step), b.add(fetch_at * 16), kc - fetch_at);
     }
     let zero = _mm256_setzero_ps();
     for (i, row) in acc.iter().enumerate().take(rows) {
@@ -292,6 +307,63 @@ unsafe fn tile_avx2<const ROWS: usize, const VECTORS: usize>(kc: usize, a: *cons
                 }
             }
             _mm256_storeu_ps(c.add(at), v);
+        }
+    }
+}
+
+/// Where a micro-kernel computing `R` rows finds row `i`'s weight of a K row: `offsets[i]`
+/// floats past that K row's, the next K row `k_step` floats on. Packed (`[kc][mr]`) that is `i`
+/// and `mr`; in place, rows `row_stride` apart, `i · row_stride` and 1, where rows past `rows`
+/// (a last tile's, computed but never stored) read row 0's rather than past the matrix.
+#[inline(always)]
+fn weight_offsets<const R: usize, const IN_ROWS: bool>(mr: usize, row_stride: usize, rows: usize) -> ([usize; R], usize) {
+    if IN_ROWS {
+        (std::array::from_fn(|i| if i < rows { i * row_stride } else { 0 }), 1)
+    } else {
+        (std::array::from_fn(|i| i), mr)
+    }
+}
+
+/// One tile's weights from K row `k0` on, as [`GemmKernel::tile`] reads them: at `at`, packed
+/// (`row_stride` `None`) or row-major in place, rows `row_stride` floats apart.
+#[derive(Clone, Copy, Debug)]
+struct WeightTile {
+    at: *const f32,
+    row_stride: Option<usize>,
+}
+
+/// The weights `A[m × k]` as the micro-kernels read them.
+#[derive(Clone, Copy)]
+pub(super) enum Weights<'a> {
+    /// In tiles of the kernel's rows ([`PackedWeights`]).
+    Packed(&'a PackedWeights),
+    /// Row-major, `k` floats a row, read in place: a 1×1 convolution's `[C_out, C_in]` as it is
+    /// given. Packing it anew in every call (its 1×1 layers hold most of a ResNet-50's
+    /// weights) made passes 3% slower; the kernels read the rows' weights as they read a packed
+    /// tile's, from L1 after its first strip.
+    Rows { data: &'a [f32], m: usize, k: usize },
+}
+
+impl Weights<'_> {
+    fn m(&self) -> usize {
+        match self {
+            Weights::Packed(packed) => packed.m,
+            Weights::Rows { m, .. } => *m,
+        }
+    }
+
+    fn k(&self) -> usize {
+        match self {
+            Weights::Packed(packed) => packed.k,
+            Weights::Rows { k, .. } => *k,
+        }
+    }
+
+    /// Tile `tile`'s weights (rows `tile · mr` on) from K row `k0` on.
+    fn tile(&self, mr: usize, tile: usize, k0: usize) -> WeightTile {
+        match self {
+            Weights::Packed(packed) => WeightTile { at: packed.data[(tile * packed.k + k0) * mr..].as_ptr(), row_stride: None },
+            Weights::Rows { data, k, .. } => WeightTile { at: data[tile * mr * k + k0..].as_ptr(), row_stride: Some(*k) },
         }
     }
 }
@@ -377,23 +449,40 @@ impl PackedWeights {
     }
 
     /// Packs `A[row, (j, c)] = weight(row, taps[j], c)` (K = `taps.len() · channels`,
-    /// tap-major), read in place from `source` with `strides`: per tile and channel its rows'
-    /// weights lie within a few cache lines, which the tile's other taps read again from L2.
+    /// tap-major), read from `source` with `strides`. Row by row, each tap's weights of a row
+    /// read in one sweep and written every `mr` floats of the tile's packing, which stays in L1:
+    /// element by element instead (the tile's `mr` rows at once) and into a buffer zeroed
+    /// first, the packing of a ResNet-50 pass's weights (its 1×1 layers' then included) took 13
+    /// ms rather than 8.
     pub fn new(kernel: GemmKernel, m: usize, channels: usize, taps: &[usize], source: &[f32], strides: WeightStrides) -> Self {
         let (mr, k) = (kernel.mr(), taps.len() * channels);
+        let len = m.div_ceil(mr) * mr * k;
+        // The kept buffer, its old contents dropped rather than grown into (`resize` zeroed
+        // megabytes that the packing then wrote again).
         let mut data = PACKED_A.take();
-        data.resize(m.div_ceil(mr) * mr * k, 0.0);
-        data.par_chunks_mut(k * mr).enumerate().for_each(|(tile, dst)| {
+        data.clear();
+        data.reserve(len);
+        data.spare_capacity_mut()[..len].par_chunks_mut(k * mr).enumerate().for_each(|(tile, dst)| {
             let rows = tile * mr..((tile + 1) * mr).min(m);
+            if rows.len() < mr {
+                // The rows past `m`.
+                dst.fill(MaybeUninit::new(0.0));
+            }
             for (j, &tap) in taps.iter().enumerate() {
-                for (c, d) in dst[j * channels * mr..][..channels * mr].chunks_exact_mut(mr).enumerate() {
-                    let at = tap * strides.tap + c * strides.channel;
-                    for (i, v) in d.iter_mut().enumerate() {
-                        *v = if i < rows.len() { source[(rows.start + i) * strides.row + at] } else { 0.0 };
+                let dst = &mut dst[j * channels * mr..][..channels * mr];
+                for (i, row) in rows.clone().enumerate() {
+                    let from = &source[row * strides.row + tap * strides.tap..];
+                    let column = dst[i..].iter_mut().step_by(mr);
+                    if strides.channel == 1 {
+                        column.zip(&from[..channels]).for_each(|(d, &v)| _ = d.write(v));
+                    } else {
+                        column.zip(from.iter().step_by(strides.channel)).for_each(|(d, &v)| _ = d.write(v));
                     }
                 }
             }
         });
+        // SAFETY: every tile wrote each of its `k × mr` elements (rows past `m` as zero).
+        unsafe { data.set_len(len) };
         PackedWeights { m, k, data }
     }
 
@@ -500,17 +589,20 @@ thread_local! {
 /// element written (`out` may start uninitialised), in tasks of a block of pixels (and a share
 /// of the output channels where the blocks are few) over rayon's threads. `bias` has `m`
 /// values, the epilogue's residual `out`'s shape.
-pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
+pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: Weights, bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
     let taps = c.rows.offsets.len() * c.cols.offsets.len();
-    assert_eq!(a.k, taps * c.channels);
+    assert_eq!(a.k(), taps * c.channels);
+    if let Weights::Rows { data, m, k } = a {
+        assert_eq!(data.len(), m * k);
+    }
     let pixels = c.rows.output * c.cols.output;
-    assert_eq!(out.len(), a.m * pixels);
+    assert_eq!(out.len(), a.m() * pixels);
     assert_eq!(c.input.len(), c.channels * c.rows.input * c.cols.input);
-    assert!(bias.is_none_or(|b| b.len() == a.m) && epilogue.residual.is_none_or(|r| r.len() == out.len()));
-    if pixels == 0 || a.m == 0 {
+    assert!(bias.is_none_or(|b| b.len() == a.m()) && epilogue.residual.is_none_or(|r| r.len() == out.len()));
+    if pixels == 0 || a.m() == 0 {
         return;
     }
-    let tasks = tasks(kernel, a.m, pixels);
+    let tasks = tasks(kernel, a.m(), pixels);
     let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias, epilogue };
     tasks.into_par_iter().for_each(|(tile_range, strip_range)| {
         PACKED_B.with_borrow_mut(|packed| correlate_part(kernel, c, a, target, tile_range, strip_range, packed));
@@ -541,7 +633,7 @@ pub(super) fn correlate_packed(kernel: GemmKernel, b: &[f32], pixels: usize, a: 
             let (first, last) = (k0 == 0, ks.end == a.k);
             let strips = b[(block.start * a.k + k0) * nr..].as_ptr();
             // SAFETY: the block's strips lie in `b` (asserted above), `K × nr` floats apart.
-            unsafe { multiply_block(kernel, a, target, tile_range.clone(), block.clone(), ks, strips, a.k * nr, (first, last), &mut scratch) };
+            unsafe { multiply_block(kernel, Weights::Packed(a), target, tile_range.clone(), block.clone(), ks, strips, a.k * nr, (first, last), &mut scratch) };
         }
     });
 }
@@ -570,7 +662,7 @@ fn tasks(kernel: GemmKernel, m: usize, pixels: usize) -> Vec<(Range<usize>, Rang
 }
 
 /// One task of [`correlate`]: the tiles `tile_range` × the strips `block`.
-fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: Target, tile_range: Range<usize>, block: Range<usize>, packed: &mut Vec<f32>) {
+fn correlate_part(kernel: GemmKernel, c: &Correlation, a: Weights, out: Target, tile_range: Range<usize>, block: Range<usize>, packed: &mut Vec<f32>) {
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let (taps_w, taps) = (c.cols.offsets.len(), c.rows.offsets.len() * c.cols.offsets.len());
     let pixels = c.rows.output * c.cols.output;
@@ -594,7 +686,7 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: T
     let k_blocks: Vec<Range<usize>> = runs.iter().flat_map(|run| run.clone().step_by(kc).map(|k0| k0..(k0 + kc).min(run.end))).collect();
     if k_blocks.is_empty() {
         // No tap reads data here: the bias and the epilogue alone.
-        for row in tile_range.start * mr..(tile_range.end * mr).min(a.m) {
+        for row in tile_range.start * mr..(tile_range.end * mr).min(a.m()) {
             for col in block_pixels.clone() {
                 // SAFETY: this task's own outputs, first and last written here.
                 unsafe { out.store(row, col, 0.0, true, true) };
@@ -627,17 +719,17 @@ fn correlate_part(kernel: GemmKernel, c: &Correlation, a: &PackedWeights, out: T
 /// # Safety
 /// `b` holds those strips.
 #[allow(clippy::too_many_arguments)] // one K block's operands
-unsafe fn multiply_block(kernel: GemmKernel, a: &PackedWeights, out: Target, tile_range: Range<usize>, block: Range<usize>, ks: Range<usize>, b: *const f32, strip_stride: usize, (first, last): (bool, bool), scratch: &mut [f32]) {
+unsafe fn multiply_block(kernel: GemmKernel, a: Weights, out: Target, tile_range: Range<usize>, block: Range<usize>, ks: Range<usize>, b: *const f32, strip_stride: usize, (first, last): (bool, bool), scratch: &mut [f32]) {
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let kc = ks.len();
     let pixels = out.pixels;
     for tile in tile_range.clone() {
-        let rows = tile * mr..((tile + 1) * mr).min(a.m);
-        let a_tile = a.data[(tile * a.k + ks.start) * mr..].as_ptr();
+        let rows = tile * mr..((tile + 1) * mr).min(a.m());
+        let a_tile = a.tile(mr, tile, ks.start);
         for (i, strip) in block.clone().enumerate() {
             let cols = strip * nr..((strip + 1) * nr).min(pixels);
             let b_strip = b.add(i * strip_stride);
-            // SAFETY: `a_tile` holds `kc × mr` floats of this tile, `b_strip` `kc × nr`;
+            // SAFETY: `a_tile` holds this tile's weights of the `kc` K rows, `b_strip` `kc × nr`;
             // a tile of whole strips writes its rows (inside `m`) of `nr` pixels of `out` (`m ×
             // pixels`), which this task alone writes, and reads them only after its first K
             // block wrote them; a strip past the map's end goes through `scratch`.
@@ -649,7 +741,7 @@ unsafe fn multiply_block(kernel: GemmKernel, a: &PackedWeights, out: Target, til
                     // The sums alone, over whatever `scratch` holds: zeroing it first was a
                     // `memset` per call, 1.5% of a ResNet pass's samples.
                     let sums_only = TileStore { start: Start::Bias(None), finish: None };
-                    kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, sums_only, (mr, cols.len()));
+                    kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, sums_only, (rows.len(), cols.len()));
                     for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
                         for (col, &sum) in cols.clone().zip(sums) {
                             out.store(row, col, sum, first, last);
