@@ -515,6 +515,42 @@ fn implicit_gemm_pointwise_matches_reference() {
     }
 }
 
+/// `conv2d_onto`, the products added onto the residual in the residual's buffer, against the
+/// reference plus the residual and ReLU: 1×1 (weights read in place) and 3×3, strided and padded
+/// (a ring of pixels that no tap reads, partial tiles and strips), groups, batches, K past two
+/// blocks, on each kernel and tap skipping; and where it falls back to a fresh buffer (the
+/// SGEMM path).
+#[test]
+fn conv2d_onto_adds_onto_the_residual() {
+    for (batch, c_in, c_out, size, side, stride, padding, dilation, groups) in [
+        (2, 40, 20, Hw::new(13, 11), 1, 1, 0, 1, 1),
+        (1, 1100, 13, Hw::new(9, 7), 1, 1, 0, 1, 1),
+        (1, 6, 18, Hw::new(7, 9), 1, 2, 2, 1, 2),
+        (2, 24, 12, Hw::new(15, 10), 3, 2, 3, 2, 3),
+    ] {
+        let x = Tensor::random(vec![batch, c_in, size.h, size.w], 161);
+        let w = Tensor::random(vec![c_out, c_in / groups, side, side], 162);
+        let b = Tensor::random(vec![c_out], 163);
+        let p = Conv2dParams { stride: Hw::square(stride), padding: Hw::square(padding), dilation: Hw::square(dilation), groups };
+        let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
+        assert!(!cpu::winograd_applies(&g) && cpu::uses_implicit_gemm(&g, TapSkipping::Auto));
+        let residual = Tensor::random(g.output_shape().to_vec(), 164);
+        let mut exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().into_data();
+        for (e, r) in exact.iter_mut().zip(residual.data()) {
+            *e = (*e + r).max(0.0);
+        }
+        let onto = |skipping, kernel| cpu::conv2d_onto(&g, x.data(), w.data(), Some(b.data()), residual.data().to_vec(), true, skipping, kernel);
+        for_each_kernel(|kernel, skipping| {
+            let d = difference(&onto(skipping, Some(kernel)), &exact);
+            prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?} {c_in}→{c_out} k{side} s{stride}: {d}");
+            Ok(())
+        })
+        .unwrap();
+        let d = difference(&onto(TapSkipping::Auto, None), &exact);
+        assert!(d.within(TOLERANCE), "SGEMM {c_in}→{c_out} k{side} s{stride}: {d}");
+    }
+}
+
 /// Strided convolutions as a ResNet's stem and downsampling layers run them, on maps whose
 /// output rows are 1 to 17 pixels wide: the packing's row segments then take every length
 /// (whole vectors, a vector and a tail, tails alone) at every place in a strip, and at stride 2

@@ -2,7 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides, Weights};
+use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, Output, PackedWeights, WeightStrides, Weights};
 use super::{intersect, positions_inside, sgemm, sgemm_strided, tap_position, Epilogue, TapSkipping};
 use crate::shape::WindowGeometry;
 
@@ -116,13 +116,34 @@ pub fn conv2d_on(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option
 pub fn conv2d_with_epilogue(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, skipping: TapSkipping, kernel: Option<GemmKernel>) -> Vec<f32> {
     match kernel {
         Some(kernel) if super::winograd::winograd_applies(g) => super::winograd::conv2d_winograd(g, input, weight, bias, epilogue, kernel),
-        Some(kernel) if uses_implicit_gemm(g, skipping) => conv2d_implicit(kernel, g, input, weight, bias, epilogue, skipping),
+        Some(kernel) if uses_implicit_gemm(g, skipping) => conv2d_implicit(kernel, g, input, weight, bias, Destination::Fresh(epilogue), skipping),
         _ => {
             let mut out = conv2d_sgemm(g, input, weight, bias, skipping);
             epilogue.apply(&mut out);
             out
         }
     }
+}
+
+/// [`conv2d_with_epilogue`] with the residual `residual` (then the ReLU where `relu`), which
+/// the implicit GEMM adds its products onto in the residual's own buffer, returned as the
+/// output: a ResNet's last layer of a block, whose residual nothing reads after it. A buffer of
+/// its own would be read from memory before each store (tens of MB per layer), as well as the
+/// residual.
+#[allow(clippy::too_many_arguments)] // the convolution, its operands and the epilogue's
+pub fn conv2d_onto(g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, residual: Vec<f32>, relu: bool, skipping: TapSkipping, kernel: Option<GemmKernel>) -> Vec<f32> {
+    assert_eq!(residual.len(), g.output_shape().iter().product::<usize>(), "the residual has the output's shape");
+    match kernel {
+        Some(kernel) if !super::winograd::winograd_applies(g) && uses_implicit_gemm(g, skipping) => conv2d_implicit(kernel, g, input, weight, bias, Destination::Onto(residual, relu), skipping),
+        _ => conv2d_with_epilogue(g, input, weight, bias, Epilogue { residual: Some(&residual), relu }, skipping, kernel),
+    }
+}
+
+/// Where [`conv2d_implicit`] writes: a new buffer with this epilogue, or onto a residual (then
+/// the ReLU where true), in its buffer.
+enum Destination<'a> {
+    Fresh(Epilogue<'a>),
+    Onto(Vec<f32>, bool),
 }
 
 /// Whether [`conv2d`] takes the implicit GEMM: where a group's output channels fill most of a
@@ -134,12 +155,15 @@ pub fn uses_implicit_gemm(g: &WindowGeometry, _skipping: TapSkipping) -> bool {
 /// The implicit GEMM, group by group (weights packed once per group) and sample by sample,
 /// each correlation split over the threads and writing its own slab of the output (bias,
 /// products and epilogue in one store per element).
-fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, epilogue: Epilogue, skipping: TapSkipping) -> Vec<f32> {
+fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight: &[f32], bias: Option<&[f32]>, destination: Destination, skipping: TapSkipping) -> Vec<f32> {
     let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
     let taps = g.kernel.h * g.kernel.w;
     let (in_plane, pixels) = (g.input.h * g.input.w, g.output.h * g.output.w);
     let len = g.batch * g.c_out * pixels;
-    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let (mut out, epilogue, onto) = match destination {
+        Destination::Fresh(epilogue) => (Vec::with_capacity(len), epilogue, false),
+        Destination::Onto(residual, relu) => (residual, Epilogue { residual: None, relu }, true),
+    };
     let rows = Axis::forward(g.kernel.h, g.stride.h, g.dilation.h, g.padding.h, g.input.h, g.output.h);
     let cols = Axis::forward(g.kernel.w, g.stride.w, g.dilation.w, g.padding.w, g.input.w, g.output.w);
     // K is tap-major (all channels of one tap, then the next), so that a tap skipped is a run of K.
@@ -166,12 +190,15 @@ fn conv2d_implicit(kernel: GemmKernel, g: &WindowGeometry, input: &[f32], weight
             let slab = (n * g.c_out + group * cog) * pixels..(n * g.c_out + (group + 1) * cog) * pixels;
             let group_bias = bias.map(|b| &b[group * cog..][..cog]);
             let residual = epilogue.residual.map(|r| &r[slab.clone()]);
-            correlate(kernel, &c, a, group_bias, Epilogue { residual, ..epilogue }, &mut out.spare_capacity_mut()[slab]);
+            let slab = if onto { Output::Onto(&mut out[slab]) } else { Output::Fresh(&mut out.spare_capacity_mut()[slab]) };
+            correlate(kernel, &c, a, group_bias, Epilogue { residual, ..epilogue }, slab);
         }
     }
-    // SAFETY: the slabs of all (sample, group) pairs cover the output, and `correlate` writes
-    // every element of its slab.
-    unsafe { out.set_len(len) };
+    if !onto {
+        // SAFETY: the slabs of all (sample, group) pairs cover the output, and `correlate`
+        // writes every element of its slab.
+        unsafe { out.set_len(len) };
+    }
     out
 }
 

@@ -2,7 +2,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, PackedWeights, WeightStrides, Weights};
+use super::implicit_gemm::{correlate, Axis, Correlation, GemmKernel, Output, PackedWeights, WeightStrides, Weights};
 use super::{intersect, positions_inside, sgemm, sgemm_strided, Epilogue, TapSkipping};
 use crate::shape::WindowGeometry;
 
@@ -126,7 +126,7 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
                 for n in 0..g.batch {
                     let slab = &mut out.spare_capacity_mut()[(n * g.c_out + group * cog) * out_plane..][..cog * out_plane];
                     let group_bias = bias.map(|b| &b[group * cog..][..cog]);
-                    correlate(kernel, &correlation(rows, cols, n), Weights::Packed(&a), group_bias, Epilogue::NONE, slab);
+                    correlate(kernel, &correlation(rows, cols, n), Weights::Packed(&a), group_bias, Epilogue::NONE, Output::Fresh(slab));
                 }
             }
         } else {
@@ -139,7 +139,7 @@ fn conv_transpose2d_by_phase(kernel: GemmKernel, g: &WindowGeometry, input: &[f3
                     let phase_pixels = rows.axis.output * cols.axis.output;
                     let mut planes = Vec::with_capacity(g.batch * cog * phase_pixels);
                     for (n, slab) in planes.spare_capacity_mut().chunks_mut(cog * phase_pixels).enumerate() {
-                        correlate(kernel, &correlation(rows, cols, n), Weights::Packed(&a), None, Epilogue::NONE, slab);
+                        correlate(kernel, &correlation(rows, cols, n), Weights::Packed(&a), None, Epilogue::NONE, Output::Fresh(slab));
                     }
                     // SAFETY: `correlate` wrote every element of each sample's slab.
                     unsafe { planes.set_len(g.batch * cog * phase_pixels) };

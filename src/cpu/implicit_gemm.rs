@@ -196,12 +196,14 @@ impl TileStore {
     }
 }
 
+/// The bias of each of a tile's rows (`mr` values) or zero.
 #[derive(Clone, Copy, Debug)]
 enum Start {
-    /// `c += sums`.
-    Accumulate,
-    /// `c = bias + sums`, the bias of each of the tile's rows (`mr` values) or zero.
+    /// `c = bias + sums` (C not yet written).
     Bias(Option<*const f32>),
+    /// `c += bias + sums`: a later K block (no bias), or the first onto the residual that C
+    /// already holds.
+    Onto(Option<*const f32>),
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -240,12 +242,12 @@ unsafe fn tile_avx512<const VECTORS: usize, const IN_ROWS: bool>(kc: usize, (a, 
     let zero = _mm512_setzero_ps();
     for (i, row) in acc.iter().enumerate().take(rows) {
         let bias = match store.start {
-            Start::Bias(Some(bias)) => _mm512_set1_ps(*bias.add(i)),
+            Start::Bias(Some(bias)) | Start::Onto(Some(bias)) => _mm512_set1_ps(*bias.add(i)),
             _ => zero,
         };
         for (j, &sums) in row.iter().enumerate() {
             let at = i * ldc + j * 16;
-            let prior = if let Start::Accumulate = store.start { _mm512_loadu_ps(c.add(at)) } else { bias };
+            let prior = if let Start::Onto(_) = store.start { _mm512_add_ps(_mm512_loadu_ps(c.add(at)), bias) } else { bias };
             let mut v = _mm512_add_ps(prior, sums);
             if let Some((residual, relu)) = store.finish {
                 if let Some(r) = residual {
@@ -291,12 +293,12 @@ unsafe fn tile_avx2<const ROWS: usize, const VECTORS: usize, const IN_ROWS: bool
     let zero = _mm256_setzero_ps();
     for (i, row) in acc.iter().enumerate().take(rows) {
         let bias = match store.start {
-            Start::Bias(Some(bias)) => _mm256_set1_ps(*bias.add(i)),
+            Start::Bias(Some(bias)) | Start::Onto(Some(bias)) => _mm256_set1_ps(*bias.add(i)),
             _ => zero,
         };
         for (j, &sums) in row.iter().enumerate() {
             let at = i * ldc + j * 8;
-            let prior = if let Start::Accumulate = store.start { _mm256_loadu_ps(c.add(at)) } else { bias };
+            let prior = if let Start::Onto(_) = store.start { _mm256_add_ps(_mm256_loadu_ps(c.add(at)), bias) } else { bias };
             let mut v = _mm256_add_ps(prior, sums);
             if let Some((residual, relu)) = store.finish {
                 if let Some(r) = residual {
@@ -541,14 +543,16 @@ impl Correlation<'_> {
     }
 }
 
-/// Where [`correlate`] writes: `out[m × pixels]`, each element `bias[row] + Σ`, then the
-/// epilogue (its residual laid out as `out`). Shared by the tasks, which write disjoint tiles.
+/// Where [`correlate`] writes: `out[m × pixels]`, each element `bias[row] + Σ` (added onto
+/// what `out` holds where `onto`), then the epilogue (its residual laid out as `out`). Shared by
+/// the tasks, which write disjoint tiles.
 #[derive(Clone, Copy)]
 struct Target<'a> {
     out: *mut f32,
     pixels: usize,
     bias: Option<&'a [f32]>,
     epilogue: Epilogue<'a>,
+    onto: bool,
 }
 // SAFETY: each task writes only its own (rows, pixels) tiles (see `correlate`); the rest is read.
 unsafe impl Send for Target<'_> {}
@@ -558,7 +562,12 @@ impl Target<'_> {
     /// The micro-kernel's store for the whole tile at (`row`, `col`), in the first and/or last
     /// K block of its block of pixels.
     fn tile_store(&self, row: usize, col: usize, first: bool, last: bool) -> TileStore {
-        let start = if first { Start::Bias(self.bias.map(|b| b[row..].as_ptr())) } else { Start::Accumulate };
+        let bias = self.bias.map(|b| b[row..].as_ptr());
+        let start = match (first, self.onto) {
+            (true, false) => Start::Bias(bias),
+            (true, true) => Start::Onto(bias),
+            (false, _) => Start::Onto(None),
+        };
         let residual = |r: &[f32]| r[row * self.pixels + col..].as_ptr();
         TileStore { start, finish: last.then(|| (self.epilogue.residual.map(residual), self.epilogue.relu)) }
     }
@@ -567,11 +576,17 @@ impl Target<'_> {
     /// data for (`sum` 0).
     ///
     /// # Safety
-    /// `(row, col)` lies in `out`, and unless `first` this task has written it already.
+    /// `(row, col)` lies in `out`, and unless `first` and not `onto` this task has written it
+    /// already.
     unsafe fn store(&self, row: usize, col: usize, sum: f32, first: bool, last: bool) {
         let at = row * self.pixels + col;
         let p = self.out.add(at);
-        let prior = if first { self.bias.map_or(0.0, |b| b[row]) } else { *p };
+        let bias = self.bias.map_or(0.0, |b| b[row]);
+        let prior = match (first, self.onto) {
+            (true, false) => bias,
+            (true, true) => *p + bias,
+            (false, _) => *p,
+        };
         let v = prior + sum;
         *p = if last { self.epilogue.finish(v, at) } else { v };
     }
@@ -585,25 +600,38 @@ thread_local! {
     static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Where [`correlate`] writes.
+pub(super) enum Output<'a> {
+    /// A buffer that the products fill, uninitialised until then.
+    Fresh(&'a mut [MaybeUninit<f32>]),
+    /// Values that the products add onto: a residual, computed on in its own buffer.
+    Onto(&'a mut [f32]),
+}
+
 /// `out[m planes of rows.output × cols.output] = epilogue(bias + A · B(correlation))`, every
-/// element written (`out` may start uninitialised), in tasks of a block of pixels (and a share
+/// element written (`out` may start uninitialised), or with [`Output::Onto`] `out += …`, in tasks of a block of pixels (and a share
 /// of the output channels where the blocks are few) over rayon's threads. `bias` has `m`
 /// values, the epilogue's residual `out`'s shape.
-pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: Weights, bias: Option<&[f32]>, epilogue: Epilogue, out: &mut [MaybeUninit<f32>]) {
+pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: Weights, bias: Option<&[f32]>, epilogue: Epilogue, out: Output) {
+    let onto = matches!(out, Output::Onto(_));
+    let (out, len) = match out {
+        Output::Fresh(out) => (out.as_mut_ptr().cast::<f32>(), out.len()),
+        Output::Onto(out) => (out.as_mut_ptr(), out.len()),
+    };
     let taps = c.rows.offsets.len() * c.cols.offsets.len();
     assert_eq!(a.k(), taps * c.channels);
     if let Weights::Rows { data, m, k } = a {
         assert_eq!(data.len(), m * k);
     }
     let pixels = c.rows.output * c.cols.output;
-    assert_eq!(out.len(), a.m() * pixels);
+    assert_eq!(len, a.m() * pixels);
     assert_eq!(c.input.len(), c.channels * c.rows.input * c.cols.input);
-    assert!(bias.is_none_or(|b| b.len() == a.m()) && epilogue.residual.is_none_or(|r| r.len() == out.len()));
+    assert!(bias.is_none_or(|b| b.len() == a.m()) && epilogue.residual.is_none_or(|r| r.len() == len));
     if pixels == 0 || a.m() == 0 {
         return;
     }
     let tasks = tasks(kernel, a.m(), pixels);
-    let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias, epilogue };
+    let target = Target { out, pixels, bias, epilogue, onto };
     tasks.into_par_iter().for_each(|(tile_range, strip_range)| {
         PACKED_B.with_borrow_mut(|packed| correlate_part(kernel, c, a, target, tile_range, strip_range, packed));
     });
@@ -624,7 +652,7 @@ pub(super) fn correlate_packed(kernel: GemmKernel, b: &[f32], pixels: usize, a: 
     if pixels == 0 || a.m == 0 {
         return;
     }
-    let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias: None, epilogue: Epilogue::NONE };
+    let target = Target { out: out.as_mut_ptr().cast::<f32>(), pixels, bias: None, epilogue: Epilogue::NONE, onto: false };
     tasks(kernel, a.m, pixels).into_par_iter().for_each(|(tile_range, block)| {
         let mut scratch = vec![0.0f32; kernel.mr() * nr];
         let kc = k_block();

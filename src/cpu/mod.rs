@@ -26,7 +26,7 @@ mod pool2d;
 mod resample;
 mod winograd;
 
-pub use conv2d::{conv2d, conv2d_on, conv2d_with_epilogue, conv2d_reference, conv2d_sgemm, uses_implicit_gemm, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
+pub use conv2d::{conv2d, conv2d_on, conv2d_onto, conv2d_with_epilogue, conv2d_reference, conv2d_sgemm, uses_implicit_gemm, skips_taps, tap_rectangles, TapRectangle, SKIP_BELOW, SKIP_MIN_SAVED_PER_TAP};
 pub use conv_transpose2d::{conv_transpose2d, conv_transpose2d_on, conv_transpose2d_reference, conv_transpose2d_sgemm, skips_transposed_taps, TRANSPOSED_SKIP_BELOW};
 pub use implicit_gemm::GemmKernel;
 pub use pool2d::{avg_pool2d, avg_pool2d_reference, max_pool2d, max_pool2d_reference};

@@ -20,18 +20,28 @@ impl Executor for Cpu {
         let mut times = Vec::with_capacity(network.layers.len());
         for (index, (layer, geometry)) in network.layers.iter().zip(&geometries).enumerate() {
             let layer_start = Instant::now();
+            // A forward convolution applies the epilogue as it stores its sums; the rest after.
+            let fused = matches!(geometry, LayerGeometry::Window(g) if g.kind == ConvKind::Forward);
+            // A residual that no later layer reads lends its buffer to the output, which the
+            // convolution adds onto ([`cpu::conv2d_onto`]).
+            let lent = match layer.residual {
+                Some(Source::Layer(r)) if fused && keep == Keep::Last && last_uses[r] == index && layer.input != Source::Layer(r) => outputs[r].take().map(Tensor::into_data),
+                _ => None,
+            };
             let read = |source: Source| match source {
                 Source::Input => input,
                 Source::Layer(i) => outputs[i].as_ref().expect("a layer's inputs are alive until their last use"),
             };
             let x = read(layer.input).data();
             let relu = matches!(layer.op, Op::Conv { relu: true, .. });
-            let epilogue = cpu::Epilogue { residual: layer.residual.map(|r| read(r).data()), relu };
+            let epilogue = cpu::Epilogue { residual: layer.residual.filter(|_| lent.is_none()).map(|r| read(r).data()), relu };
             let (weight, bias) = layer.parameters().map_or((&[][..], None), |(w, b)| (w.data(), b.map(Tensor::data)));
-            // A forward convolution applies the epilogue as it stores its sums; the rest after.
-            let fused = matches!(geometry, LayerGeometry::Window(g) if g.kind == ConvKind::Forward);
+            let (skipping, kernel) = (cpu::TapSkipping::from_env(), cpu::GemmKernel::from_env());
             let mut values = match geometry {
-                LayerGeometry::Window(g) if fused => cpu::conv2d_with_epilogue(g, x, weight, bias, epilogue, cpu::TapSkipping::from_env(), cpu::GemmKernel::from_env()),
+                LayerGeometry::Window(g) if fused => match lent {
+                    Some(residual) => cpu::conv2d_onto(g, x, weight, bias, residual, relu, skipping, kernel),
+                    None => cpu::conv2d_with_epilogue(g, x, weight, bias, epilogue, skipping, kernel),
+                },
                 LayerGeometry::Window(g) => Backend::convolve(self, g, x, weight, bias)?,
                 LayerGeometry::Resize { batch, channels, input, output } => cpu::resize_bilinear(x, batch * channels, *input, *output),
                 LayerGeometry::Concat { batch, channels, size } => {
