@@ -516,7 +516,8 @@ fn implicit_gemm_pointwise_matches_reference() {
 }
 
 /// `conv2d_onto`, the products added onto the residual in the residual's buffer, against the
-/// reference plus the residual and ReLU: 1×1 (weights read in place) and 3×3, strided and padded
+/// reference plus the residual and ReLU, and bitwise against the residual in a buffer of its
+/// own: 1×1 (weights read in place) and 3×3, strided and padded
 /// (a ring of pixels that no tap reads, partial tiles and strips), groups, batches, K past two
 /// blocks, on each kernel and tap skipping; and where it falls back to a fresh buffer (the
 /// SGEMM path).
@@ -540,9 +541,15 @@ fn conv2d_onto_adds_onto_the_residual() {
             *e = (*e + r).max(0.0);
         }
         let onto = |skipping, kernel| cpu::conv2d_onto(&g, x.data(), w.data(), Some(b.data()), residual.data().to_vec(), true, skipping, kernel);
+        let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu: true };
         for_each_kernel(|kernel, skipping| {
-            let d = difference(&onto(skipping, Some(kernel)), &exact);
+            let fast = onto(skipping, Some(kernel));
+            let d = difference(&fast, &exact);
             prop_assert!(d.within(TOLERANCE), "{kernel:?} {skipping:?} {c_in}→{c_out} k{side} s{stride}: {d}");
+            // The same bits as with the residual in a buffer of its own (a network keeping every
+            // layer's output lends no buffer).
+            let apart = cpu::conv2d_with_epilogue(&g, x.data(), w.data(), Some(b.data()), epilogue, skipping, Some(kernel));
+            prop_assert!(fast == apart, "{kernel:?} {skipping:?} {c_in}→{c_out} k{side} s{stride}: in place differs");
             Ok(())
         })
         .unwrap();

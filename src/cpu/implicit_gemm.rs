@@ -156,14 +156,18 @@ impl GemmKernel {
 }
 
 /// How a micro-kernel call stores its tile's sums: onto what C holds, or (the first K block of a
-/// block of pixels, C not yet written) onto the rows' bias; on the last K block the epilogue
-/// follows. Writing C first instead (the bias in a pass of its own) and adding the residual and
-/// ReLU in another streamed a ResNet's tens of MB of outputs through memory twice more.
+/// block of pixels, C not yet written) onto the rows' bias and the residual; on the last K block
+/// the ReLU follows. Writing C first instead (the bias in a pass of its own) and adding the
+/// residual and ReLU in another streamed a ResNet's tens of MB of outputs through memory twice
+/// more.
 #[derive(Clone, Copy, Debug)]
 struct TileStore {
     start: Start,
-    /// The residual's tile (laid out as C's) and the ReLU, on the last K block.
-    finish: Option<(Option<*const f32>, bool)>,
+    /// The ReLU, on the last K block.
+    relu: bool,
+    /// Whether the kernel asks the cache for the tiles the store reads and writes (the last K
+    /// block's, or the first's where it reads the residual).
+    fetch: bool,
 }
 
 /// How many K rows before the end of a tile's last K block its kernel asks for the output tile
@@ -176,34 +180,53 @@ const STORE_AHEAD_ROWS: usize = 32;
 impl TileStore {
     /// The K row at which a kernel of `kc` rows prefetches (`kc`: it does not).
     fn fetch_at(&self, kc: usize) -> usize {
-        if self.finish.is_some() {
+        if self.fetch {
             kc.saturating_sub(STORE_AHEAD_ROWS)
         } else {
             kc
         }
     }
 
-    /// Asks the cache for the `rows × cols` output tile at `c` (rows `ldc` apart) and its
-    /// residual.
+    /// Asks the cache for the `rows × cols` output tile at `c` (rows `ldc` apart) and the tile
+    /// the store adds onto, where that is another (the residual's).
     fn prefetch(&self, c: *mut f32, ldc: usize, rows: usize, cols: usize) {
-        let residual = self.finish.and_then(|(residual, _)| residual);
+        let from = if let Start::Onto(Some(from), _) = self.start { Some(from) } else { None };
         for i in 0..rows {
             prefetch(c.wrapping_add(i * ldc), cols);
-            if let Some(r) = residual {
+            if let Some(r) = from {
                 prefetch(r.wrapping_add(i * ldc), cols);
             }
         }
     }
 }
 
-/// The bias of each of a tile's rows (`mr` values) or zero.
+/// What a tile's sums are added onto; the bias is each of the tile's rows' (`mr` values) or
+/// zero.
 #[derive(Clone, Copy, Debug)]
 enum Start {
     /// `c = bias + sums` (C not yet written).
     Bias(Option<*const f32>),
-    /// `c += bias + sums`: a later K block (no bias), or the first onto the residual that C
-    /// already holds.
-    Onto(Option<*const f32>),
+    /// `c = from + bias + sums`, `from` a tile laid out as C: C itself (`None`: a later K block,
+    /// no bias; or the first, onto the residual that C holds) or the residual's (the first K
+    /// block of a C not yet written). Either way the residual enters with the bias, so a
+    /// residual in its own buffer or in C's sums to the same bits.
+    Onto(Option<*const f32>, Option<*const f32>),
+}
+
+impl Start {
+    /// The tile the sums are added onto, where there is one: `from`, or C at `c`.
+    fn from(self, c: *const f32) -> Option<*const f32> {
+        match self {
+            Start::Bias(_) => None,
+            Start::Onto(from, _) => Some(from.unwrap_or(c)),
+        }
+    }
+
+    fn bias(self) -> Option<*const f32> {
+        match self {
+            Start::Bias(bias) | Start::Onto(_, bias) => bias,
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -241,21 +264,18 @@ unsafe fn tile_avx512<const VECTORS: usize, const IN_ROWS: bool>(kc: usize, (a, 
     }
     let zero = _mm512_setzero_ps();
     for (i, row) in acc.iter().enumerate().take(rows) {
-        let bias = match store.start {
-            Start::Bias(Some(bias)) | Start::Onto(Some(bias)) => _mm512_set1_ps(*bias.add(i)),
-            _ => zero,
-        };
+        let bias = store.start.bias().map(|bias| _mm512_set1_ps(*bias.add(i)));
+        let from = store.start.from(c);
         for (j, &sums) in row.iter().enumerate() {
             let at = i * ldc + j * 16;
-            let prior = if let Start::Onto(_) = store.start { _mm512_add_ps(_mm512_loadu_ps(c.add(at)), bias) } else { bias };
+            let prior = match (from, bias) {
+                (Some(from), Some(bias)) => _mm512_add_ps(_mm512_loadu_ps(from.add(at)), bias),
+                (Some(from), None) => _mm512_loadu_ps(from.add(at)),
+                (None, bias) => bias.unwrap_or(zero),
+            };
             let mut v = _mm512_add_ps(prior, sums);
-            if let Some((residual, relu)) = store.finish {
-                if let Some(r) = residual {
-                    v = _mm512_add_ps(v, _mm512_loadu_ps(r.add(at)));
-                }
-                if relu {
-                    v = _mm512_max_ps(v, zero);
-                }
+            if store.relu {
+                v = _mm512_max_ps(v, zero);
             }
             _mm512_storeu_ps(c.add(at), v);
         }
@@ -292,21 +312,18 @@ unsafe fn tile_avx2<const ROWS: usize, const VECTORS: usize, const IN_ROWS: bool
     }
     let zero = _mm256_setzero_ps();
     for (i, row) in acc.iter().enumerate().take(rows) {
-        let bias = match store.start {
-            Start::Bias(Some(bias)) | Start::Onto(Some(bias)) => _mm256_set1_ps(*bias.add(i)),
-            _ => zero,
-        };
+        let bias = store.start.bias().map(|bias| _mm256_set1_ps(*bias.add(i)));
+        let from = store.start.from(c);
         for (j, &sums) in row.iter().enumerate() {
             let at = i * ldc + j * 8;
-            let prior = if let Start::Onto(_) = store.start { _mm256_add_ps(_mm256_loadu_ps(c.add(at)), bias) } else { bias };
+            let prior = match (from, bias) {
+                (Some(from), Some(bias)) => _mm256_add_ps(_mm256_loadu_ps(from.add(at)), bias),
+                (Some(from), None) => _mm256_loadu_ps(from.add(at)),
+                (None, bias) => bias.unwrap_or(zero),
+            };
             let mut v = _mm256_add_ps(prior, sums);
-            if let Some((residual, relu)) = store.finish {
-                if let Some(r) = residual {
-                    v = _mm256_add_ps(v, _mm256_loadu_ps(r.add(at)));
-                }
-                if relu {
-                    v = _mm256_max_ps(v, zero);
-                }
+            if store.relu {
+                v = _mm256_max_ps(v, zero);
             }
             _mm256_storeu_ps(c.add(at), v);
         }
@@ -563,13 +580,14 @@ impl Target<'_> {
     /// K block of its block of pixels.
     fn tile_store(&self, row: usize, col: usize, first: bool, last: bool) -> TileStore {
         let bias = self.bias.map(|b| b[row..].as_ptr());
-        let start = match (first, self.onto) {
-            (true, false) => Start::Bias(bias),
-            (true, true) => Start::Onto(bias),
-            (false, _) => Start::Onto(None),
+        let residual = self.epilogue.residual.map(|r| r[row * self.pixels + col..].as_ptr());
+        let start = match (first, self.onto, residual) {
+            (true, false, None) => Start::Bias(bias),
+            (true, false, Some(residual)) => Start::Onto(Some(residual), bias),
+            (true, true, _) => Start::Onto(None, bias),
+            (false, ..) => Start::Onto(None, None),
         };
-        let residual = |r: &[f32]| r[row * self.pixels + col..].as_ptr();
-        TileStore { start, finish: last.then(|| (self.epilogue.residual.map(residual), self.epilogue.relu)) }
+        TileStore { start, relu: last && self.epilogue.relu, fetch: last || (first && residual.is_some()) }
     }
 
     /// The same store element by element, for partial tiles and for pixels that no tap reads
@@ -581,14 +599,20 @@ impl Target<'_> {
     unsafe fn store(&self, row: usize, col: usize, sum: f32, first: bool, last: bool) {
         let at = row * self.pixels + col;
         let p = self.out.add(at);
-        let bias = self.bias.map_or(0.0, |b| b[row]);
-        let prior = match (first, self.onto) {
-            (true, false) => bias,
-            (true, true) => *p + bias,
-            (false, _) => *p,
+        // As the kernels store: the residual (in its buffer or in C's) with the bias.
+        let onto = match (first, self.onto, self.epilogue.residual) {
+            (true, false, None) => None,
+            (true, false, Some(residual)) => Some(residual[at]),
+            (true, true, _) | (false, ..) => Some(*p),
+        };
+        let bias = if first { self.bias.map(|b| b[row]) } else { None };
+        let prior = match (onto, bias) {
+            (Some(onto), Some(bias)) => onto + bias,
+            (Some(onto), None) => onto,
+            (None, bias) => bias.unwrap_or(0.0),
         };
         let v = prior + sum;
-        *p = if last { self.epilogue.finish(v, at) } else { v };
+        *p = if last && self.epilogue.relu { v.max(0.0) } else { v };
     }
 }
 
@@ -768,7 +792,7 @@ unsafe fn multiply_block(kernel: GemmKernel, a: Weights, out: Target, tile_range
                 } else {
                     // The sums alone, over whatever `scratch` holds: zeroing it first was a
                     // `memset` per call, 1.5% of a ResNet pass's samples.
-                    let sums_only = TileStore { start: Start::Bias(None), finish: None };
+                    let sums_only = TileStore { start: Start::Bias(None), relu: false, fetch: false };
                     kernel.tile(kc, a_tile, b_strip, scratch.as_mut_ptr(), nr, sums_only, (rows.len(), cols.len()));
                     for (row, sums) in rows.clone().zip(scratch.chunks(nr)) {
                         for (col, &sum) in cols.clone().zip(sums) {

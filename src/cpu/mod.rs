@@ -100,8 +100,10 @@ impl TapSkipping {
 }
 
 /// The epilogue of a network's convolution: add `residual` (the output's shape), then ReLU. The
-/// packed implicit GEMM applies it as it stores each tile's last sums ([`conv2d_with_epilogue`]);
-/// the other paths in a pass of their own ([`Epilogue::apply`]).
+/// packed implicit GEMM adds the residual with the bias as it first stores each tile and applies
+/// the ReLU as it stores the last sums ([`conv2d_with_epilogue`]), the residual in its own buffer
+/// or in the output's ([`conv2d_onto`]) alike; the other paths in a pass of their own
+/// ([`Epilogue::apply`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
     pub residual: Option<&'a [f32]>,
