@@ -452,6 +452,28 @@ fn winograd_gemms_run_k_longer_than_two_blocks() {
     }
 }
 
+/// A Winograd layer wide enough to take its map in two chunks (600 channels: at most 480 tiles a
+/// chunk; a 45×47 map's 552 tiles as 288 + 264), on each micro-kernel, with the residual and
+/// ReLU.
+#[test]
+fn winograd_takes_wide_layers_in_chunks() {
+    let x = Tensor::random(vec![1, 600, 45, 47], 171);
+    let w = Tensor::random(vec![16, 600, 3, 3], 172);
+    let b = Tensor::random(vec![16], 173);
+    let p = Conv2dParams { padding: Hw::square(1), ..Default::default() };
+    let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
+    let residual = Tensor::random(g.output_shape().to_vec(), 174);
+    let mut exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().into_data();
+    for (e, r) in exact.iter_mut().zip(residual.data()) {
+        *e = (*e + r).max(0.0);
+    }
+    for kernel in cpu::GemmKernel::available() {
+        let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu: true };
+        let d = difference(&cpu::conv2d_winograd(&g, x.data(), w.data(), Some(b.data()), epilogue, kernel), &exact);
+        assert!(d.within(TOLERANCE), "{kernel:?}: {d}");
+    }
+}
+
 /// Transposed convolutions as networks use them (k4 s2, k3 s2 with output_padding, stride 3,
 /// dilated, 1×1 inputs), wide enough for several tiles, blocks and K blocks per phase.
 #[test]

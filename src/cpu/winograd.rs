@@ -110,8 +110,20 @@ fn transform_phase_sums([m0, m1, m2, m3]: [f32; 4]) -> [f32; 3] {
 /// transformed patches and sums (16 × channels × tiles each) stay a few tens of MB whatever the
 /// map. Smaller chunks, in the caches between the steps, ran the GEMMs slower: 192 tiles 4–15%,
 /// 768 3% (BENCHMARKS.md). A multiple of every kernel's strip; a 65×65 map's 1089 tiles are
-/// one chunk.
+/// one chunk up to 256 channels ([`chunk_tiles`]).
 const CHUNK_TILES: usize = 1152;
+
+/// Tiles per chunk for `rows` floats a tile (input channels, or rows of sums, whichever is more):
+/// at most [`CHUNK_TILES`], and at most as many floats a point as `CHUNK_TILES` tiles of 256
+/// channels, the tiles shared out evenly in whole strips. A dilated ResNet-50's 512-channel
+/// layers then take their 65×65 maps in two chunks, in the 23 MB of scratch its 256-channel
+/// layers used rather than 45 MB more: one pass 1.3–2.5% faster (the pages faulted in), warm
+/// passes level, the layer alone level.
+fn chunk_tiles(tiles: usize, rows: usize) -> usize {
+    let strip = GemmKernel::Avx512.nr().max(GemmKernel::Avx2.nr());
+    let most = (CHUNK_TILES * 256 / rows.max(1)).clamp(strip, CHUNK_TILES) / strip * strip;
+    tiles.div_ceil(tiles.div_ceil(most).max(1)).next_multiple_of(strip).clamp(strip, most)
+}
 
 /// GEMMs run at once ([`point_products`]); a divisor of 16. Two and four ran ResNet-50
 /// passes 1.02–1.03× as fast as all 16 at once (BENCHMARKS.md), one slower.
@@ -473,14 +485,15 @@ fn winograd_passes(
     let chunk_layout = |tiles: usize| PatchLayout::new(tiles, cig, kernel.nr(), m * tiles);
     // Taken out of the thread-local, not borrowed: a rayon worker waiting on these GEMMs may
     // run another convolution's task meanwhile.
-    let mut scratch = with_len(SCRATCH.take(), (POINTS + WAVE) * chunk_layout(CHUNK_TILES.min(tiles)).slot + LINE_FLOATS);
+    let chunk_tiles = chunk_tiles(tiles, cig.max(m));
+    let mut scratch = with_len(SCRATCH.take(), (POINTS + WAVE) * chunk_layout(chunk_tiles.min(tiles)).slot + LINE_FLOATS);
     let slots = cache_aligned(&mut scratch);
     for (group, packed) in weights.iter().enumerate() {
         for n in 0..g.batch {
             let x = &input[(n * g.c_in + group * cig) * in_plane..][..cig * in_plane];
             let slab = (n * g.c_out + group * cog) * pixels..(n * g.c_out + (group + 1) * cog) * pixels;
-            for first in (0..tiles).step_by(CHUNK_TILES) {
-                let chunk = first..(first + CHUNK_TILES).min(tiles);
+            for first in (0..tiles).step_by(chunk_tiles) {
+                let chunk = first..(first + chunk_tiles).min(tiles);
                 let layout = chunk_layout(chunk.len());
                 let slots = &mut slots[..(POINTS + WAVE) * layout.slot];
                 transform_input(kernel, x, positions, chunk.clone(), &layout, &mut slots[WAVE * layout.slot..]);
