@@ -415,10 +415,7 @@ fn implicit_gemm_runs_k_longer_than_two_blocks() {
         let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
         assert!(!cpu::winograd_applies(&g) && cpu::uses_implicit_gemm(&g, TapSkipping::Auto));
         let residual = Tensor::random(g.output_shape().to_vec(), 144);
-        let mut exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().into_data();
-        for (e, r) in exact.iter_mut().zip(residual.data()) {
-            *e = (*e + r).max(0.0);
-        }
+        let exact = reference_with_epilogue(&conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap(), &residual, true);
         for_each_kernel(|kernel, skipping| {
             let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu: true };
             let fast = cpu::conv2d_with_epilogue(&g, x.data(), w.data(), Some(b.data()), epilogue, skipping, Some(kernel));
@@ -463,10 +460,7 @@ fn winograd_takes_wide_layers_in_chunks() {
     let p = Conv2dParams { padding: Hw::square(1), ..Default::default() };
     let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
     let residual = Tensor::random(g.output_shape().to_vec(), 174);
-    let mut exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().into_data();
-    for (e, r) in exact.iter_mut().zip(residual.data()) {
-        *e = (*e + r).max(0.0);
-    }
+    let exact = reference_with_epilogue(&conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap(), &residual, true);
     for kernel in cpu::GemmKernel::available() {
         let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu: true };
         let d = difference(&cpu::conv2d_winograd(&g, x.data(), w.data(), Some(b.data()), epilogue, kernel), &exact);
@@ -524,10 +518,7 @@ fn implicit_gemm_pointwise_matches_reference() {
         let p = Conv2dParams { groups, ..Default::default() };
         let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
         let residual = Tensor::random(g.output_shape().to_vec(), 94);
-        let mut exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().into_data();
-        for (e, r) in exact.iter_mut().zip(residual.data()) {
-            *e = (*e + r).max(0.0);
-        }
+        let exact = reference_with_epilogue(&conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap(), &residual, true);
         for kernel in cpu::GemmKernel::available() {
             let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu: true };
             let fast = cpu::conv2d_with_epilogue(&g, x.data(), w.data(), Some(b.data()), epilogue, TapSkipping::Auto, Some(kernel));
@@ -558,10 +549,7 @@ fn conv2d_onto_adds_onto_the_residual() {
         let g = p.geometry(x.shape(), w.shape(), Some(b.shape())).unwrap();
         assert!(!cpu::winograd_applies(&g) && cpu::uses_implicit_gemm(&g, TapSkipping::Auto));
         let residual = Tensor::random(g.output_shape().to_vec(), 164);
-        let mut exact = conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap().into_data();
-        for (e, r) in exact.iter_mut().zip(residual.data()) {
-            *e = (*e + r).max(0.0);
-        }
+        let exact = reference_with_epilogue(&conv2d(&CpuReference, &x, &w, Some(&b), &p).unwrap(), &residual, true);
         let onto = |skipping, kernel| cpu::conv2d_onto(&g, x.data(), w.data(), Some(b.data()), residual.data().to_vec(), true, skipping, kernel);
         let epilogue = cpu::Epilogue { residual: Some(residual.data()), relu: true };
         for_each_kernel(|kernel, skipping| {

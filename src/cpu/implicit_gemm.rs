@@ -633,9 +633,9 @@ pub(super) enum Output<'a> {
 }
 
 /// `out[m planes of rows.output × cols.output] = epilogue(bias + A · B(correlation))`, every
-/// element written (`out` may start uninitialised), or with [`Output::Onto`] `out += …`, in tasks of a block of pixels (and a share
-/// of the output channels where the blocks are few) over rayon's threads. `bias` has `m`
-/// values, the epilogue's residual `out`'s shape.
+/// element written (`out` may start uninitialised; [`Output::Onto`]: added onto what it holds),
+/// in tasks of a block of pixels (and a share of the output channels where the blocks are few)
+/// over rayon's threads. `bias` has `m` values, the epilogue's residual `out`'s shape.
 pub(super) fn correlate(kernel: GemmKernel, c: &Correlation, a: Weights, bias: Option<&[f32]>, epilogue: Epilogue, out: Output) {
     let onto = matches!(out, Output::Onto(_));
     let (out, len) = match out {
